@@ -1,0 +1,76 @@
+/* common.h: the small vocabulary every hookring module shares.
+ *
+ * struct slice is borrowed bytes (never freed through it); struct buf is an owned, growable
+ * buffer with a hard cap. Actions return 0 or -errno. */
+#ifndef HOOKRING_COMMON_H
+#define HOOKRING_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define HR_UNUSED __attribute__((unused))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct slice {
+    const uint8_t *p;
+    size_t len;
+};
+
+#define SLICE_LIT(s) ((struct slice){(const uint8_t *)(s), sizeof(s) - 1})
+
+static inline struct slice slice_of(const void *p, size_t len)
+{
+    return (struct slice){(const uint8_t *)p, len};
+}
+
+static inline struct slice slice_cstr(const char *s)
+{
+    return (struct slice){(const uint8_t *)s, s ? strlen(s) : 0};
+}
+
+static inline bool slice_eq(struct slice a, struct slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+static inline bool slice_eq_cstr(struct slice a, const char *s)
+{
+    return slice_eq(a, slice_cstr(s));
+}
+
+/* slice_eq_nocase compares ASCII case-insensitively (HTTP header names). */
+bool slice_eq_nocase(struct slice a, struct slice b);
+
+/* An owned buffer. len <= cap <= max; max bounds growth (0 means cap is fixed). */
+struct buf {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+
+/* buf_init prepares an empty buffer that may grow to max bytes. No allocation happens yet. */
+void buf_init(struct buf *b, size_t max);
+/* buf_free releases the memory; buf_free on an initialised empty buffer is a no-op. */
+void buf_free(struct buf *b);
+/* buf_reserve makes room for n more bytes. Returns 0, or -ENOMEM (also when max would be
+ * exceeded), leaving the buffer unchanged. */
+int buf_reserve(struct buf *b, size_t n);
+/* buf_put appends n bytes. Returns 0 or -ENOMEM. */
+int buf_put(struct buf *b, const void *p, size_t n);
+int buf_puts(struct buf *b, const char *s);
+int buf_putc(struct buf *b, char c);
+int buf_put_slice(struct buf *b, struct slice s);
+/* buf_printf appends formatted text. Returns 0 or -ENOMEM. */
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline struct slice buf_slice(const struct buf *b)
+{
+    return (struct slice){b->p, b->len};
+}
+
+#endif
