@@ -1,0 +1,117 @@
+/* common.c: slices and bounded buffers. */
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+bool slice_eq_nocase(struct slice a, struct slice b)
+{
+    if (a.len != b.len) {
+        return false;
+    }
+    for (size_t i = 0; i < a.len; i++) {
+        uint8_t x = a.p[i], y = b.p[i];
+        if (x >= 'A' && x <= 'Z') {
+            x += 32;
+        }
+        if (y >= 'A' && y <= 'Z') {
+            y += 32;
+        }
+        if (x != y) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void buf_init(struct buf *b, size_t max)
+{
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+int buf_reserve(struct buf *b, size_t n)
+{
+    if (n <= b->cap - b->len) {
+        return 0;
+    }
+    if (n > b->max - b->len) {
+        return -ENOMEM;
+    }
+    size_t want = b->len + n;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < want) {
+        cap = cap * 2 < cap ? want : cap * 2;
+    }
+    if (cap > b->max) {
+        cap = b->max;
+    }
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) {
+        return -ENOMEM;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_put(struct buf *b, const void *p, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    int rc = buf_reserve(b, n);
+    if (rc) {
+        return rc;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int buf_puts(struct buf *b, const char *s)
+{
+    return buf_put(b, s, strlen(s));
+}
+
+int buf_putc(struct buf *b, char c)
+{
+    return buf_put(b, &c, 1);
+}
+
+int buf_put_slice(struct buf *b, struct slice s)
+{
+    return buf_put(b, s.p, s.len);
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return -EINVAL;
+    }
+    int rc = buf_reserve(b, (size_t)n + 1);
+    if (rc) {
+        return rc;
+    }
+    va_start(ap, fmt);
+    vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}

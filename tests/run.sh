@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# tests/run.sh BUILD_DIR...: run every Criterion suite built in each BUILD_DIR/tests, then the
+# provider-verifier conformance suite (against the first BUILD_DIR's binaries), and print one
+# closing line "tests: N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+bad_suites=()
+first_build="$1"
+for build in "$@"; do
+    for t in "$build"/tests/test_*; do
+        [ -x "$t" ] || continue
+        echo "=== $t"
+        out=$(HOOKRING_BUILD="$build" "$t" --jobs 2 2>&1)
+        rc=$?
+        printf '%s\n' "$out" | grep -v '^\[----\]' | tail -n 25
+        syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
+        p=$(printf '%s' "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+        f=$(printf '%s' "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+        c=$(printf '%s' "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+        passed=$((passed + ${p:-0}))
+        failed=$((failed + ${f:-0} + ${c:-0}))
+        if [ $rc -ne 0 ] || [ -z "$syn" ]; then
+            bad_suites+=("$t")
+            [ -z "$syn" ] && failed=$((failed + 1))
+        fi
+    done
+done
+if [ -x tests/verifiers/run.sh ]; then
+    echo "=== provider verifiers (tests/verifiers)"
+    out=$(tests/verifiers/run.sh "$first_build" 2>&1)
+    rc=$?
+    printf '%s\n' "$out"
+    line=$(printf '%s\n' "$out" | grep -E '^verifiers: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    p=$(printf '%s' "$line" | sed -n 's/^verifiers: \([0-9]*\) passed.*/\1/p')
+    f=$(printf '%s' "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        bad_suites+=("tests/verifiers")
+        [ -z "$line" ] && failed=$((failed + 1))
+    fi
+fi
+[ ${#bad_suites[@]} -gt 0 ] && echo "failing suites: ${bad_suites[*]}"
+echo "tests: $passed passed, $failed failed"
+[ $failed -eq 0 ] && [ ${#bad_suites[@]} -eq 0 ]
