@@ -128,6 +128,9 @@ struct profile {
     /* idem_key writes the idempotency key of ev into out (SIGN_ID_MAX + 1 bytes); returns its
      * length or 0 when ev lacks what it needs. */
     size_t (*idem_key)(const struct event *ev, char *out);
+    /* message_id writes the default message id of ev (SIGN_ID_MAX + 1 bytes) and returns its
+     * length; NULL means the event id. */
+    size_t (*message_id)(const struct event *ev, char *out);
 };
 
 extern const struct profile *const profiles[PROFILE_COUNT];

@@ -1,0 +1,113 @@
+/* cmd_common.c: helpers shared by the hookring commands. */
+#include "cmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int cmd_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "hookring %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'hookring %s --help')\n", cmd);
+    return EXIT_USAGE;
+}
+
+int cmd_bad_option(const char *cmd, int argc, char **argv, int opt)
+{
+    const char *arg = optind - 1 < argc ? argv[optind - 1] : "?";
+    if (opt == ':') {
+        return cmd_usage_error(cmd, "option '%s' needs a value", arg);
+    }
+    if (optopt && optopt != '?') {
+        return cmd_usage_error(cmd, "unknown option '-%c'", optopt);
+    }
+    return cmd_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+int cmd_read_file(const char *path, struct buf *b)
+{
+    int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = 0;
+    for (;;) {
+        if (b->len == b->max) {
+            char c;
+            ssize_t n = read(fd, &c, 1);
+            rc = n == 0 ? 0 : -EFBIG;
+            break;
+        }
+        size_t want = b->max - b->len < 65536 ? b->max - b->len : 65536;
+        if (buf_reserve(b, want)) {
+            rc = -ENOMEM;
+            break;
+        }
+        ssize_t n = read(fd, b->p + b->len, want);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = -errno;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        b->len += (size_t)n;
+    }
+    if (fd != STDIN_FILENO) {
+        close(fd);
+    }
+    return rc;
+}
+
+const struct profile *cmd_profile(const char *cmd, const char *name)
+{
+    const struct profile *p = profile_find(name);
+    if (p) {
+        return p;
+    }
+    char names[256] = "";
+    for (size_t i = 0; i < PROFILE_COUNT; i++) {
+        strcat(names, i ? ", " : "");
+        strcat(names, profiles[i]->name);
+    }
+    if (!name) {
+        cmd_usage_error(cmd, "--profile is required (one of %s)", names);
+    } else {
+        cmd_usage_error(cmd, "unknown profile '%s' (one of %s)", name, names);
+    }
+    return NULL;
+}
+
+bool cmd_parse_uint(const char *s, uint64_t *out)
+{
+    if (!s || !*s) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int64_t cmd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
