@@ -15,10 +15,12 @@ static const char sign_help[] =
     "(CRLF-terminated, as on the wire), one empty line, then the body bytes. EVENT.json is an\n"
     "event as in spec/PROFILES.md ('-' reads standard input, at most 4 MiB).\n"
     "\n"
-    "  --profile P       humanconnection humiris humcli humanos aksita standard svix stripe github\n"
+    "  --profile P       humanconnection humiris humcli humanos aksita standard svix stripe "
+    "github\n"
     "  --secret S        the signing secret (standard, svix: whsec_ + base64; others: as given).\n"
     "                    Repeat during a rotation: the first is current; standard, svix and\n"
-    "                    stripe sign with every one, the others with the first. Optional for aksita\n"
+    "                    stripe sign with every one, the others with the first. Optional for "
+    "aksita\n"
     "  --id ID           the message id sent (webhook-id, svix-id, X-GitHub-Delivery); default:\n"
     "                    the event id (github: a GUID derived from it)\n"
     "  --timestamp T     the attempt time in unix seconds (default: now), for reproducible output\n"
@@ -32,10 +34,14 @@ static const char sign_help[] =
 int cmd_sign(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},    {"secret", required_argument, NULL, 's'},
-        {"id", required_argument, NULL, 'i'},         {"timestamp", required_argument, NULL, 't'},
-        {"enc-secret", required_argument, NULL, 'e'}, {"enc-salt", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"profile", required_argument, NULL, 'p'},
+        {"secret", required_argument, NULL, 's'},
+        {"id", required_argument, NULL, 'i'},
+        {"timestamp", required_argument, NULL, 't'},
+        {"enc-secret", required_argument, NULL, 'e'},
+        {"enc-salt", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *pname = NULL, *id = NULL, *ts = NULL, *enc = "", *salt = "";
     struct slice secrets[SIGN_MAX_KEYS];

@@ -8,14 +8,16 @@
 #define MAX_HEADERS 64
 
 static const char verify_help[] =
-    "usage: hookring verify --profile P --secret S [--secret S2...] [--enc-secret B64 --enc-salt SALT]\n"
+    "usage: hookring verify --profile P --secret S [--secret S2...] [--enc-secret B64 --enc-salt "
+    "SALT]\n"
     "                       [--tolerance SECONDS] [--now T] --header 'Name: value'... BODY_FILE\n"
     "\n"
     "Checks a received webhook: the signature header(s) against the body, in constant time, and\n"
     "the timestamp against now. Prints the event (humanos: the decrypted plaintext) and exits 0\n"
     "when valid; prints why and exits 1 when not. BODY_FILE '-' reads standard input.\n"
     "\n"
-    "  --profile P        humanconnection humiris humcli humanos aksita standard svix stripe github\n"
+    "  --profile P        humanconnection humiris humcli humanos aksita standard svix stripe "
+    "github\n"
     "  --secret S         a secret the receiver accepts (repeatable: any one may match).\n"
     "                     aksita without --secret accepts unsigned requests only\n"
     "  --header 'N: V'    a received header (repeatable, at most 64)\n"
@@ -31,10 +33,14 @@ static const char verify_help[] =
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},    {"secret", required_argument, NULL, 's'},
-        {"header", required_argument, NULL, 'H'},     {"tolerance", required_argument, NULL, 'T'},
-        {"now", required_argument, NULL, 'n'},        {"enc-secret", required_argument, NULL, 'e'},
-        {"enc-salt", required_argument, NULL, 'a'},   {"help", no_argument, NULL, 'h'},
+        {"profile", required_argument, NULL, 'p'},
+        {"secret", required_argument, NULL, 's'},
+        {"header", required_argument, NULL, 'H'},
+        {"tolerance", required_argument, NULL, 'T'},
+        {"now", required_argument, NULL, 'n'},
+        {"enc-secret", required_argument, NULL, 'e'},
+        {"enc-salt", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pname = NULL, *enc = "", *salt = "";
@@ -73,8 +79,8 @@ int cmd_verify(int argc, char **argv)
             while (vl && (val[vl - 1] == ' ' || val[vl - 1] == '\t' || val[vl - 1] == '\r')) {
                 vl--;
             }
-            hdrs[nh++] = (struct header){slice_of(optarg, (size_t)(colon - optarg)),
-                                         slice_of(val, vl)};
+            hdrs[nh++] =
+                (struct header){slice_of(optarg, (size_t)(colon - optarg)), slice_of(val, vl)};
             break;
         }
         case 'T':

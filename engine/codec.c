@@ -118,7 +118,8 @@ int b64_decode(uint8_t *out, size_t cap, size_t *out_len, struct slice in)
         if ((pad == 2 && (v[1] & 15)) || (pad == 1 && (v[2] & 3))) {
             return -EINVAL;
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         size_t n = 3 - pad;
         if (cap - o < n) {
             return -ENOSPC;

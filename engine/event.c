@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -96,8 +97,8 @@ int event_parse_time(struct slice s, int64_t *out_ms)
     }
     int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
     int h = digits(p + 11, 2), mi = digits(p + 14, 2), se = digits(p + 17, 2);
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
-        se < 0 || se > 59) {
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 ||
+        se > 59) {
         return -EINVAL;
     }
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -201,7 +202,8 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
         goto out;
     }
     if (toks[0].type != JSON_OBJECT) {
-        rc = fail(err, errlen, "event: must be a JSON object, not %s", json_type_name(toks[0].type));
+        rc =
+            fail(err, errlen, "event: must be a JSON object, not %s", json_type_name(toks[0].type));
         goto out;
     }
     /* Every member must be known, and appear once. */
@@ -216,8 +218,8 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
             }
         }
         if (k == ARRAY_SIZE(known_fields)) {
-            rc = fail(err, errlen, "event: unknown field '%.*s'", (int)(key.len > 64 ? 64 : key.len),
-                      (const char *)key.p);
+            rc = fail(err, errlen, "event: unknown field '%.*s'",
+                      (int)(key.len > 64 ? 64 : key.len), (const char *)key.p);
             goto out;
         }
         if (seen & (1u << k)) {
@@ -288,8 +290,9 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
             goto out;
         }
         if (!valid_agent(slice_of(ev->agent, ev->agent_len))) {
-            rc = fail(err, errlen, "field 'agent': must be 1-128 printable ASCII characters "
-                                   "without spaces, or null");
+            rc = fail(err, errlen,
+                      "field 'agent': must be 1-128 printable ASCII characters "
+                      "without spaces, or null");
             goto out;
         }
         ev->has_agent = true;
@@ -323,8 +326,9 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
             scheme = url.p[k] > 0x20 && url.p[k] < 0x7f;
         }
         if (!scheme) {
-            rc = fail(err, errlen, "field 'callback_url': must be an absolute http(s) URL "
-                                   "without spaces");
+            rc = fail(err, errlen,
+                      "field 'callback_url': must be an absolute http(s) URL "
+                      "without spaces");
             goto out;
         }
         rc = get_string(toks, s, json, "callback_secret", ev->callback_secret,

@@ -23,13 +23,13 @@ struct event {
     size_t type_len;
     char created_at[EVENT_TIME_MAX + 1]; /* RFC 3339 UTC, as given or as set at ingest */
     size_t created_at_len;
-    int64_t created_ms;                  /* the same instant, unix milliseconds */
-    bool has_agent;                      /* false: absent or null */
+    int64_t created_ms; /* the same instant, unix milliseconds */
+    bool has_agent;     /* false: absent or null */
     char agent[EVENT_AGENT_MAX + 1];
     size_t agent_len;
-    struct slice data;                   /* verbatim bytes of "data", borrowed from the input */
+    struct slice data; /* verbatim bytes of "data", borrowed from the input */
     char callback_url[EVENT_URL_MAX + 1];
-    size_t callback_url_len;             /* 0: none */
+    size_t callback_url_len; /* 0: none */
     char callback_secret[EVENT_SECRET_MAX + 1];
     size_t callback_secret_len;
 };

@@ -32,9 +32,9 @@ struct json_tok {
 
 enum json_status {
     JSON_OK = 0,
-    JSON_INVALID,   /* not valid JSON; *err_off says where */
-    JSON_TOO_MANY,  /* more tokens than the array holds */
-    JSON_TOO_DEEP,  /* nesting over JSON_MAX_DEPTH */
+    JSON_INVALID,  /* not valid JSON; *err_off says where */
+    JSON_TOO_MANY, /* more tokens than the array holds */
+    JSON_TOO_DEEP, /* nesting over JSON_MAX_DEPTH */
 };
 
 /* json_parse tokenizes exactly one JSON value (surrounding whitespace allowed) from in[0..len).

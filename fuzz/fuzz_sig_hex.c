@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct slice v, body;
     fuzz_split(data, size, &v, &body);
-    struct header h[2] = {{SLICE_LIT("X-Hub-Signature-256"), v}, {SLICE_LIT("X-GitHub-Delivery"), v}};
+    struct header h[2] = {{SLICE_LIT("X-Hub-Signature-256"), v},
+                          {SLICE_LIT("X-GitHub-Delivery"), v}};
     fuzz_verify(&gh, h, 2, body);
     h[0].name = SLICE_LIT("X-HumanConnection-Signature");
     fuzz_verify(&hc, h, 1, body);

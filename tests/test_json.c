@@ -17,9 +17,21 @@ static enum json_status parse(const char *s, struct json_tok *t, size_t max, siz
 Test(json, accepts_valid_documents)
 {
     static const char *const ok[] = {
-        "{}", "[]", "0", "-0", "1.5e10", "-1.25E-3", "\"x\"", "true", "false", "null",
+        "{}",
+        "[]",
+        "0",
+        "-0",
+        "1.5e10",
+        "-1.25E-3",
+        "\"x\"",
+        "true",
+        "false",
+        "null",
         " {\"a\" : [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\\\"\"} ",
-        "\"\\ud83d\\ude00\"", "\"caf\xc3\xa9\"", "[[[[[]]]]]", "{\"a\":{\"b\":{\"c\":[true]}}}",
+        "\"\\ud83d\\ude00\"",
+        "\"caf\xc3\xa9\"",
+        "[[[[[]]]]]",
+        "{\"a\":{\"b\":{\"c\":[true]}}}",
     };
     struct json_tok t[64];
     size_t n;
@@ -31,10 +43,16 @@ Test(json, accepts_valid_documents)
 Test(json, refuses_invalid_documents)
 {
     static const char *const bad[] = {
-        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "01", "1.", ".5", "-",
-        "1e", "+1", "tru", "nul", "truex", "\"abc", "\"\\x\"", "\"\\u12\"", "\"a\x01\"",
-        "\"\xff\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "{} {}", "[1 2]", "{\"a\":1 \"b\":2}", "NaN",
-        "[1],", "'a'",
+        "",          " ",         "{",
+        "}",         "[1,]",      "{\"a\":1,}",
+        "{\"a\" 1}", "{a:1}",     "01",
+        "1.",        ".5",        "-",
+        "1e",        "+1",        "tru",
+        "nul",       "truex",     "\"abc",
+        "\"\\x\"",   "\"\\u12\"", "\"a\x01\"",
+        "\"\xff\"",  "\"\xc3\"",  "\"\xed\xa0\x80\"",
+        "{} {}",     "[1 2]",     "{\"a\":1 \"b\":2}",
+        "NaN",       "[1],",      "'a'",
     };
     struct json_tok t[64];
     size_t n;

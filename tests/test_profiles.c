@@ -31,8 +31,9 @@ static const struct pcase cases[PROFILE_COUNT] = {
     {"humanos", "your-signature-secret", NULL, true, "x-signature",
      "68c42ec3e47c9a7f9241e0ba:credential"},
     {"aksita", "aksita-webhook-secret", NULL, false, "X-Webhook-Signature", "2125"},
-    {"standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC10d2VudHktZm91ci1i",
-     true, "webhook-signature", "msg_p5jXN8AQM9LWM0D4loKWxJek"},
+    {"standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+     "whsec_c2Vjb25kLXNlY3JldC10d2VudHktZm91ci1i", true, "webhook-signature",
+     "msg_p5jXN8AQM9LWM0D4loKWxJek"},
     {"svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC10d2VudHktZm91ci1i",
      true, "svix-signature", "msg_p5jXN8AQM9LWM0D4loKWxJek"},
     {"stripe", "whsec_stripe_test_secret_4eC39HqLyjWDarjtT1", "whsec_old_stripe_secret", true,
@@ -54,9 +55,9 @@ static void init_signer(struct signer *s, const struct pcase *c, const char *con
     char err[160] = "";
     const struct profile *p = profile_find(c->name);
     cr_assert_not_null(p, "%s", c->name);
-    cr_assert_eq(signer_init(s, p, sl, n, SLICE_LIT(ENC_SECRET), SLICE_LIT(ENC_SALT), err,
-                             sizeof(err)),
-                 0, "%s: %s", c->name, err);
+    cr_assert_eq(
+        signer_init(s, p, sl, n, SLICE_LIT(ENC_SECRET), SLICE_LIT(ENC_SALT), err, sizeof(err)), 0,
+        "%s: %s", c->name, err);
 }
 
 /* A signed request for the profile's sample event: "headers CRLF body" in req. */
@@ -79,9 +80,9 @@ static void sign_sample(struct signed_req *r, const struct signer *s, const char
     buf_init(&r->head, 1 << 16);
     buf_init(&r->body, 1 << 20);
     buf_init(&r->req, 1 << 21);
-    cr_assert_eq(sign_request(s, &r->ev, (struct slice){0}, now_ms, &r->head, &r->body, err,
-                              sizeof(err)),
-                 0, "%s: %s", name, err);
+    cr_assert_eq(
+        sign_request(s, &r->ev, (struct slice){0}, now_ms, &r->head, &r->body, err, sizeof(err)), 0,
+        "%s: %s", name, err);
     buf_put_slice(&r->req, buf_slice(&r->head));
     buf_puts(&r->req, "\r\n");
     buf_put_slice(&r->req, buf_slice(&r->body));
@@ -125,8 +126,11 @@ static void sign_body(const char *profile, const char *secret, const char *id, i
     struct signer s;
     init_signer(&s, &c, secrets, 1);
     struct event ev = {.type = "push", .type_len = 4};
-    struct sign_job job = {.signer = &s, .event = &ev, .body = slice_cstr(body),
-                           .id = slice_cstr(id), .now_ms = now_ms};
+    struct sign_job job = {.signer = &s,
+                           .event = &ev,
+                           .body = slice_cstr(body),
+                           .id = slice_cstr(id),
+                           .now_ms = now_ms};
     sign_batch(&job, 1);
     buf_init(head, 4096);
     cr_assert_eq(s.profile->write_headers(&job, head), 0);
@@ -161,9 +165,9 @@ Test(profiles, known_answer_standard_and_svix)
     buf_free(&h);
     sign_body("svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
               1614265330000LL, "{\"test\": 2432232314}", &h);
-    cr_expect(strstr((char *)h.p,
-                     "svix-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\r\n"),
-              "%s", h.p);
+    cr_expect(
+        strstr((char *)h.p, "svix-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\r\n"),
+        "%s", h.p);
     buf_free(&h);
 }
 
@@ -411,8 +415,7 @@ Test(profiles, malformed_headers_refused_with_reason)
          VERIFY_BAD_ENCODING},
         {PROFILE_HUMIRIS, "X-Humiris-Signature", "v1=" HEX64 ",t=1700000000",
          VERIFY_MALFORMED_HEADER},
-        {PROFILE_HUMIRIS, "X-Humiris-Signature", "t=17000x0000,v1=" HEX64,
-         VERIFY_MALFORMED_HEADER},
+        {PROFILE_HUMIRIS, "X-Humiris-Signature", "t=17000x0000,v1=" HEX64, VERIFY_MALFORMED_HEADER},
         {PROFILE_HUMIRIS, "X-Humiris-Signature", "t=1700000000", VERIFY_MALFORMED_HEADER},
         {PROFILE_HUMIRIS, "X-Humiris-Signature", "t=1700000000,v1=" HEX64, VERIFY_NO_MATCH},
         {PROFILE_STRIPE, "Stripe-Signature", "t=1700000000,t=1700000000,v1=" HEX64,
@@ -554,9 +557,9 @@ Test(profiles, events_that_do_not_fit_the_profile)
         struct buf head, body;
         buf_init(&head, 4096);
         buf_init(&body, 4096);
-        cr_expect_eq(sign_request(&s, &ev, (struct slice){0}, NOW_MS, &head, &body, err,
-                                  sizeof(err)),
-                     -EINVAL, "%s", bad[i].json);
+        cr_expect_eq(
+            sign_request(&s, &ev, (struct slice){0}, NOW_MS, &head, &body, err, sizeof(err)),
+            -EINVAL, "%s", bad[i].json);
         cr_expect(strstr(err, bad[i].want), "%s: '%s' lacks '%s'", bad[i].json, err, bad[i].want);
         buf_free(&head);
         buf_free(&body);

@@ -16,8 +16,8 @@ static int write_headers(const struct sign_job *job, struct buf *out)
 {
     int rc = put_content_type(out);
     rc = rc ? rc : buf_puts(out, "User-Agent: GitHub-Hookshot/hookring\r\n");
-    rc = rc ? rc : put_header(out, "X-GitHub-Event",
-                              slice_of(job->event->type, job->event->type_len));
+    rc = rc ? rc
+            : put_header(out, "X-GitHub-Event", slice_of(job->event->type, job->event->type_len));
     rc = rc ? rc : put_header(out, "X-GitHub-Delivery", job->id);
     return rc ? rc : put_header_hex(out, "X-Hub-Signature-256", "sha256=", job->mac[0]);
 }

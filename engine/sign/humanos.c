@@ -55,8 +55,9 @@ static int check_data(const struct event *ev, char *err, size_t errlen)
         }
     }
     if (json_obj_get(t, 0, in, "eventType") >= 0 || json_obj_get(t, 0, in, "api_version") >= 0) {
-        snprintf(err, errlen, "field 'data': must not contain eventType or api_version (the "
-                              "envelope sets them)");
+        snprintf(err, errlen,
+                 "field 'data': must not contain eventType or api_version (the "
+                 "envelope sets them)");
         goto out;
     }
     rc = 0;
@@ -70,8 +71,8 @@ static int plaintext(const struct signer *s, const struct event *ev, struct buf 
 {
     /* data is a validated object: its members are the bytes between the outer braces. */
     struct slice inner = {ev->data.p + 1, ev->data.len - 2};
-    while (inner.len && (inner.p[0] == ' ' || inner.p[0] == '\n' || inner.p[0] == '\t' ||
-                         inner.p[0] == '\r')) {
+    while (inner.len &&
+           (inner.p[0] == ' ' || inner.p[0] == '\n' || inner.p[0] == '\t' || inner.p[0] == '\r')) {
         inner.p++;
         inner.len--;
     }
@@ -187,8 +188,9 @@ static enum verify_status decrypt(const struct signer *s, struct slice body,
     uint8_t *tag = b64_member(t, body.p, "tag", &tagl);
     enum verify_status st = VERIFY_OK;
     if (!iv || !ct || !tag || ivl != IV_LEN || tagl != TAG_LEN) {
-        st = vfail(r, VERIFY_BAD_BODY, "body: iv (12 bytes), data and tag (16 bytes) must be "
-                                       "base64");
+        st = vfail(r, VERIFY_BAD_BODY,
+                   "body: iv (12 bytes), data and tag (16 bytes) must be "
+                   "base64");
         goto out;
     }
     if (buf_reserve(&r->plain, ctl + 1)) {
@@ -206,8 +208,9 @@ static enum verify_status decrypt(const struct signer *s, struct slice body,
     EVP_AEAD_CTX_cleanup(&ctx);
     pl = ctl;
     if (!ok) {
-        st = vfail(r, VERIFY_BAD_BODY, "body: decryption failed (wrong encryption secret or "
-                                       "salt, or tampered)");
+        st = vfail(r, VERIFY_BAD_BODY,
+                   "body: decryption failed (wrong encryption secret or "
+                   "salt, or tampered)");
         goto out;
     }
     r->plain.len = pl;

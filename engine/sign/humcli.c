@@ -9,10 +9,9 @@
 
 #define TASK_ID_MAX 128
 
-static const char *const statuses[] = {"ESTIMATE_PENDING", "ACCEPTED",  "PENDING",
-                                       "IN_PROGRESS",      "SUBMITTED", "VERIFIED",
-                                       "COMPLETED",        "MANUAL_REVIEW", "DISPUTED",
-                                       "CANCELLED"};
+static const char *const statuses[] = {"ESTIMATE_PENDING", "ACCEPTED", "PENDING",   "IN_PROGRESS",
+                                       "SUBMITTED",        "VERIFIED", "COMPLETED", "MANUAL_REVIEW",
+                                       "DISPUTED",         "CANCELLED"};
 
 static bool known_status(struct slice s)
 {
@@ -60,8 +59,9 @@ static int parse_task(const struct event *ev, struct task *tk, char *err, size_t
     size_t n, off;
     if (json_parse(toks, ARRAY_SIZE(toks), ev->data.p, ev->data.len, &n, &off) != JSON_OK ||
         toks[0].type != JSON_OBJECT) {
-        snprintf(err, errlen, "field 'data': profile humcli needs a small object with task_id, "
-                              "status, previous_status");
+        snprintf(err, errlen,
+                 "field 'data': profile humcli needs a small object with task_id, "
+                 "status, previous_status");
         return -EINVAL;
     }
     const uint8_t *in = ev->data.p;
@@ -76,8 +76,7 @@ static int parse_task(const struct event *ev, struct task *tk, char *err, size_t
     if (!known_status(slice_of(tk->status, tk->status_len)) ||
         (tk->prev_len && !known_status(slice_of(tk->prev, tk->prev_len)))) {
         snprintf(err, errlen, "field 'data.%s': not a HumCLI task status",
-                 known_status(slice_of(tk->status, tk->status_len)) ? "previous_status"
-                                                                    : "status");
+                 known_status(slice_of(tk->status, tk->status_len)) ? "previous_status" : "status");
         return -EINVAL;
     }
     return 0;
@@ -96,9 +95,9 @@ static int build_body(const struct signer *s, const struct event *ev, struct buf
     rc = rc ? rc : put_member_str(out, "task_id", slice_of(tk.task_id, tk.task_id_len), true);
     rc = rc ? rc : put_member_str(out, "status", slice_of(tk.status, tk.status_len), true);
     if (!rc) {
-        rc = tk.prev_len ? put_member_str(out, "previous_status", slice_of(tk.prev, tk.prev_len),
-                                          true)
-                         : buf_puts(out, ",\"previous_status\":null");
+        rc = tk.prev_len
+                 ? put_member_str(out, "previous_status", slice_of(tk.prev, tk.prev_len), true)
+                 : buf_puts(out, ",\"previous_status\":null");
     }
     rc = rc ? rc : put_member_str(out, "timestamp", slice_of(ts, tsl), true);
     return rc ? rc : buf_putc(out, '}');
@@ -158,8 +157,7 @@ static size_t idem_key(const struct event *ev, char *out)
 {
     struct task tk;
     char err[8];
-    if (parse_task(ev, &tk, err, sizeof(err)) ||
-        tk.task_id_len + 1 + tk.status_len > SIGN_ID_MAX) {
+    if (parse_task(ev, &tk, err, sizeof(err)) || tk.task_id_len + 1 + tk.status_len > SIGN_ID_MAX) {
         return 0;
     }
     int n = snprintf(out, SIGN_ID_MAX + 1, "%s:%s", tk.task_id, tk.status);

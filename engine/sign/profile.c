@@ -91,8 +91,7 @@ int signer_init(struct signer *s, const struct profile *p, const struct slice *s
     if (p->needs_enc) {
         if (enc_secret.len == 0 || enc_salt.len == 0) {
             return init_fail(s, err, errlen,
-                             "enc-secret: profile %s needs an encryption secret and salt",
-                             p->name);
+                             "enc-secret: profile %s needs an encryption secret and salt", p->name);
         }
         uint8_t pw[512];
         size_t pwlen;
@@ -135,8 +134,8 @@ void sign_batch(struct sign_job *jobs, size_t n)
                 hmac_batch(hj, nj);
                 nj = 0;
             }
-            hj[nj++] = (struct hmac_job){&job->signer->keys[k], job->pieces, job->npieces,
-                                         job->mac[k]};
+            hj[nj++] =
+                (struct hmac_job){&job->signer->keys[k], job->pieces, job->npieces, job->mac[k]};
         }
     }
     if (nj) {
@@ -241,8 +240,8 @@ int event_envelope(const struct event *ev, struct buf *out, bool with_agent)
     int rc = buf_putc(out, '{');
     rc = rc ? rc : put_member_str(out, "id", slice_of(ev->id, ev->id_len), false);
     rc = rc ? rc : put_member_str(out, "type", slice_of(ev->type, ev->type_len), true);
-    rc = rc ? rc : put_member_str(out, "created_at",
-                                  slice_of(ev->created_at, ev->created_at_len), true);
+    rc = rc ? rc
+            : put_member_str(out, "created_at", slice_of(ev->created_at, ev->created_at_len), true);
     if (with_agent && !rc) {
         rc = ev->has_agent ? put_member_str(out, "agent", slice_of(ev->agent, ev->agent_len), true)
                            : buf_puts(out, ",\"agent\":null");
@@ -274,8 +273,8 @@ void prep_ts_body(struct sign_job *job, bool millis)
 
 void prep_id_ts_body(struct sign_job *job)
 {
-    job->ts_len = (size_t)snprintf(job->ts, sizeof(job->ts), "%lld",
-                                   (long long)(job->now_ms / 1000));
+    job->ts_len =
+        (size_t)snprintf(job->ts, sizeof(job->ts), "%lld", (long long)(job->now_ms / 1000));
     job->pieces[0] = job->id;
     job->pieces[1] = slice_of(&dot, 1);
     job->pieces[2] = slice_of(job->ts, job->ts_len);
@@ -416,8 +415,8 @@ enum verify_status plain_body(struct verify_result *r, struct slice body)
 }
 
 enum verify_status verify_simple_hex(const struct signer *s, const struct header *h, size_t nh,
-                                     struct slice body, struct verify_result *r,
-                                     const char *name, const char *prefix)
+                                     struct slice body, struct verify_result *r, const char *name,
+                                     const char *prefix)
 {
     const struct slice *v = need_header(h, nh, name, r);
     if (!v) {

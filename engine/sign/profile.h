@@ -34,11 +34,11 @@ enum profile_id {
 
 /* How a secret string becomes HMAC key bytes. */
 enum key_format {
-    KEY_RAW,        /* the secret's bytes as given */
-    KEY_WHSEC_B64,  /* optional "whsec_" prefix, then standard base64 of the key bytes */
+    KEY_RAW,       /* the secret's bytes as given */
+    KEY_WHSEC_B64, /* optional "whsec_" prefix, then standard base64 of the key bytes */
 };
 
-#define SIGN_MAX_KEYS 4     /* current secret plus rotated ones still in their grace period */
+#define SIGN_MAX_KEYS 4 /* current secret plus rotated ones still in their grace period */
 #define SIGN_MAX_PIECES 5
 #define SIGN_TS_MAX 32
 #define SIGN_ID_MAX 160
@@ -111,7 +111,7 @@ struct profile {
     uint32_t timeout_ms;
     const uint32_t *retry_s; /* delays before each retry, seconds; NULL/0: no retries */
     size_t nretry;
-    uint8_t failing_after;   /* failed retries that mark the endpoint failing (0: never) */
+    uint8_t failing_after; /* failed retries that mark the endpoint failing (0: never) */
 
     /* build_body appends the body for ev to out. Returns 0, -EINVAL (err says why: the event
      * does not fit this profile) or -ENOMEM. */

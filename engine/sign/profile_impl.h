@@ -59,8 +59,8 @@ enum verify_status plain_body(struct verify_result *r, struct slice body);
 /* verify_simple_hex is the whole verifier of a profile whose header is <prefix><hex> over the
  * body. */
 enum verify_status verify_simple_hex(const struct signer *s, const struct header *h, size_t nh,
-                                     struct slice body, struct verify_result *r,
-                                     const char *name, const char *prefix);
+                                     struct slice body, struct verify_result *r, const char *name,
+                                     const char *prefix);
 
 /* The Standard Webhooks scheme (standard.c), shared with svix.c. */
 struct whsig_names {
@@ -74,7 +74,6 @@ enum verify_status whsig_verify(const struct signer *s, const struct header *h, 
                                 struct verify_result *r, const struct whsig_names *nm);
 
 extern const struct profile profile_humanconnection, profile_humiris, profile_humcli,
-    profile_humanos, profile_aksita, profile_standard, profile_svix, profile_stripe,
-    profile_github;
+    profile_humanos, profile_aksita, profile_standard, profile_svix, profile_stripe, profile_github;
 
 #endif

@@ -6,15 +6,15 @@
 #include <stdio.h>
 
 static const struct whsig_names std_names = {"webhook-id", "webhook-timestamp",
-                                            "webhook-signature"};
+                                             "webhook-signature"};
 
 int whsig_build_body(const struct signer *s, const struct event *ev, struct buf *out, char *err,
-                      size_t errlen)
+                     size_t errlen)
 {
     int rc = buf_putc(out, '{');
     rc = rc ? rc : put_member_str(out, "type", slice_of(ev->type, ev->type_len), false);
-    rc = rc ? rc : put_member_str(out, "timestamp", slice_of(ev->created_at, ev->created_at_len),
-                                  true);
+    rc = rc ? rc
+            : put_member_str(out, "timestamp", slice_of(ev->created_at, ev->created_at_len), true);
     rc = rc ? rc : put_member_raw(out, "data", ev->data, true);
     return rc ? rc : buf_putc(out, '}');
 }
@@ -82,8 +82,8 @@ enum verify_status whsig_verify(const struct signer *s, const struct header *h, 
             uint8_t mac[64];
             size_t ml;
             if (b64_decode(mac, sizeof(mac), &ml, b64) || ml != HMAC_SHA256_LEN) {
-                return vfail(r, VERIFY_BAD_ENCODING,
-                             "%s: v1 signature is not base64 of 32 bytes", nm->sig);
+                return vfail(r, VERIFY_BAD_ENCODING, "%s: v1 signature is not base64 of 32 bytes",
+                             nm->sig);
             }
             match |= mac_matches(s, pieces, 5, mac);
             nv1++;
@@ -97,8 +97,8 @@ enum verify_status whsig_verify(const struct signer *s, const struct header *h, 
         }
     }
     if (!match) {
-        return vfail(r, VERIFY_NO_MATCH, "%s: no matching signature among %zu v1 entries",
-                     nm->sig, nv1);
+        return vfail(r, VERIFY_NO_MATCH, "%s: no matching signature among %zu v1 entries", nm->sig,
+                     nv1);
     }
     set_id(r, *id);
     return plain_body(r, body);
