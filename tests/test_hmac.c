@@ -1,6 +1,6 @@
 /* test_hmac.c: the batched HMAC-SHA256 signer against RFC 4231 and against BoringSSL's HMAC(),
- * for every implementation (portable, shani, shani_x2, shani_x4), with keys and messages from a
- * fixed-seed generator so that a failure reproduces. */
+ * for every implementation (portable, shani, shani_x2, shani_x4, avx512_x16; those this CPU lacks
+ * are skipped), with keys and messages from a fixed-seed generator so that a failure reproduces. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -131,7 +131,7 @@ static void use_impl(enum hmac_impl impl)
 {
     int rc = hmac_set_impl(impl);
     if (rc == -ENOTSUP) {
-        cr_skip_test("this CPU lacks SHA-NI");
+        cr_skip_test("this CPU lacks SHA-NI or AVX-512");
     }
     cr_assert_eq(rc, 0);
 }
@@ -220,6 +220,11 @@ Test(hmac, rfc4231_shani_x4)
     check_rfc4231(HMAC_IMPL_SHANI_X4);
 }
 
+Test(hmac, rfc4231_avx512_x16)
+{
+    check_rfc4231(HMAC_IMPL_AVX512_X16);
+}
+
 Test(hmac, rfc4231_auto)
 {
     check_rfc4231(HMAC_IMPL_AUTO);
@@ -269,22 +274,28 @@ Test(hmac, random_single_shani_x4)
     check_random_single(HMAC_IMPL_SHANI_X4);
 }
 
+Test(hmac, random_single_avx512_x16)
+{
+    check_random_single(HMAC_IMPL_AVX512_X16);
+}
+
 /* --- random batches --------------------------------------------------------------------------- */
 
-#define BATCH_MAX 17
+#define BATCH_MAX 48
 #define BATCH_KEYS 3
 
-static void check_random_batches(enum hmac_impl impl)
+/* check_random_batches signs batches of 1..max_jobs jobs. */
+static void check_random_batches(enum hmac_impl impl, size_t max_jobs)
 {
     use_impl(impl);
-    rng_seed(0x6261746368ULL);
+    rng_seed(0x6261746368ULL + max_jobs);
     for (int t = 0; t < 60; t++) {
         uint8_t keys[BATCH_KEYS][200], want[BATCH_MAX][32], got[BATCH_MAX][32] = {{0}};
         size_t key_lens[BATCH_KEYS], key_of[BATCH_MAX];
         struct hmac_key k[BATCH_KEYS];
         struct split_msg m[BATCH_MAX];
         struct hmac_job jobs[BATCH_MAX];
-        size_t n = 1 + rng_below(BATCH_MAX);
+        size_t n = 1 + rng_below(max_jobs);
 
         for (size_t i = 0; i < BATCH_KEYS; i++) {
             key_lens[i] = rng_below(201);
@@ -311,30 +322,41 @@ static void check_random_batches(enum hmac_impl impl)
 
 Test(hmac, random_batches_portable)
 {
-    check_random_batches(HMAC_IMPL_PORTABLE);
+    check_random_batches(HMAC_IMPL_PORTABLE, 17);
 }
 
 Test(hmac, random_batches_shani)
 {
-    check_random_batches(HMAC_IMPL_SHANI);
+    check_random_batches(HMAC_IMPL_SHANI, 17);
 }
 
 Test(hmac, random_batches_shani_x2)
 {
-    check_random_batches(HMAC_IMPL_SHANI_X2);
+    check_random_batches(HMAC_IMPL_SHANI_X2, 17);
 }
 
 Test(hmac, random_batches_shani_x4)
 {
-    check_random_batches(HMAC_IMPL_SHANI_X4);
+    check_random_batches(HMAC_IMPL_SHANI_X4, 17);
+}
+
+Test(hmac, random_batches_avx512_x16)
+{
+    check_random_batches(HMAC_IMPL_AVX512_X16, 17);
+}
+
+/* Batches wide enough to keep all sixteen lanes busy, refilled as jobs finish. */
+Test(hmac, random_wide_batches_avx512_x16)
+{
+    check_random_batches(HMAC_IMPL_AVX512_X16, BATCH_MAX);
 }
 
 /* One long job among many short ones: the long one must survive every refill around it. */
 Test(hmac, long_job_among_short)
 {
     static const enum hmac_impl impls[] = {HMAC_IMPL_PORTABLE, HMAC_IMPL_SHANI, HMAC_IMPL_SHANI_X2,
-                                           HMAC_IMPL_SHANI_X4};
-    enum { N = 13 };
+                                           HMAC_IMPL_SHANI_X4, HMAC_IMPL_AVX512_X16};
+    enum { N = 29 };
     uint8_t key[32], want[N][32], got[N][32];
     struct split_msg m[N];
     struct hmac_job jobs[N];
@@ -386,6 +408,12 @@ Test(hmac, set_impl_and_name)
     } else {
         cr_assert_eq(rc, -ENOTSUP);
         cr_assert_str_eq(hmac_impl_name(), "portable", "a refused choice changes nothing");
+    }
+    rc = hmac_set_impl(HMAC_IMPL_AVX512_X16);
+    if (rc == 0) {
+        cr_assert_str_eq(hmac_impl_name(), "avx512_x16");
+    } else {
+        cr_assert_eq(rc, -ENOTSUP);
     }
     cr_assert_eq(hmac_set_impl(HMAC_IMPL_AUTO), 0);
     cr_assert_str_neq(hmac_impl_name(), "auto", "AUTO names what it resolved to");

@@ -12,7 +12,11 @@
 
 #include "sha256.h"
 
-#define LANES_MAX 4
+#define LANES_MAX 16
+
+/* With AVX-512, the fewest busy lanes worth a sixteen-lane pass when SHA-NI could take them
+ * instead: a pass costs the same however many lanes are idle (bench/sign.c, Zen 4). */
+#define X16_MIN_LANES 12
 
 enum lane_phase {
     LANE_MSG,   /* message bytes, straight from the pieces or gathered in stage */
@@ -38,22 +42,24 @@ struct lane {
 
 static inline void store_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, sizeof(v));
 }
 
 static inline void store_be64(uint8_t *p, uint64_t v)
 {
-    store_be32(p, (uint32_t)(v >> 32));
-    store_be32(p + 4, (uint32_t)v);
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, sizeof(v));
 }
 
-static void store_digest(uint8_t out[32], const uint32_t st[8])
+static inline void store_digest(uint8_t out[32], const uint32_t st[8])
 {
-    for (int i = 0; i < 8; i++) {
-        store_be32(out + 4 * i, st[i]);
+    /* Two words at a time: one 64-bit swap turns (w0, w1) into big-endian w0 then w1. */
+    for (int i = 0; i < 8; i += 2) {
+        uint64_t v = (uint64_t)st[i] | (uint64_t)st[i + 1] << 32;
+        v = __builtin_bswap64(v);
+        v = v << 32 | v >> 32;
+        memcpy(out + 4 * i, &v, sizeof(v));
     }
 }
 
@@ -62,17 +68,14 @@ static void store_digest(uint8_t out[32], const uint32_t st[8])
 /* The current implementation; HMAC_IMPL_AUTO until the first use resolves it. */
 static _Atomic int hmac_impl_cur = HMAC_IMPL_AUTO;
 
-static const char *const hmac_impl_names[] = {
-    [HMAC_IMPL_AUTO] = "auto",         [HMAC_IMPL_PORTABLE] = "portable",
-    [HMAC_IMPL_SHANI] = "shani",       [HMAC_IMPL_SHANI_X2] = "shani_x2",
-    [HMAC_IMPL_SHANI_X4] = "shani_x4",
-};
-
 /* hmac_auto_choice picks the implementation AUTO stands for on this CPU (bench/sign.c measures
  * the alternatives). */
 static enum hmac_impl hmac_auto_choice(void)
 {
-    return sha256_has_shani() ? HMAC_IMPL_SHANI_X2 : HMAC_IMPL_PORTABLE;
+    if (sha256_has_avx512()) {
+        return HMAC_IMPL_AVX512_X16;
+    }
+    return sha256_has_shani() ? HMAC_IMPL_SHANI_X4 : HMAC_IMPL_PORTABLE;
 }
 
 static enum hmac_impl hmac_impl_get(void)
@@ -108,6 +111,11 @@ int hmac_set_impl(enum hmac_impl impl)
             return -ENOTSUP;
         }
         break;
+    case HMAC_IMPL_AVX512_X16:
+        if (!sha256_has_avx512()) {
+            return -ENOTSUP;
+        }
+        break;
     default:
         return -EINVAL;
     }
@@ -117,16 +125,35 @@ int hmac_set_impl(enum hmac_impl impl)
 
 const char *hmac_impl_name(void)
 {
-    return hmac_impl_names[hmac_impl_get()];
+    switch (hmac_impl_get()) {
+    case HMAC_IMPL_PORTABLE:
+        return "portable";
+    case HMAC_IMPL_SHANI:
+        return "shani";
+    case HMAC_IMPL_SHANI_X2:
+        return "shani_x2";
+    case HMAC_IMPL_SHANI_X4:
+        return "shani_x4";
+    case HMAC_IMPL_AVX512_X16:
+        return "avx512_x16";
+    default:
+        return "auto";
+    }
+}
+
+/* impl_shani tells whether impl may use SHA-NI (the AVX-512 one does for its few last lanes). */
+static bool impl_shani(enum hmac_impl impl)
+{
+    return impl != HMAC_IMPL_PORTABLE && sha256_has_shani();
 }
 
 /* compress1 compresses nblocks blocks of one stream with the kernel impl allows. */
 static void compress1(enum hmac_impl impl, uint32_t st[8], const uint8_t *p, size_t nblocks)
 {
-    if (impl == HMAC_IMPL_PORTABLE) {
-        sha256_blocks_portable(st, p, nblocks);
-    } else {
+    if (impl_shani(impl)) {
         sha256_blocks_shani(st, p, nblocks);
+    } else {
+        sha256_blocks_portable(st, p, nblocks);
     }
 }
 
@@ -273,8 +300,8 @@ static bool lane_advance(struct lane *l)
     }
 }
 
-/* lanes_compress advances a group of g lanes (1, 2 or 4) by the shortest of their runs, with the
- * widest kernel impl allows for g. */
+/* lanes_compress advances a group of g busy lanes by the shortest of their runs: sixteen lanes
+ * (g <= 16, the rest idle) with AVX-512, four, two or one with SHA-NI, one in plain C. */
 static void lanes_compress(enum hmac_impl impl, struct lane *const *ls, size_t g)
 {
     size_t k = ls[0]->nrun;
@@ -282,7 +309,17 @@ static void lanes_compress(enum hmac_impl impl, struct lane *const *ls, size_t g
     for (size_t i = 1; i < g; i++) {
         k = ls[i]->nrun < k ? ls[i]->nrun : k;
     }
-    if (g == 4) {
+    if (impl == HMAC_IMPL_AVX512_X16 && (g > 4 || !impl_shani(impl))) {
+        /* Idle lanes hash a busy lane's blocks (readable for k blocks) into scratch. */
+        uint32_t scratch[8] = {0};
+        uint32_t *st[16];
+        const uint8_t *p[16];
+        for (size_t i = 0; i < 16; i++) {
+            st[i] = i < g ? ls[i]->st : scratch;
+            p[i] = i < g ? ls[i]->run : ls[0]->run;
+        }
+        sha256_blocks_avx512_x16(st, p, k);
+    } else if (g == 4) {
         uint32_t *const st[4] = {ls[0]->st, ls[1]->st, ls[2]->st, ls[3]->st};
         const uint8_t *const p[4] = {ls[0]->run, ls[1]->run, ls[2]->run, ls[3]->run};
         sha256_blocks_shani_x4(st, p, k);
@@ -301,6 +338,8 @@ static void lanes_compress(enum hmac_impl impl, struct lane *const *ls, size_t g
 static size_t impl_width(enum hmac_impl impl)
 {
     switch (impl) {
+    case HMAC_IMPL_AVX512_X16:
+        return 16;
     case HMAC_IMPL_SHANI_X4:
         return 4;
     case HMAC_IMPL_SHANI_X2:
@@ -308,6 +347,24 @@ static size_t impl_width(enum hmac_impl impl)
     default:
         return 1;
     }
+}
+
+/* group_size picks how many of the remaining busy lanes the next kernel call takes. */
+static size_t group_size(enum hmac_impl impl, size_t width, size_t remaining)
+{
+    if (width == 16) {
+        if (remaining >= X16_MIN_LANES || !impl_shani(impl)) {
+            return remaining;
+        }
+        width = 4; /* too few lanes to fill a vector: SHA-NI takes them */
+    }
+    if (remaining >= 4 && width >= 4) {
+        return 4;
+    }
+    if (remaining >= 2 && width >= 2) {
+        return 2;
+    }
+    return 1;
 }
 
 void hmac_batch(struct hmac_job *jobs, size_t n)
@@ -324,9 +381,9 @@ void hmac_batch(struct hmac_job *jobs, size_t n)
     }
     while (nact > 0) {
         /* Once fewer lanes than the width remain busy, narrower kernels take them: a wide
-         * kernel would spend as much on an idle lane as on a busy one. */
+         * kernel spends as much on an idle lane as on a busy one. */
         for (size_t i = 0; i < nact;) {
-            size_t g = nact - i >= 4 && width >= 4 ? 4 : nact - i >= 2 && width >= 2 ? 2 : 1;
+            size_t g = group_size(impl, width, nact - i);
             lanes_compress(impl, act + i, g);
             i += g;
         }

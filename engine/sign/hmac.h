@@ -3,8 +3,9 @@
  * A key is prepared once (hmac_key_init): the SHA-256 states after the ipad and opad blocks are
  * kept, so signing a message costs only its own blocks plus one outer block. hmac_batch() hashes
  * several messages together: with SHA-NI it interleaves independent streams so the SHA unit's
- * latency is hidden; without it, a portable path gives the same bytes. Every result equals
- * BoringSSL's HMAC(EVP_sha256(), ...) bit for bit. */
+ * latency is hidden, with AVX-512 it hashes sixteen streams in the lanes of vector registers;
+ * without either, a portable path gives the same bytes. Every result equals BoringSSL's
+ * HMAC(EVP_sha256(), ...) bit for bit. */
 #ifndef HOOKRING_HMAC_H
 #define HOOKRING_HMAC_H
 
@@ -26,11 +27,13 @@ struct hmac_job {
 };
 
 enum hmac_impl {
-    HMAC_IMPL_AUTO = 0, /* the fastest this CPU supports (chosen once, at first use) */
-    HMAC_IMPL_PORTABLE, /* plain C SHA-256 compression, one stream */
-    HMAC_IMPL_SHANI,    /* SHA-NI, one stream at a time */
-    HMAC_IMPL_SHANI_X2, /* SHA-NI, two streams interleaved */
-    HMAC_IMPL_SHANI_X4, /* SHA-NI, four streams interleaved */
+    HMAC_IMPL_AUTO = 0,   /* the fastest this CPU supports (chosen once, at first use) */
+    HMAC_IMPL_PORTABLE,   /* plain C SHA-256 compression, one stream */
+    HMAC_IMPL_SHANI,      /* SHA-NI, one stream at a time */
+    HMAC_IMPL_SHANI_X2,   /* SHA-NI, two streams interleaved */
+    HMAC_IMPL_SHANI_X4,   /* SHA-NI, four streams interleaved */
+    HMAC_IMPL_AVX512_X16, /* AVX-512, sixteen streams in vector lanes; the last few streams of
+                             a batch, too few to fill the lanes, go to SHA-NI (or portable) */
 };
 
 /* hmac_key_init prepares key (any length; longer than 64 bytes is hashed first, as RFC 2104). */

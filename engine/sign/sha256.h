@@ -21,6 +21,10 @@ void sha256_blocks_portable(uint32_t st[8], const uint8_t *p, size_t nblocks);
  * sha256_blocks_shani* kernels need. Calling those kernels without them faults. */
 bool sha256_has_shani(void);
 
+/* sha256_has_avx512 tells whether this CPU (and OS) can run sha256_blocks_avx512_x16
+ * (AVX-512 F and BW). */
+bool sha256_has_avx512(void);
+
 /* sha256_blocks_shani compresses nblocks blocks at p into st with SHA-NI. */
 void sha256_blocks_shani(uint32_t st[8], const uint8_t *p, size_t nblocks);
 
@@ -29,5 +33,10 @@ void sha256_blocks_shani_x2(uint32_t *const st[2], const uint8_t *const p[2], si
 
 /* sha256_blocks_shani_x4 advances four streams by nblocks blocks each: st[i] from p[i]. */
 void sha256_blocks_shani_x4(uint32_t *const st[4], const uint8_t *const p[4], size_t nblocks);
+
+/* sha256_blocks_avx512_x16 advances sixteen streams by nblocks blocks each: st[i] from p[i], the
+ * SHA-256 arithmetic done on 16 lanes of 32-bit words. A lane with nothing to do can be given a
+ * scratch state and any p[i] readable for nblocks blocks. */
+void sha256_blocks_avx512_x16(uint32_t *const st[16], const uint8_t *const p[16], size_t nblocks);
 
 #endif
