@@ -25,7 +25,7 @@ BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
 
 OPT ?= -O2
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-	-Wno-unused-parameter -D_GNU_SOURCE -pthread -I$(BSSL_INC) -Iengine -MMD -MP
+	-Wno-unused-parameter -Wno-missing-field-initializers -D_GNU_SOURCE -pthread -I$(BSSL_INC) -Iengine -MMD -MP
 LIBS := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto -luring -lpthread -lm
 
 ifeq ($(SAN),asan)

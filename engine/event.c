@@ -65,8 +65,7 @@ static bool valid_agent(struct slice s)
     return true;
 }
 
-/* days_from_civil: days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+int64_t event_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     const int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -127,7 +126,7 @@ int event_parse_time(struct slice s, int64_t *out_ms)
     if (!slice_eq_cstr(zone, "Z") && !slice_eq_cstr(zone, "+00:00")) {
         return -EINVAL;
     }
-    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    int64_t days = event_days_from_civil(y, (unsigned)mo, (unsigned)d);
     *out_ms = ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)se * 1000 + ms;
     return 0;
 }

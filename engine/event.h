@@ -51,6 +51,10 @@ bool event_valid_type(struct slice s);
  * milliseconds. Returns 0 or -EINVAL. */
 int event_parse_time(struct slice s, int64_t *out_ms);
 
+/* event_days_from_civil is the number of days from 1970-01-01 to a proleptic Gregorian date
+ * (H. Hinnant's algorithm); m is 1-12. */
+int64_t event_days_from_civil(int64_t y, unsigned m, unsigned d);
+
 /* event_format_time writes ms as "YYYY-MM-DDTHH:MM:SS[.mmm]Z" (with_ms adds the fraction) into
  * out (at least 25 bytes) and returns its length. */
 size_t event_format_time(char *out, int64_t ms, bool with_ms);
