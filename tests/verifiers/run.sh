@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# tests/verifiers/run.sh BUILD_DIR: the provider-verifier conformance suite.
+#
+# Proves that what BUILD_DIR/hookring sign prints is accepted UNCHANGED by each profile's
+# published verifier (the npm library receivers install, or the provider document's snippet; see
+# README.md), and refused once one body byte changes. Also: both secrets of a rotation accepted
+# (standard, svix, stripe), a stale timestamp refused, humanos' plaintext as decrypted by the
+# document's code, aksita without a secret, the known answers of spec/PROFILES.md, and server.js
+# (the HTTP receiver) accepting/refusing the same requests.
+#
+# Prints "ok N - ..." / "not ok N - ..." (with the verifier's output) per check, then exactly
+# "verifiers: N passed, N failed"; exits 1 if any check failed. A missing prerequisite (node,
+# node_modules, python3, hookring) is a failure, never a skip.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+n=0
+passed=0
+failed=0
+
+pass() {
+    n=$((n + 1)); passed=$((passed + 1))
+    echo "ok $n - $1"
+}
+# fail DESCRIPTION [OUTPUT]
+fail() {
+    n=$((n + 1)); failed=$((failed + 1))
+    echo "not ok $n - $1"
+    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | sed 's/^/#   /'; fi
+}
+finish() {
+    echo "verifiers: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ] && exit 0
+    exit 1
+}
+first_line() { printf '%s\n' "$1" | head -n 1 | cut -c1-140; }
+
+if [ $# -ne 1 ]; then
+    fail "usage: tests/verifiers/run.sh BUILD_DIR"
+    finish
+fi
+build=$1
+
+# --- prerequisites ------------------------------------------------------------------------------
+if ! command -v node >/dev/null 2>&1; then
+    fail "node not found: the provider verifiers are node code (install nodejs >= 20; make deps)"
+    finish
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "${node_major:-0}" -lt 20 ]; then
+    fail "node $(node --version 2>&1) is too old: the pinned libraries need node >= 20"
+    finish
+fi
+if [ ! -d "$here/node_modules" ]; then
+    fail "tests/verifiers/node_modules missing: run 'make deps' or 'cd tests/verifiers && npm ci'"
+    finish
+fi
+if ! out=$(cd "$here" && node --input-type=module -e "await (await import('./verifiers.js')).loadLibraries()" 2>&1); then
+    fail "the verifier libraries do not load (cd tests/verifiers && npm ci)" "$out"
+    finish
+fi
+if command -v python3 >/dev/null 2>&1; then
+    pass "python3 present for humcli's published (Python) verifier"
+else
+    fail "python3 not found: humcli's published verifier is Python"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hookring-verifiers.XXXXXX") || { fail "mktemp -d failed"; finish; }
+server_pid=
+cleanup() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+verify() { node "$here/verify.js" "$@" 2>&1; }
+
+# --- known answers (spec/PROFILES.md), built by hand: the verifiers themselves ------------------
+printf 'X-GitHub-Event: ping\r\nX-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958\r\nX-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17\r\n\r\nHello, World!' >"$tmp/kat_github"
+if out=$(verify github "$tmp/kat_github" --secret "It's a Secret to Everybody"); then
+    pass "known answer: GitHub 'Hello, World!' accepted by @octokit/webhooks-methods verify()"
+else fail "known answer: GitHub 'Hello, World!' accepted by @octokit/webhooks-methods verify()" "$out"; fi
+printf 'Content-Type: application/json\nX-HumanConnection-Signature: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17\n\nHello, World!' >"$tmp/kat_hc"
+if out=$(verify humanconnection "$tmp/kat_hc" --secret "It's a Secret to Everybody"); then
+    pass "known answer: HumanConnection 'Hello, World!' accepted by the document's verifyWebhook()"
+else fail "known answer: HumanConnection 'Hello, World!' accepted by the document's verifyWebhook()" "$out"; fi
+kat_secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+for p in standard svix; do
+    case $p in standard) pre=webhook ;; svix) pre=svix ;; esac
+    printf '%s-id: msg_p5jXN8AQM9LWM0D4loKWxJek\n%s-timestamp: 1614265330\n%s-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=\n\n{"test": 2432232314}' \
+        "$pre" "$pre" "$pre" >"$tmp/kat_$p"
+    if out=$(verify "$p" "$tmp/kat_$p" --secret "$kat_secret" --now 1614265330); then
+        pass "known answer: $p msg_p5jXN8AQM9LWM0D4loKWxJek accepted (receiver clock at 1614265330)"
+    else fail "known answer: $p msg_p5jXN8AQM9LWM0D4loKWxJek accepted (receiver clock at 1614265330)" "$out"; fi
+done
+if out=$(verify standard "$tmp/kat_standard" --secret "$kat_secret"); then
+    fail "known answer: standard refused today as too old" "accepted: $out"
+elif printf '%s' "$out" | grep -q 'timestamp too old'; then
+    pass "known answer: standard refused today as too old ($(first_line "$out"))"
+else fail "known answer: standard refused today as too old" "$out"; fi
+
+# --- hookring ------------------------------------------------------------------------------------
+case $build in /*) ;; *) build="$PWD/$build" ;; esac
+hookring="$build/hookring"
+if [ ! -x "$hookring" ]; then
+    fail "$hookring not found or not executable (make $1/hookring)"
+    finish
+fi
+
+rand_b64() { head -c "$1" /dev/urandom | base64 | tr -d '\n'; }
+rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Secrets: standard/svix whsec_ + base64 of random bytes (the key is the decoded part); stripe
+# whsec_... used as-is; the others any string.
+sec_humanconnection="whsec_$(rand_hex 16)"
+sec_humiris="whsec_k9m2x4$(rand_hex 12)"
+sec_humcli="whsec_my_secret_key_$(rand_hex 4)"
+sec_humanos="humanos-signature-$(rand_hex 12)"
+enc_secret=$(rand_b64 32)
+enc_salt="salt-$(rand_hex 8)"
+sec_aksita="aksita-$(rand_hex 12)"
+sec_standard="whsec_$(rand_b64 32)"
+sec_svix="whsec_$(rand_b64 24)"
+sec_stripe="whsec_$(rand_hex 24)"
+sec_github="It's a Secret to Everybody $(rand_hex 4)"
+now=$(date -u +%s)
+today=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+evt() { printf 'evt_%s' "$(rand_hex 8)"; }
+
+# Sample events (spec/PROFILES.md "The event"), one per profile, each shaped like its provider's
+# documented payload.
+cat >"$tmp/event_humanconnection.json" <<EOF
+{"id": "$(evt)", "type": "meeting.completed", "created_at": "$today",
+ "agent": "sales-bot",
+ "data": {"meeting_id": "mtg_x7y8z9w0a1b2c3d4", "request_id": "req_5e4d3c2b1a0f9e8d",
+          "human_id": "hum_a1b2c3d4e5f6g7h8", "status": "completed",
+          "completed_at": "2026-05-12T15:25:00Z", "notes": "Café meeting — 東京 office 👍"}}
+EOF
+cat >"$tmp/event_humiris.json" <<EOF
+{"id": "$(evt)", "type": "email.received", "created_at": "$today", "agent": "support-agent",
+ "data": {"email_id": "eml_3kd93md0", "inbox": "support-agent@agents.humiris.com",
+          "from": "Jane Doe <jane@example.com>", "subject": "Order #1234 — where is it?",
+          "text": "Hi,\nmy order has not arrived.\n\t-- Jane", "attachments": []}}
+EOF
+cat >"$tmp/event_humcli.json" <<EOF
+{"id": "$(evt)", "type": "task.status_changed", "created_at": "$today",
+ "data": {"task_id": "task_abc123", "status": "SUBMITTED", "previous_status": "IN_PROGRESS"}}
+EOF
+cat >"$tmp/event_humanos.json" <<EOF
+{"id": "$(evt)", "type": "credential", "created_at": "$today",
+ "data": {"requestId": "68c42ec3e47c9a7f9241e0ba", "internalId": "req_internal_001",
+          "issuerDid": "did:via:org-abc123",
+          "user": {"contact": "+1234567890", "did": "did:via:user-xyz789", "internalId": "user_98765"},
+          "decisionDate": "2024-01-15T18:30:00.000Z"}}
+EOF
+cat >"$tmp/event_aksita.json" <<EOF
+{"id": "$(evt)", "type": "human_agent.replied", "created_at": "$today",
+ "data": {"response": ["hello"], "message_id": "2125",
+          "conversation_id": "2a73ddbe-31cd-4a60-83ff-1fc2a1627ccc", "credits": 0,
+          "remaining_credits": 1234, "additional_context": "", "source": "human_agent",
+          "timestamp": "2026-01-22T15:18:18+07:00"}}
+EOF
+cat >"$tmp/event_standard.json" <<EOF
+{"id": "$(evt)", "type": "invoice.paid", "created_at": "$today",
+ "data": {"invoice_id": "inv_8f7e6d5c", "amount": 4200, "currency": "EUR",
+          "customer": {"id": "cus_1a2b3c", "name": "Zoë Åström"}, "lines": [{"sku": "plan-pro", "qty": 1}]}}
+EOF
+cat >"$tmp/event_svix.json" <<EOF
+{"id": "$(evt)", "type": "user.created", "created_at": "$today",
+ "data": {"username": "test_user", "email": "test@example.com", "plan": null, "tags": ["beta", "eu"]}}
+EOF
+cat >"$tmp/event_stripe.json" <<EOF
+{"id": "$(evt)", "type": "payment_intent.succeeded", "created_at": "$today",
+ "data": {"id": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "object": "payment_intent", "amount": 2000,
+          "currency": "usd", "status": "succeeded", "metadata": {"order_id": "6735"}}}
+EOF
+cat >"$tmp/event_github.json" <<EOF
+{"id": "$(evt)", "type": "issues", "created_at": "$today",
+ "data": {"action": "opened",
+          "issue": {"number": 1347, "title": "Found a bug", "body": "I'm having a problem with this.\r\n",
+                    "user": {"login": "octocat", "id": 1}},
+          "repository": {"id": 1296269, "full_name": "octocat/Hello-World"},
+          "sender": {"login": "octocat", "id": 1}}}
+EOF
+
+declare -A verifier=(
+    [humanconnection]="the document's verifyWebhook() (000_9e8faea4628eae67.txt)"
+    [humiris]="the document's verifyWebhook() (001_3fafbeaef7d4375a.txt)"
+    [humcli]="the document's Python verify_webhook() + Flask handler (002_08635b7b456163d2.txt)"
+    [humanos]="the document's handler: generateSignature, PBKDF2 + AES-256-GCM, JSON.parse (003_16d9acd9ea58d15e.txt)"
+    [aksita]="the document's express.raw() handler (004_e32a31b99092e436.txt)"
+    [standard]="standardwebhooks Webhook.verify()"
+    [svix]="svix Webhook.verify()"
+    [stripe]="stripe.webhooks.constructEvent()"
+    [github]="@octokit/webhooks-methods verify()"
+)
+secret_of() { local v="sec_$1"; printf '%s' "${!v}"; }
+# extra hookring sign / verify.js arguments per profile
+enc_args() { if [ "$1" = humanos ]; then printf '%s\n' --enc-secret "$enc_secret" --enc-salt "$enc_salt"; fi; }
+
+# sign PROFILE OUT [hookring sign args...]: hookring sign ... EVENT > OUT; output on failure
+sign() {
+    local p=$1 o=$2
+    shift 2
+    local extra=()
+    mapfile -t extra < <(enc_args "$p")
+    "$hookring" sign --profile "$p" "$@" "${extra[@]}" "$tmp/event_$p.json" >"$o" 2>"$o.err"
+}
+# check_verify PROFILE REQUEST SECRET [verify.js args...]: verify.js with the profile's extras
+check_verify() {
+    local p=$1 r=$2 s=$3
+    shift 3
+    local extra=()
+    mapfile -t extra < <(enc_args "$p")
+    if [ -n "$s" ]; then verify "$p" "$r" --secret "$s" "${extra[@]}" "$@"
+    else verify "$p" "$r" "${extra[@]}" "$@"; fi
+}
+
+profiles="humanconnection humiris humcli humanos aksita standard svix stripe github"
+
+for p in $profiles; do
+    s=$(secret_of "$p")
+    req="$tmp/$p.req"
+    if ! sign "$p" "$req" --secret "$s"; then
+        fail "$p: hookring sign output accepted by ${verifier[$p]}" "hookring sign failed: $(cat "$req.err")"
+        fail "$p: one body byte changed -> refused (no request: hookring sign failed)"
+        continue
+    fi
+    if out=$(check_verify "$p" "$req" "$s" --print-payload); then
+        pass "$p: hookring sign output accepted by ${verifier[$p]}"
+    else
+        fail "$p: hookring sign output accepted by ${verifier[$p]}" "$out
+--- request:
+$(cat -A "$req" | head -c 4000)"
+    fi
+    [ "$p" = humanos ] && humanos_payload=$(printf '%s\n' "$out" | sed -n 2p)
+
+    if ! what=$(node "$here/reqtool.js" tamper "$req" "$req.bad" 2>&1); then
+        fail "$p: one body byte changed -> refused" "cannot tamper: $what"
+    elif out=$(check_verify "$p" "$req.bad" "$s"); then
+        fail "$p: one body byte changed ($what) -> refused" "ACCEPTED: $out"
+    else
+        pass "$p: one body byte changed ($what) -> refused: $(first_line "$out")"
+    fi
+done
+
+# humanos: what the document's decryption hands the application.
+if [ -n "${humanos_payload:-}" ] && out=$(HUMANOS_PAYLOAD="$humanos_payload" node --input-type=commonjs -e '
+    const w = JSON.parse(process.env.HUMANOS_PAYLOAD);
+    const e = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const bad = [];
+    if (w.eventType !== e.type) bad.push(`eventType ${JSON.stringify(w.eventType)} != ${e.type}`);
+    if (typeof w.api_version !== "string" || !w.api_version) bad.push("no api_version");
+    for (const k of Object.keys(e.data))
+        if (JSON.stringify(w[k]) !== JSON.stringify(e.data[k])) bad.push(`${k}: ${JSON.stringify(w[k])}`);
+    if (bad.length) { console.log(bad.join("; ")); process.exit(1); }
+    console.log(`api_version ${w.api_version}`);
+' "$tmp/event_humanos.json" 2>&1); then
+    pass "humanos: decrypted plaintext has eventType, api_version and every data member ($out)"
+else
+    fail "humanos: decrypted plaintext has eventType, api_version and every data member" "${out:-no plaintext (the request was refused)}"
+fi
+
+# aksita without a secret: no signature header, and the document's handler takes it.
+if ! "$hookring" sign --profile aksita "$tmp/event_aksita.json" >"$tmp/aksita_nosecret.req" 2>"$tmp/err"; then
+    fail "aksita without a secret: no X-Webhook-Signature, accepted by ${verifier[aksita]}" "hookring sign failed: $(cat "$tmp/err")"
+elif grep -qi '^x-webhook-signature:' <(sed '/^\r\{0,1\}$/q' "$tmp/aksita_nosecret.req"); then
+    fail "aksita without a secret: no X-Webhook-Signature, accepted by ${verifier[aksita]}" "$(cat "$tmp/aksita_nosecret.req")"
+elif out=$(verify aksita "$tmp/aksita_nosecret.req"); then
+    pass "aksita without a secret: no X-Webhook-Signature, accepted by ${verifier[aksita]}"
+else
+    fail "aksita without a secret: no X-Webhook-Signature, accepted by ${verifier[aksita]}" "$out"
+fi
+
+# --- rotation and staleness (the multi-signature, timestamped profiles) ----------------------------
+for p in standard svix stripe; do
+    case $p in
+        standard) old="whsec_$(rand_b64 32)" new="whsec_$(rand_b64 48)" other="whsec_$(rand_b64 32)" ;;
+        svix) old="whsec_$(rand_b64 24)" new="whsec_$(rand_b64 64)" other="whsec_$(rand_b64 24)" ;;
+        stripe) old="whsec_$(rand_hex 24)" new="whsec_$(rand_hex 24)" other="whsec_$(rand_hex 24)" ;;
+    esac
+    req="$tmp/$p.rot.req"
+    if ! sign "$p" "$req" --secret "$old" --secret "$new"; then
+        for which in first second; do
+            fail "$p: signed with two secrets, accepted with the $which" "hookring sign failed: $(cat "$req.err")"
+        done
+        fail "$p: signed with two secrets, refused with a third" "hookring sign failed"
+    else
+        for which in first second; do
+            [ $which = first ] && s=$old || s=$new
+            if out=$(check_verify "$p" "$req" "$s"); then
+                pass "$p: signed with two secrets, accepted by ${verifier[$p]} with the $which"
+            else
+                fail "$p: signed with two secrets, accepted by ${verifier[$p]} with the $which" "$out
+--- request:
+$(cat "$req")"
+            fi
+        done
+        if out=$(check_verify "$p" "$req" "$other"); then
+            fail "$p: signed with two secrets, refused with a third" "ACCEPTED: $out"
+        else
+            pass "$p: signed with two secrets, refused with a third: $(first_line "$out")"
+        fi
+    fi
+
+    s=$(secret_of "$p")
+    req="$tmp/$p.stale.req"
+    if ! sign "$p" "$req" --secret "$s" --timestamp $((now - 3600)); then
+        fail "$p: signed an hour ago (--timestamp) -> refused as stale" "hookring sign failed: $(cat "$req.err")"
+    elif out=$(check_verify "$p" "$req" "$s"); then
+        fail "$p: signed an hour ago (--timestamp) -> refused as stale" "ACCEPTED: $out"
+    elif printf '%s' "$out" | grep -Eqi 'too old|tolerance'; then
+        pass "$p: signed an hour ago (--timestamp) -> refused as stale: $(first_line "$out")"
+    else
+        fail "$p: signed an hour ago (--timestamp) -> refused as stale" "refused, but not for its age: $out"
+    fi
+done
+
+# --- server.js: the HTTP receiver takes what verify.js takes --------------------------------------
+# For each profile: POST the accepted request and its tampered copy; expect 200 then 401 and
+# /_count {"accepted":1,"rejected":1}.
+for p in $profiles; do
+    desc="$p: server.js answers 200 to the signed request, 401 to the tampered one, counts 1/1"
+    req="$tmp/$p.req"
+    if [ ! -s "$req" ] || [ ! -s "$req.bad" ]; then
+        fail "$desc" "no request to send (see above)"
+        continue
+    fi
+    # fresh requests: the timestamped libraries allow 300 s
+    sign "$p" "$req" --secret "$(secret_of "$p")" 2>/dev/null &&
+        node "$here/reqtool.js" tamper "$req" "$req.bad" >/dev/null 2>&1
+    args=(--profile "$p" --port 0 --secret "$(secret_of "$p")")
+    mapfile -t extra < <(enc_args "$p")
+    node "$here/server.js" "${args[@]}" "${extra[@]}" >"$tmp/server.out" 2>"$tmp/server.err" &
+    server_pid=$!
+    for _ in $(seq 1 100); do
+        grep -q '^listening$' "$tmp/server.out" 2>/dev/null && break
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/server.err" | head -n 1)
+    if ! grep -q '^listening$' "$tmp/server.out" 2>/dev/null || [ -z "$port" ]; then
+        fail "$desc" "server.js did not start: $(cat "$tmp/server.err")"
+    else
+        good=$(node "$here/reqtool.js" post "$req" "http://127.0.0.1:$port/webhooks/$p" 2>&1)
+        bad=$(node "$here/reqtool.js" post "$req.bad" "http://127.0.0.1:$port/webhooks/$p" 2>&1)
+        count=$(node -e 'fetch(process.argv[1]).then(r => r.text()).then(t => console.log(t), e => { console.log(String(e)); process.exit(1); })' \
+            "http://127.0.0.1:$port/_count" 2>&1)
+        if [ "$good" = '200 {"received":true}' ] && [ "${bad%% *}" = 401 ] &&
+            [ "$count" = '{"accepted":1,"rejected":1}' ]; then
+            pass "$desc"
+        else
+            fail "$desc" "signed: $good
+tampered: $bad
+/_count: $count
+server log:
+$(cat "$tmp/server.err")"
+        fi
+    fi
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    server_pid=
+done
+
+finish
