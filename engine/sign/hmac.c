@@ -15,8 +15,9 @@
 #define LANES_MAX 16
 
 /* With AVX-512, the fewest busy lanes worth a sixteen-lane pass when SHA-NI could take them
- * instead: a pass costs the same however many lanes are idle (bench/sign.c, Zen 4). */
-#define X16_MIN_LANES 12
+ * instead: a pass costs the same however many lanes are idle. On Zen 4, twelve lanes go as fast
+ * through three SHA-NI x4 calls; from thirteen on the vector pass wins. */
+#define X16_MIN_LANES 13
 
 enum lane_phase {
     LANE_MSG,   /* message bytes, straight from the pieces or gathered in stage */
@@ -300,40 +301,14 @@ static bool lane_advance(struct lane *l)
     }
 }
 
-/* lanes_compress advances a group of g busy lanes by the shortest of their runs: sixteen lanes
- * (g <= 16, the rest idle) with AVX-512, four, two or one with SHA-NI, one in plain C. */
-static void lanes_compress(enum hmac_impl impl, struct lane *const *ls, size_t g)
-{
-    size_t k = ls[0]->nrun;
-
-    for (size_t i = 1; i < g; i++) {
-        k = ls[i]->nrun < k ? ls[i]->nrun : k;
-    }
-    if (impl == HMAC_IMPL_AVX512_X16 && (g > 4 || !impl_shani(impl))) {
-        /* Idle lanes hash a busy lane's blocks (readable for k blocks) into scratch. */
-        uint32_t scratch[8] = {0};
-        uint32_t *st[16];
-        const uint8_t *p[16];
-        for (size_t i = 0; i < 16; i++) {
-            st[i] = i < g ? ls[i]->st : scratch;
-            p[i] = i < g ? ls[i]->run : ls[0]->run;
-        }
-        sha256_blocks_avx512_x16(st, p, k);
-    } else if (g == 4) {
-        uint32_t *const st[4] = {ls[0]->st, ls[1]->st, ls[2]->st, ls[3]->st};
-        const uint8_t *const p[4] = {ls[0]->run, ls[1]->run, ls[2]->run, ls[3]->run};
-        sha256_blocks_shani_x4(st, p, k);
-    } else if (g == 2) {
-        uint32_t *const st[2] = {ls[0]->st, ls[1]->st};
-        const uint8_t *const p[2] = {ls[0]->run, ls[1]->run};
-        sha256_blocks_shani_x2(st, p, k);
-    } else {
-        compress1(impl, ls[0]->st, ls[0]->run, k);
-    }
-    for (size_t i = 0; i < g; i++) {
-        ls[i]->step = k;
-    }
-}
+/* The kernels a group of busy lanes can be handed to. */
+enum kernel {
+    KERNEL_PORTABLE,
+    KERNEL_SHANI,
+    KERNEL_SHANI_X2,
+    KERNEL_SHANI_X4,
+    KERNEL_AVX512_X16,
+};
 
 static size_t impl_width(enum hmac_impl impl)
 {
@@ -349,22 +324,78 @@ static size_t impl_width(enum hmac_impl impl)
     }
 }
 
-/* group_size picks how many of the remaining busy lanes the next kernel call takes. */
-static size_t group_size(enum hmac_impl impl, size_t width, size_t remaining)
+/* kernel_pick chooses the kernel for the next group out of `remaining` busy lanes (at most the
+ * width of impl) and sets *g to the number of lanes it takes. */
+static enum kernel kernel_pick(enum hmac_impl impl, size_t remaining, size_t *g)
 {
-    if (width == 16) {
-        if (remaining >= X16_MIN_LANES || !impl_shani(impl)) {
-            return remaining;
-        }
-        width = 4; /* too few lanes to fill a vector: SHA-NI takes them */
+    size_t width = impl_width(impl);
+    bool shani = impl_shani(impl);
+
+    if (width == 16 && (remaining >= X16_MIN_LANES || !shani)) {
+        *g = remaining;
+        return KERNEL_AVX512_X16;
+    }
+    if (!shani) {
+        *g = 1;
+        return KERNEL_PORTABLE;
     }
     if (remaining >= 4 && width >= 4) {
-        return 4;
+        *g = 4;
+        return KERNEL_SHANI_X4;
     }
     if (remaining >= 2 && width >= 2) {
-        return 2;
+        *g = 2;
+        return KERNEL_SHANI_X2;
     }
-    return 1;
+    *g = 1;
+    return KERNEL_SHANI;
+}
+
+/* lanes_compress advances the g busy lanes ls[0..g) by the shortest of their runs with kernel kn
+ * (which takes exactly g lanes, or up to sixteen for KERNEL_AVX512_X16). */
+static void lanes_compress(enum kernel kn, struct lane *const *ls, size_t g)
+{
+    size_t k = ls[0]->nrun;
+
+    for (size_t i = 1; i < g; i++) {
+        k = ls[i]->nrun < k ? ls[i]->nrun : k;
+    }
+    switch (kn) {
+    case KERNEL_AVX512_X16: {
+        /* Idle lanes hash a busy lane's blocks (readable for k blocks) into scratch. */
+        uint32_t scratch[8] = {0};
+        uint32_t *st[16];
+        const uint8_t *p[16];
+        for (size_t i = 0; i < 16; i++) {
+            st[i] = i < g ? ls[i]->st : scratch;
+            p[i] = i < g ? ls[i]->run : ls[0]->run;
+        }
+        sha256_blocks_avx512_x16(st, p, k);
+        break;
+    }
+    case KERNEL_SHANI_X4: {
+        uint32_t *const st[4] = {ls[0]->st, ls[1]->st, ls[2]->st, ls[3]->st};
+        const uint8_t *const p[4] = {ls[0]->run, ls[1]->run, ls[2]->run, ls[3]->run};
+        sha256_blocks_shani_x4(st, p, k);
+        break;
+    }
+    case KERNEL_SHANI_X2: {
+        uint32_t *const st[2] = {ls[0]->st, ls[1]->st};
+        const uint8_t *const p[2] = {ls[0]->run, ls[1]->run};
+        sha256_blocks_shani_x2(st, p, k);
+        break;
+    }
+    case KERNEL_SHANI:
+        sha256_blocks_shani(ls[0]->st, ls[0]->run, k);
+        break;
+    case KERNEL_PORTABLE:
+    default:
+        sha256_blocks_portable(ls[0]->st, ls[0]->run, k);
+        break;
+    }
+    for (size_t i = 0; i < g; i++) {
+        ls[i]->step = k;
+    }
 }
 
 void hmac_batch(struct hmac_job *jobs, size_t n)
@@ -383,8 +414,9 @@ void hmac_batch(struct hmac_job *jobs, size_t n)
         /* Once fewer lanes than the width remain busy, narrower kernels take them: a wide
          * kernel spends as much on an idle lane as on a busy one. */
         for (size_t i = 0; i < nact;) {
-            size_t g = group_size(impl, width, nact - i);
-            lanes_compress(impl, act + i, g);
+            size_t g;
+            enum kernel kn = kernel_pick(impl, nact - i, &g);
+            lanes_compress(kn, act + i, g);
             i += g;
         }
         for (size_t i = 0; i < nact;) {
