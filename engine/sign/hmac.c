@@ -3,8 +3,9 @@
  * Each job runs in a lane: a small state machine that hands the compression kernel runs of whole
  * blocks. A run points straight into a piece when 64 bytes or more are contiguous there; only a
  * block that straddles pieces, and the padding and outer blocks, are assembled in the lane's
- * 64-byte stage. The scheduler advances up to four lanes together by the shortest of their runs,
- * and refills a lane from the remaining jobs as soon as its job is done. */
+ * 64-byte stage. The scheduler advances the busy lanes together (sixteen with AVX-512, four or
+ * two with SHA-NI) by the shortest of their runs, and refills a lane from the remaining jobs as
+ * soon as its job is done. */
 #include "hmac.h"
 
 #include <errno.h>
@@ -175,6 +176,9 @@ static void sha256_digest(enum hmac_impl impl, uint8_t out[32], const uint8_t *p
     store_be64(tail + 64 * ntail - 8, (uint64_t)len * 8);
     compress1(impl, st, tail, ntail);
     store_digest(out, st);
+    /* The digest of a long key is as secret as the key. */
+    explicit_bzero(st, sizeof(st));
+    explicit_bzero(tail, sizeof(tail));
 }
 
 void hmac_key_init(struct hmac_key *k, const uint8_t *key, size_t key_len)

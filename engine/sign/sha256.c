@@ -1,4 +1,5 @@
-/* sha256.c: SHA-256 block compression, plain C and SHA-NI (one, two or four streams). */
+/* sha256.c: SHA-256 block compression: plain C, SHA-NI (one, two or four streams interleaved)
+ * and AVX-512 (sixteen streams, one per 32-bit lane). */
 #include "sha256.h"
 
 #include <cpuid.h>
