@@ -389,6 +389,22 @@ Test(hmac, long_job_among_short)
 
 /* --- the rest of the contract --------------------------------------------------------------- */
 
+/* An empty message may come as no pieces at all (NULL, 0) or as empty pieces. */
+Test(hmac, empty_message)
+{
+    static const struct slice empty[3] = {{NULL, 0}, {(const uint8_t *)"", 0}, {NULL, 0}};
+    uint8_t want[32], got[32];
+    struct hmac_key k;
+
+    reference_hmac(want, (const uint8_t *)"key", 3, (const uint8_t *)"", 0);
+    hmac_key_init(&k, (const uint8_t *)"key", 3);
+    hmac_sha256(&k, NULL, 0, got);
+    cr_assert_arr_eq(got, want, 32);
+    memset(got, 0, sizeof(got));
+    hmac_sha256(&k, empty, ARRAY_SIZE(empty), got);
+    cr_assert_arr_eq(got, want, 32);
+}
+
 Test(hmac, empty_batch_is_a_no_op)
 {
     hmac_batch(NULL, 0);

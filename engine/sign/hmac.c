@@ -258,7 +258,7 @@ static void lane_start(struct lane *l, const struct hmac_job *job)
     memcpy(l->st, job->key->inner, sizeof(l->st));
     l->job = job;
     l->piece = job->pieces;
-    l->end = job->pieces + job->npieces;
+    l->end = job->npieces > 0 ? job->pieces + job->npieces : job->pieces; /* pieces may be NULL */
     l->off = 0;
     l->len = 0;
     l->fill = 0;
