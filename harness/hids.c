@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 /* FNV-1a, 64-bit: ids are short and this is not exposed to an adversary who gains anything
  * from collisions beyond a slower probe. */
@@ -25,6 +26,15 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
+/* map_zeroed reserves zeroed memory whose pages are only backed once touched: a table sized
+ * for a million ids costs nothing until ids arrive. */
+static void *map_zeroed(size_t n)
+{
+    void *p =
+        mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 int hids_init(struct hids *t, size_t max_ids)
 {
     memset(t, 0, sizeof(*t));
@@ -34,9 +44,10 @@ int hids_init(struct hids *t, size_t max_ids)
     for (size_t i = 0; i < HIDS_SHARDS; i++) {
         struct hids_shard *s = &t->shards[i];
         pthread_mutex_init(&s->lock, NULL);
-        s->slots = calloc(cap, sizeof(*s->slots));
+        s->slots_bytes = cap * sizeof(*s->slots);
         s->arena_cap = (uint32_t)(limit * 48);
-        s->arena = malloc(s->arena_cap);
+        s->slots = map_zeroed(s->slots_bytes);
+        s->arena = map_zeroed(s->arena_cap);
         if (!s->slots || !s->arena) {
             hids_free(t);
             return -ENOMEM;
@@ -52,8 +63,12 @@ void hids_free(struct hids *t)
 {
     for (size_t i = 0; i < HIDS_SHARDS; i++) {
         struct hids_shard *s = &t->shards[i];
-        free(s->slots);
-        free(s->arena);
+        if (s->slots) {
+            munmap(s->slots, s->slots_bytes);
+        }
+        if (s->arena) {
+            munmap(s->arena, s->arena_cap);
+        }
         s->slots = NULL;
         s->arena = NULL;
         pthread_mutex_destroy(&s->lock);
@@ -79,8 +94,8 @@ static uint32_t find(const struct hids_shard *s, struct slice id, uint32_t tag, 
     }
 }
 
-void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, int64_t now_ms,
-                 struct hids_arrival *out)
+void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t take_after,
+                 int64_t now_ms, struct hids_arrival *out)
 {
     memset(out, 0, sizeof(*out));
     if (id.len > HIDS_ID_MAX) {
@@ -97,6 +112,7 @@ void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, int64_t n
     if (!found) {
         if (s->count >= s->limit || s->arena_cap - s->arena_used < id.len) {
             s->dropped++;
+            out->taken = kind == HIDS_ACCEPTED && take_after == 0;
             pthread_mutex_unlock(&s->lock);
             return;
         }
@@ -120,6 +136,13 @@ void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, int64_t n
             e->duplicates++;
             s->duplicates++;
             out->duplicate = true;
+        }
+        if (take_after != HIDS_NEVER && out->accepted_before >= take_after) {
+            out->taken = true;
+            if (!e->processed) {
+                e->processed = true;
+                s->unique++;
+            }
         }
     }
     out->ref = (struct hids_ref){shard, i, s->gen};
@@ -179,7 +202,7 @@ void hids_reset(struct hids *t)
         pthread_mutex_lock(&s->lock);
         s->gen++;
         if (s->gen == 0) { /* wrapped: stale entries could look live again */
-            memset(s->slots, 0, ((size_t)s->mask + 1) * sizeof(*s->slots));
+            memset(s->slots, 0, s->slots_bytes);
             s->gen = 1;
         }
         s->count = 0;

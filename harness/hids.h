@@ -30,10 +30,13 @@ struct hids_ref {
     uint32_t gen; /* 0: no entry (table full, or no id) */
 };
 
+#define HIDS_NEVER UINT32_MAX
+
 struct hids_arrival {
     struct hids_ref ref;
     uint32_t accepted_before; /* accepted attempts of this id before this one */
     bool duplicate;           /* accepted, and the id was already processed */
+    bool taken;               /* this arrival processed the id (see hids_arrive) */
 };
 
 struct hids_entry {
@@ -52,6 +55,7 @@ struct hids_entry {
 struct hids_shard {
     pthread_mutex_t lock;
     struct hids_entry *slots;
+    size_t slots_bytes;
     uint32_t mask;
     uint32_t gen;
     uint32_t count;
@@ -82,10 +86,13 @@ int hids_init(struct hids *t, size_t max_ids);
 void hids_free(struct hids *t);
 
 /* hids_arrive records one request carrying id. out->duplicate tells an accepted delivery of
- * an id already processed (and counts it). When the table is full the arrival is counted as
- * dropped and out->ref.gen is 0. */
-void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, int64_t now_ms,
-                 struct hids_arrival *out);
+ * an id already processed (and counts it). An accepted arrival whose id already had
+ * take_after accepted attempts also marks the id processed, in the same critical section, so
+ * two threads taking the same id at once count exactly one duplicate (HIDS_NEVER: not now; the
+ * caller may call hids_processed later). When the table is full the arrival is counted as
+ * dropped, out->ref.gen is 0, and out->taken follows take_after as if the id were new. */
+void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t take_after,
+                 int64_t now_ms, struct hids_arrival *out);
 
 /* hids_processed marks the id behind ref processed (a no-op for an empty or stale ref). */
 void hids_processed(struct hids *t, const struct hids_ref *ref);

@@ -281,7 +281,7 @@ static void conn_reply(struct hconn *c, const struct reply *rp)
     }
     struct hpend *pe = &c->pend[(c->pend_head + c->npend) % HC_MAX_PEND];
     pe->end = c->wlen + (rp->head ? 0 : rp->tail_len);
-    pe->t_recv = rp->t_recv;
+    pe->t_recv = rp->count ? rp->t_recv : -1; /* /_harness/ answers have no latency */
     c->npend++;
 }
 
@@ -445,8 +445,8 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
             hstats_inc(&st->route[ri][HSR_BAD_SIGNATURE]);
             if (w->vr.id_len) {
                 struct hids_arrival arr;
-                hids_arrive(&w->srv->ids, slice_of(w->vr.id, w->vr.id_len), HIDS_BAD_SIG, o.now_ms,
-                            &arr);
+                hids_arrive(&w->srv->ids, slice_of(w->vr.id, w->vr.id_len), HIDS_BAD_SIG,
+                            HIDS_NEVER, o.now_ms, &arr);
             }
             char body[VERIFY_REASON_MAX + 64];
             snprintf(body, sizeof(body), "bad signature: %s: %s\n",
@@ -465,17 +465,43 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
     }
     hstats_inc(&st->behave[a.b][HSR_VERIFIED]);
     hstats_inc(&st->route[ri][HSR_VERIFIED]);
+
+    /* Whether this delivery is taken (the id becomes processed) is decided before the id is
+     * recorded, so that recording and taking happen under one lock. */
+    uint32_t take_after = HIDS_NEVER;
+    bool fail = false;
+    switch (a.b) {
+    case HB_OK:
+    case HB_DROP:
+    case HB_DUP:
+    case HB_TRICKLE:
+    case HB_BIG:
+        take_after = 0;
+        break;
+    case HB_STATUS:
+        take_after = a.arg >= 200 && a.arg < 300 ? 0 : HIDS_NEVER;
+        break;
+    case HB_FAIL:
+        fail = rng_next(&w->rng) % 100 < a.arg;
+        take_after = fail ? HIDS_NEVER : 0;
+        break;
+    case HB_FLAKY:
+        take_after = a.arg;
+        break;
+    default:
+        break;
+    }
     struct hids_arrival arr = {0};
     if (id.len) {
-        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, wall_ms(), &arr);
+        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, take_after, wall_ms(), &arr);
     } else {
         hstats_inc(&st->c[HS_NO_ID]);
+        arr.taken = take_after == 0 || a.b == HB_FLAKY; /* without an id, /flaky/ cannot count */
     }
 
     char extra[600];
     switch (a.b) {
     case HB_OK:
-        deliver(c, &arr.ref);
         reply_simple(c, &rp, 200, "ok\n");
         break;
     case HB_SLOW:
@@ -484,29 +510,16 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
         ring_timer_arm_in(&w->ring, &c->act, (int64_t)a.arg * MS);
         return true;
     case HB_STATUS:
-        if (a.arg >= 200 && a.arg < 300) {
-            deliver(c, &arr.ref);
-        }
         rp.code = (int)a.arg;
         /* 204 and 304 carry no body */
         rp.body = (a.arg == 204 || a.arg == 304) ? (struct slice){0} : SLICE_LIT("status\n");
         conn_reply(c, &rp);
         break;
     case HB_FAIL:
-        if (rng_next(&w->rng) % 100 < a.arg) {
-            reply_simple(c, &rp, 500, "failed\n");
-        } else {
-            deliver(c, &arr.ref);
-            reply_simple(c, &rp, 200, "ok\n");
-        }
+        reply_simple(c, &rp, fail ? 500 : 200, fail ? "failed\n" : "ok\n");
         break;
     case HB_FLAKY:
-        if (id.len && arr.accepted_before < a.arg) {
-            reply_simple(c, &rp, 500, "flaky\n");
-        } else {
-            deliver(c, &arr.ref);
-            reply_simple(c, &rp, 200, "ok\n");
-        }
+        reply_simple(c, &rp, arr.taken ? 200 : 500, arr.taken ? "ok\n" : "flaky\n");
         break;
     case HB_TIMEOUT:
         c->state = HC_HANG;
@@ -516,12 +529,10 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
         c->after = HC_AFTER_RESET;
         return true;
     case HB_DROP:
-        deliver(c, &arr.ref);
         c->state = HC_DRAIN;
         c->after = HC_AFTER_CLOSE;
         return true;
     case HB_DUP:
-        deliver(c, &arr.ref);
         reply_simple(c, &rp, 500, "recorded, failing anyway\n");
         break;
     case HB_RETRY_AFTER: {
@@ -536,7 +547,6 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
         reply_simple(c, &rp, 410, "gone\n");
         break;
     case HB_TRICKLE:
-        deliver(c, &arr.ref);
         c->trickle_from = c->wlen;
         c->trickle_ns = (a.arg ? (int64_t)a.arg : cfg->trickle_ms) * MS;
         c->held = (struct hheld){arr.ref, rp.t_recv, rp.keep_alive, rp.http10};
@@ -544,7 +554,6 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
         c->state = HC_TRICKLE;
         return true;
     case HB_BIG:
-        deliver(c, &arr.ref);
         c->tail = w->srv->big;
         c->tail_len = a.arg && a.arg < w->srv->big_len ? a.arg : w->srv->big_len;
         c->tail_sent = 0;
@@ -875,7 +884,9 @@ static void handle_tx(struct ring *r, struct op *op, int res, uint32_t flags)
     /* every answer whose last byte is now written has its latency */
     size_t sent = c->wsent + c->tail_sent;
     while (c->npend && c->pend[c->pend_head].end <= sent) {
-        hstats_latency(&c->w->stats, ring_now_ns(r) - c->pend[c->pend_head].t_recv);
+        if (c->pend[c->pend_head].t_recv >= 0) {
+            hstats_latency(&c->w->stats, ring_now_ns(r) - c->pend[c->pend_head].t_recv);
+        }
         c->pend_head = (c->pend_head + 1) % HC_MAX_PEND;
         c->npend--;
     }

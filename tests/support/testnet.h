@@ -1,0 +1,90 @@
+/* testnet.h: loopback helpers for the end-to-end suites: start and stop real binaries, a small
+ * blocking HTTP/1.1 client, and JSON number lookups. Every wait is bounded. */
+#ifndef HOOKRING_TESTNET_H
+#define HOOKRING_TESTNET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TN_MAX_LISTEN 4
+#define TN_IO_TIMEOUT_MS 5000
+
+struct tn_proc {
+    pid_t pid;
+    int out_fd;      /* the child's stdout */
+    char out[16384]; /* everything read from it so far, NUL-terminated */
+    size_t out_len;
+    char addr[TN_MAX_LISTEN][64]; /* from its "listening on ADDR" lines */
+    size_t naddr;
+};
+
+/* tn_build_dir is $HOOKRING_BUILD, or "build". */
+const char *tn_build_dir(void);
+
+/* tn_start runs BUILD_DIR/prog with args (NULL-terminated; argv[0] is added) and waits up to
+ * 10 s for nlisten "listening on ADDR" lines on its stdout. The child dies with the test
+ * process. Returns 0, or -1 (the child is then killed). */
+int tn_start(struct tn_proc *p, const char *prog, const char *const *args, size_t nlisten);
+
+/* tn_stop sends sig, waits up to 10 s (then SIGKILL), reads the rest of stdout into p->out and
+ * returns the exit status as waitpid reports it (or -1). A no-op returning -1 when p was not
+ * started or is already stopped. */
+int tn_stop(struct tn_proc *p, int sig);
+
+/* tn_port is the port of p->addr[i]. */
+uint16_t tn_port(const struct tn_proc *p, size_t i);
+
+/* tn_connect opens a blocking TCP connection to "127.0.0.1:PORT" or "[::1]:PORT" with
+ * TN_IO_TIMEOUT_MS send/receive timeouts. Returns the fd or -1. */
+int tn_connect(const char *addr);
+
+/* tn_send_all writes all n bytes. Returns 0 or -errno. */
+int tn_send_all(int fd, const void *p, size_t n);
+
+struct tn_resp {
+    int status;
+    char head[16384]; /* status line and headers, NUL-terminated */
+    size_t head_len;
+    char *body; /* malloc'ed, NUL-terminated; tn_resp_free releases it */
+    size_t body_len;
+};
+
+enum tn_read_flags {
+    TN_KEEP_INTERIM = 1, /* return a 1xx answer instead of skipping it */
+    TN_HEAD_ONLY = 2,    /* the answer to a HEAD request: no body whatever Content-Length says */
+};
+
+/* tn_read_response reads exactly one response (Content-Length framing; interim 1xx answers
+ * are skipped). Returns 0, -ECONNRESET / -EPIPE when the peer reset, -ENODATA on EOF before
+ * any byte, -ETIMEDOUT, or -EPROTO. tn_read_response_ex takes enum tn_read_flags. */
+int tn_read_response(int fd, struct tn_resp *r);
+int tn_read_response_ex(int fd, struct tn_resp *r, unsigned flags);
+
+/* tn_resp_free releases r->body. */
+void tn_resp_free(struct tn_resp *r);
+
+/* tn_resp_header copies the value of header name (case-insensitive) into out. Returns false
+ * when absent. */
+bool tn_resp_header(const struct tn_resp *r, const char *name, char *out, size_t outlen);
+
+/* tn_request connects to addr, sends raw, reads one response and closes. Returns as
+ * tn_read_response (or -ECONNREFUSED when it cannot connect). */
+int tn_request(const char *addr, const char *raw, size_t raw_len, struct tn_resp *r);
+
+/* tn_get does "GET path" on a fresh connection and returns the status (or < 0); the body is
+ * left in r (caller frees). */
+int tn_get(const char *addr, const char *path, struct tn_resp *r);
+
+/* tn_wait_readable waits up to ms for fd to be readable (or closed). */
+bool tn_wait_readable(int fd, int ms);
+
+/* tn_json_u64 finds a number by a dotted path ("routes.ok.requests") in a JSON text. Returns
+ * false when absent or not a non-negative integer. */
+bool tn_json_u64(const char *json, const char *path, uint64_t *out);
+
+/* tn_now_ms is CLOCK_MONOTONIC in ms. */
+int64_t tn_now_ms(void);
+
+#endif
