@@ -512,7 +512,9 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
     case HB_STATUS:
         rp.code = (int)a.arg;
         /* 204 and 304 carry no body */
-        rp.body = (a.arg == 204 || a.arg == 304) ? (struct slice){0} : SLICE_LIT("status\n");
+        if (a.arg != 204 && a.arg != 304) {
+            rp.body = SLICE_LIT("status\n");
+        }
         conn_reply(c, &rp);
         break;
     case HB_FAIL:

@@ -6,7 +6,7 @@
 
 #include "httpreq.h"
 
-TestSuite(httpreq, .timeout = 20);
+TestSuite(httpreq);
 
 static const struct httpreq_limits lim = {.max_head = 1024, .max_body = 4096};
 

@@ -11,7 +11,7 @@
 
 #include "ring.h"
 
-TestSuite(ring, .timeout = 20);
+TestSuite(ring);
 
 static struct ring_opts opts = {.entries = 64, .max_timers = 2048};
 
