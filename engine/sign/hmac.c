@@ -42,12 +42,6 @@ struct lane {
     uint8_t stage[64];
 };
 
-static inline void store_be32(uint8_t *p, uint32_t v)
-{
-    v = __builtin_bswap32(v);
-    memcpy(p, &v, sizeof(v));
-}
-
 static inline void store_be64(uint8_t *p, uint64_t v)
 {
     v = __builtin_bswap64(v);
