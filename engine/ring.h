@@ -13,7 +13,11 @@
  * bound of the next wait. Nothing here allocates after ring_init.
  *
  * A ring belongs to the thread that called ring_init (IORING_SETUP_SINGLE_ISSUER where the
- * kernel has it); the only call another thread may make is ring_wake(). */
+ * kernel has it); the only call another thread may make is ring_wake().
+ *
+ * Kernel: 5.19 or later for multishot accept and cancel-by-fd (ring_init itself works on
+ * older kernels, dropping the set-up flags they lack). Every liburing call here exists in
+ * liburing 2.3. */
 #ifndef HOOKRING_RING_H
 #define HOOKRING_RING_H
 

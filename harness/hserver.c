@@ -678,8 +678,9 @@ static void conn_arm_recv(struct hconn *c)
     }
     uint8_t *dst;
     size_t room;
-    if (c->state == HC_LINGER) {
-        dst = c->rbuf; /* dropped on arrival */
+    if (c->state == HC_LINGER || c->state == HC_HANG) {
+        /* nothing more will be answered: read only to see the peer leave, dropping the bytes */
+        dst = c->rbuf;
         room = c->rcap;
     } else {
         if (c->rpos == c->rlen) {
@@ -857,7 +858,7 @@ static void handle_rx(struct ring *r, struct op *op, int res, uint32_t flags)
     }
     if (res == 0) {
         c->peer_eof = true;
-    } else if (c->state != HC_LINGER) {
+    } else if (c->state != HC_LINGER && c->state != HC_HANG) {
         c->rlen += (size_t)res;
         if (c->rlen > c->rhigh) {
             c->rhigh = c->rlen;
