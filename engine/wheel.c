@@ -133,15 +133,32 @@ static inline bool next_work(const struct wheel *w, uint64_t *at, unsigned *leve
 
 /* cascade re-places every timer of s relative to w->now, which has just reached the start of
  * s: each lands on a lower level, or in the expiring list when it expires right now (the
- * overflow's timers may land in the overflow again, hence taking the list out first). */
+ * overflow's timers may land in the overflow again, hence taking the list out first). The list
+ * is walked from both ends at once: a slot of a high level was filled long ago, its timers are
+ * cold, and two independent pointer chases wait for memory twice as fast as one. */
 static void cascade(struct wheel *w, struct wheel_slot *s)
 {
-    struct wheel_link *l = slot_take(s);
+    struct wheel_link *a = s->head.next;
+    struct wheel_link *b = s->head.prev;
 
-    while (l != &s->head) {
-        struct wheel_link *next = l->next;
-        place(w, container_of(l, struct wheel_timer, link), &w->expiring);
-        l = next;
+    slot_take(s);
+    if (a == &s->head) {
+        return;
+    }
+    for (;;) {
+        if (a == b) {
+            place(w, container_of(a, struct wheel_timer, link), &w->expiring);
+            return;
+        }
+        struct wheel_link *a_next = a->next;
+        struct wheel_link *b_prev = b->prev;
+        place(w, container_of(a, struct wheel_timer, link), &w->expiring);
+        place(w, container_of(b, struct wheel_timer, link), &w->expiring);
+        if (a_next == b) {
+            return;
+        }
+        a = a_next;
+        b = b_prev;
     }
 }
 
