@@ -14,7 +14,6 @@
 
 #include "common.h"
 
-#define SLOT_MASK ((uint64_t)WHEEL_SLOTS - 1)
 #define TOP_BITS (WHEEL_BITS * WHEEL_LEVELS) /* 36: one turn of the top level is 2^36 ms */
 
 /* ======== lists ============================================================================= */
@@ -79,28 +78,15 @@ static void slot_splice(struct wheel_slot *to, struct wheel_slot *from)
  * goes to now_list (the due list for wheel_add, the expiring list for a cascade). */
 static inline void place(struct wheel *w, struct wheel_timer *t, struct wheel_slot *now_list)
 {
-    uint64_t at = t->expire_at;
-    uint64_t diff = at ^ w->now;
+    uint64_t diff = t->expire_at ^ w->now;
 
-    if (at <= w->now) {
+    if (t->expire_at <= w->now) {
         slot_append(now_list, &t->link);
-        return;
-    }
-    if (unlikely(diff >> TOP_BITS)) {
+    } else if (unlikely(diff >> TOP_BITS)) {
         slot_append(&w->overflow, &t->link);
-        return;
+    } else {
+        wheel_link_near(w, t, diff);
     }
-    unsigned level = (unsigned)(63 - __builtin_clzll(diff)) / WHEEL_BITS;
-    unsigned slot = (unsigned)(at >> (level * WHEEL_BITS)) & SLOT_MASK;
-    struct wheel_slot *s = &w->slots[level][slot];
-    struct wheel_link *tail = s->head.prev;
-
-    /* slot_append, with the bitmap word and bit known without loading them from the slot */
-    t->link.prev = tail;
-    t->link.next = &s->head;
-    tail->next = &t->link;
-    s->head.prev = &t->link;
-    w->occupied[level] |= (uint64_t)1 << slot;
 }
 
 /* next_work finds the earliest time at which the wheel has something to do: the start of the
@@ -213,31 +199,9 @@ void wheel_timer_init(struct wheel_timer *t, wheel_timer_cb *cb)
     t->cb = cb;
 }
 
-void wheel_add(struct wheel *w, struct wheel_timer *t, uint64_t expire_at)
+void wheel_add_far(struct wheel *w, struct wheel_timer *t)
 {
-    wheel_del(t);
-    t->expire_at = expire_at;
     place(w, t, &w->due);
-}
-
-void wheel_del(struct wheel_timer *t)
-{
-    struct wheel_link *next = t->link.next;
-    struct wheel_link *prev = t->link.prev;
-
-    if (!next) {
-        return;
-    }
-    prev->next = next;
-    next->prev = prev;
-    t->link.next = NULL;
-    t->link.prev = NULL;
-    /* in a circular list the neighbours are the same node only when that node is the head and
-     * t was alone: the slot just became empty */
-    if (prev == next) {
-        struct wheel_slot *s = container_of(next, struct wheel_slot, head);
-        *s->occupied &= ~s->bit;
-    }
 }
 
 size_t wheel_run(struct wheel *w, uint64_t now)
