@@ -114,10 +114,12 @@ static inline uint64_t wheel_now(const struct wheel *w)
 size_t wheel_run(struct wheel *w, uint64_t now);
 
 /* wheel_next_expiry is how many ms after now the worker may sleep before calling wheel_run
- * again: 0 when a timer is already due, WHEEL_NO_EXPIRY when no timer is pending. It is a lower
- * bound, never later than the earliest pending expire_at: exact for expiries within the current
- * 64 ms block, otherwise the start of the slot that holds the earliest timer (a wake-up there
- * cascades and the next call is finer). O(WHEEL_LEVELS); does not change the wheel. */
+ * again: WHEEL_NO_EXPIRY when no timer is pending, 0 when wheel_run has work already (a timer is
+ * due, or a slot must be cascaded). It is a lower bound, never later than the earliest pending
+ * expire_at: exact when that timer is on level 0 (within 64 ms of the wheel's time), otherwise
+ * the start of the slot holding it; waking there costs one cascade and the next answer is finer
+ * (at most WHEEL_LEVELS - 1 early wake-ups per timer). With now = wheel_now() right after a run,
+ * 0 means a timer is due. O(WHEEL_LEVELS); does not change the wheel. */
 uint64_t wheel_next_expiry(const struct wheel *w, uint64_t now);
 
 /* ======== inline hot paths ====================================================================
