@@ -1,15 +1,16 @@
 /* wheel.c: the hierarchical timer wheel (see wheel.h for the geometry).
  *
  * The invariant everything rests on: a timer in slots[l][s] has an expire_at that agrees with
- * w->now on every bit above 6(l+1), has s in bits 6l..6l+5, and s is greater than the same
- * group of w->now. So every occupied slot starts in the future, each level's earliest slot is
- * the lowest set bit of its bitmap, and any slot of level l starts before any slot of level l+1
- * (the level l+1 slot starts at a 64^(l+1) boundary after the current one, where level l has
- * already wrapped). The wheel's next piece of work is therefore the first set bit of the lowest
- * non-empty level: fire it (level 0: its timers expire exactly at the slot's start) or cascade
- * it (higher levels: after moving w->now to the slot's start, each of its timers agrees with
- * w->now down to a lower level). Moving w->now forward without passing any occupied slot's
- * start keeps the invariant, which is why wheel_run costs nothing for empty stretches. */
+ * w->now on every bit from 6(l+1) up, has s in bits 6l..6l+5, and s is greater than the same
+ * group of w->now (a timer differing from w->now at bit 36 or above is in the overflow). So every
+ * occupied slot starts in the future, each level's earliest slot is the lowest set bit of its
+ * bitmap, and any slot of level l starts before any slot of level l+1 (the level l+1 slot starts at
+ * a 64^(l+1) boundary after the current one, where level l has already wrapped). The wheel's next
+ * piece of work is therefore the first set bit of the lowest non-empty level: fire it (level 0: its
+ * timers expire exactly at the slot's start) or cascade it (higher levels: after moving w->now to
+ * the slot's start, each of its timers agrees with w->now down to a lower level). Moving w->now
+ * forward without passing any occupied slot's start keeps the invariant, which is why wheel_run
+ * costs nothing for empty stretches. */
 #include "wheel.h"
 
 #include "common.h"
