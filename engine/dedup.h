@@ -27,8 +27,8 @@
  * a lock. Moving to a new window (a rotation) is done by the first call that sees the clock
  * move: it publishes the new generation at once, waits for the calls still working in the old
  * one to finish, then clears the expired table for later use; that call alone pays for the
- * clear (about 1 ms per 4 MiB of table). Other calls wait only if they need yet another
- * rotation while that one is still clearing. */
+ * clear (a memset of one table: 1.1 ms for a 3M-key table, 64 MiB, here). Other calls wait only if
+ * they need yet another rotation while that one is still clearing. */
 #ifndef HOOKRING_DEDUP_H
 #define HOOKRING_DEDUP_H
 
