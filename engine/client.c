@@ -1,0 +1,717 @@
+/* client.c: the outbound HTTP/1.1 delivery client: pools, the connection state machine, and
+ * batched signing. */
+#include "client.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONN_HDR_MAX 1024
+#define SIGN_BATCH 64
+#define STALE_RETRIES 1
+
+enum conn_state {
+    CONN_FREE = 0,
+    CONN_CONNECTING, /* connect in flight, attempt assigned */
+    CONN_IDLE,       /* kept alive in the endpoint's idle list */
+    CONN_READY,      /* attempt assigned, waiting for client_flush to sign and send it */
+    CONN_ACTIVE,     /* request being written and answer being read */
+    CONN_CLOSING,    /* cancelled; waiting for the kernel to hand back its ops */
+};
+
+struct conn {
+    struct client *cl;
+    struct endpoint *ep;
+    struct attempt *cur;
+    enum conn_state state;
+    int fd;
+    struct op connect_op;
+    struct op send_op;
+    struct op recv_op;
+    struct ring_timer timer;
+    int64_t first_byte_deadline; /* monotonic ns; 0 once a byte arrived */
+    int64_t total_deadline;
+    struct httpresp resp;
+    uint8_t *rbuf;
+    uint32_t rlen;
+    struct buf hdr;
+    struct iovec iov[3];
+    struct msghdr msg;
+    size_t send_left;
+    bool send_done;
+    bool got_bytes;
+    uint32_t requests;
+    struct conn *next;
+};
+
+static bool plain_ready(struct conn *c)
+{
+    return true;
+}
+
+const struct transport transport_plain = {.name = "tcp", .ready = plain_ready};
+
+static void conn_handle_connect(struct ring *r, struct op *op, int res, uint32_t flags);
+static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t flags);
+static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t flags);
+static void conn_handle_timer(struct ring *r, struct ring_timer *t);
+static void endpoint_dispatch(struct endpoint *ep);
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+int client_init(struct client *c, struct ring *r, const struct client_opts *o)
+{
+    memset(c, 0, sizeof(*c));
+    c->ring = r;
+    c->o = *o;
+    if (c->o.rbuf_size < 512) {
+        c->o.rbuf_size = 512;
+    }
+    c->lim = (struct httpresp_limits){
+        .max_head = c->o.rbuf_size, .max_headers = 64, .max_body = c->o.max_response_body};
+    c->conns = calloc(o->max_conns, sizeof(*c->conns));
+    if (!c->conns) {
+        return -ENOMEM;
+    }
+    /* Buffers are allocated when a connection is first opened and kept for reuse, so memory
+     * follows the connections really used, not the table size. */
+    for (uint32_t i = o->max_conns; i-- > 0;) {
+        struct conn *k = &c->conns[i];
+        k->cl = c;
+        k->fd = -1;
+        k->connect_op.cb = conn_handle_connect;
+        k->send_op.cb = conn_handle_send;
+        k->recv_op.cb = conn_handle_recv;
+        ring_timer_init(&k->timer, conn_handle_timer);
+        buf_init(&k->hdr, CONN_HDR_MAX);
+        k->next = c->free_conns;
+        c->free_conns = k;
+    }
+    return 0;
+}
+
+void client_cleanup(struct client *c)
+{
+    for (uint32_t i = 0; i < c->o.max_conns; i++) {
+        struct conn *k = &c->conns[i];
+        if (k->fd >= 0) {
+            close(k->fd);
+        }
+        if (ring_timer_armed(&k->timer)) {
+            ring_timer_cancel(c->ring, &k->timer);
+        }
+        free(k->rbuf);
+        buf_free(&k->hdr);
+    }
+    free(c->conns);
+    c->conns = NULL;
+}
+
+int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
+                  const struct signer *s, uint32_t timeout_ms, uint32_t max_conns,
+                  uint32_t max_inflight, char *err, size_t errlen)
+{
+    memset(ep, 0, sizeof(*ep));
+    ep->cl = c;
+    ep->url = *url;
+    ep->signer = s;
+    ep->transport = &transport_plain;
+    if (url->https) {
+        snprintf(err, errlen, "url: https:// needs TLS, which this build does not have yet");
+        return -EINVAL;
+    }
+    if (!url->host_is_ip) {
+        snprintf(err, errlen,
+                 "url: host names need DNS, which this build does not have yet; "
+                 "use an IP address");
+        return -EINVAL;
+    }
+    enum addr_class cls;
+    if (c->o.guard && !netguard_permits(c->o.guard, (struct sockaddr *)&url->addr, &cls)) {
+        snprintf(err, errlen,
+                 "url: %s is a %s address; deliveries there are refused unless --allow-net "
+                 "allows it",
+                 url->host, addr_class_name(cls));
+        return -EINVAL;
+    }
+    ep->timeout_ms = timeout_ms ? timeout_ms : s->profile->timeout_ms;
+    ep->connect_timeout_ms = ep->timeout_ms < 5000 ? ep->timeout_ms : 5000;
+    ep->first_byte_timeout_ms = ep->timeout_ms;
+    ep->max_conns = max_conns ? max_conns : 1;
+    ep->max_inflight = max_inflight ? max_inflight : ep->max_conns;
+    buf_init(&ep->prefix, 4096);
+    /* aksita and github name their own User-Agent in the signed header set. */
+    bool own_ua = s->profile->pid == PROFILE_AKSITA || s->profile->pid == PROFILE_GITHUB;
+    int rc = buf_printf(&ep->prefix, "POST %s HTTP/1.1\r\nHost: %s\r\n%s", url->target,
+                        url->authority, own_ua ? "" : "User-Agent: hookring/0.1\r\n");
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    return 0;
+}
+
+void endpoint_cleanup(struct endpoint *ep)
+{
+    buf_free(&ep->prefix);
+}
+
+const char *attempt_result_name(enum attempt_result r)
+{
+    static const char *const names[ATTEMPT_RESULT_COUNT] = {
+        [ATTEMPT_OK] = "ok",
+        [ATTEMPT_STATUS] = "status",
+        [ATTEMPT_REFUSED] = "refused",
+        [ATTEMPT_RESET] = "reset",
+        [ATTEMPT_TIMEOUT_CONNECT] = "timeout_connect",
+        [ATTEMPT_TIMEOUT_FIRST_BYTE] = "timeout_first_byte",
+        [ATTEMPT_TIMEOUT_TOTAL] = "timeout_total",
+        [ATTEMPT_MALFORMED] = "malformed_response",
+        [ATTEMPT_BLOCKED] = "blocked_address",
+        [ATTEMPT_UNREACHABLE] = "unreachable",
+        [ATTEMPT_ERROR] = "local_error",
+    };
+    return (unsigned)r < ATTEMPT_RESULT_COUNT ? names[r] : "unknown";
+}
+
+bool client_busy(const struct client *c)
+{
+    /* Idle keep-alive connections do not make the client busy: they hold no work. */
+    return c->inflight > 0 || c->queued > 0 || c->nclosing > 0 || c->ready_head || c->waiting_head;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static bool conn_ops_inflight(const struct conn *k)
+{
+    return k->connect_op.inflight || k->send_op.inflight || k->recv_op.inflight;
+}
+
+/* conn_release returns k to the free table once the kernel holds none of its ops. */
+static void conn_release(struct conn *k)
+{
+    struct client *c = k->cl;
+    struct endpoint *ep = k->ep;
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+    if (ring_timer_armed(&k->timer)) {
+        ring_timer_cancel(c->ring, &k->timer);
+    }
+    if (k->state == CONN_CLOSING) {
+        c->nclosing--;
+    }
+    k->state = CONN_FREE;
+    k->ep = NULL;
+    k->next = c->free_conns;
+    c->free_conns = k;
+    c->nconns--;
+    ep->nconns--;
+    endpoint_dispatch(ep);
+}
+
+/* conn_close tears k down; its attempt, if any, must already be completed. */
+static void conn_close(struct conn *k)
+{
+    if (ring_timer_armed(&k->timer)) {
+        ring_timer_cancel(k->cl->ring, &k->timer);
+    }
+    if (conn_ops_inflight(k)) {
+        k->state = CONN_CLOSING;
+        k->cl->nclosing++;
+        ring_cancel_fd(k->cl->ring, k->fd);
+        return;
+    }
+    conn_release(k);
+}
+
+static enum attempt_result classify_errno(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return ATTEMPT_REFUSED;
+    case ECONNRESET:
+    case EPIPE:
+    case ECONNABORTED:
+        return ATTEMPT_RESET;
+    case ETIMEDOUT:
+        return ATTEMPT_TIMEOUT_CONNECT;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case ENETDOWN:
+    case EHOSTDOWN:
+        return ATTEMPT_UNREACHABLE;
+    default:
+        return ATTEMPT_ERROR;
+    }
+}
+
+/* attempt_finish completes k's attempt with result and decides k's fate: back to the idle list
+ * when the exchange ended cleanly on a kept-alive connection, closed otherwise. */
+static void attempt_finish(struct conn *k, enum attempt_result result, int err)
+{
+    struct attempt *a = k->cur;
+    struct endpoint *ep = k->ep;
+    struct client *c = k->cl;
+    k->cur = NULL;
+    a->result = result;
+    a->err = err;
+    a->done_ns = ring_clock_ns();
+    if (k->resp.state != HTTPRESP_S_HEAD && k->resp.status) {
+        a->status = k->resp.status;
+        memcpy(a->excerpt, k->resp.excerpt, k->resp.excerpt_len);
+        a->excerpt_len = k->resp.excerpt_len;
+        a->has_retry_after = k->resp.has_retry_after;
+        if (k->resp.has_retry_after) {
+            int64_t v = k->resp.retry_after;
+            if (k->resp.retry_after_is_date) {
+                v -= (int64_t)time(NULL);
+            }
+            a->retry_after_s = v < 0 ? 0 : v;
+        }
+    }
+    ep->inflight--;
+    c->inflight--;
+    bool reuse = (result == ATTEMPT_OK || result == ATTEMPT_STATUS) && k->resp.keep_alive &&
+                 k->send_done && k->rlen == 0 && k->state == CONN_ACTIVE;
+    if (ring_timer_armed(&k->timer)) {
+        ring_timer_cancel(c->ring, &k->timer);
+    }
+    if (reuse) {
+        k->state = CONN_IDLE;
+        k->next = ep->idle;
+        ep->idle = k;
+    } else if (k->state != CONN_CLOSING) {
+        conn_close(k);
+    }
+    a->done(a);
+    endpoint_dispatch(ep);
+    /* Capacity freed under the global cap goes to starved endpoints in turn. */
+    while (c->waiting_head && c->inflight < c->o.max_inflight) {
+        struct endpoint *w = c->waiting_head;
+        c->waiting_head = w->next_waiting;
+        if (!c->waiting_head) {
+            c->waiting_tail = NULL;
+        }
+        w->waiting = false;
+        endpoint_dispatch(w);
+    }
+}
+
+/* attempt_requeue puts k's attempt back at the head of its endpoint's queue (a kept-alive
+ * connection turned out to be closed by the peer before it read our request). */
+static void attempt_requeue(struct conn *k)
+{
+    struct attempt *a = k->cur;
+    struct endpoint *ep = k->ep;
+    k->cur = NULL;
+    ep->inflight--;
+    k->cl->inflight--;
+    a->stale_retries++;
+    a->next = ep->qhead;
+    ep->qhead = a;
+    if (!ep->qtail) {
+        ep->qtail = a;
+    }
+    ep->queued++;
+    k->cl->queued++;
+    conn_close(k);
+    endpoint_dispatch(ep);
+}
+
+static void conn_arm_timer(struct conn *k, int64_t deadline)
+{
+    ring_timer_arm(k->cl->ring, &k->timer, deadline);
+}
+
+static void ready_push(struct conn *k)
+{
+    struct client *c = k->cl;
+    k->state = CONN_READY;
+    k->next = NULL;
+    if (c->ready_tail) {
+        c->ready_tail->next = k;
+    } else {
+        c->ready_head = k;
+    }
+    c->ready_tail = k;
+}
+
+static struct conn *conn_open(struct endpoint *ep)
+{
+    struct client *c = ep->cl;
+    struct conn *k = c->free_conns;
+    if (!k) {
+        errno = EMFILE;
+        return NULL;
+    }
+    if (!k->rbuf) {
+        k->rbuf = malloc(c->o.rbuf_size);
+        if (!k->rbuf || buf_reserve(&k->hdr, CONN_HDR_MAX)) {
+            free(k->rbuf);
+            k->rbuf = NULL;
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    int fd = socket(ep->url.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->free_conns = k->next;
+    k->next = NULL;
+    k->fd = fd;
+    k->ep = ep;
+    k->requests = 0;
+    k->rlen = 0;
+    c->nconns++;
+    ep->nconns++;
+    ep->stat_connects++;
+    k->state = CONN_CONNECTING;
+    return k;
+}
+
+/* conn_start_connect connects k (the guard already approved the address in endpoint_init; with
+ * DNS the resolved address will be checked here, the one actually connected to). */
+static void conn_start_connect(struct conn *k)
+{
+    struct endpoint *ep = k->ep;
+    if (k->cl->o.guard &&
+        !netguard_permits(k->cl->o.guard, (struct sockaddr *)&ep->url.addr, NULL)) {
+        attempt_finish(k, ATTEMPT_BLOCKED, 0);
+        return;
+    }
+    conn_arm_timer(k, ring_now_ns(k->cl->ring) + (int64_t)ep->connect_timeout_ms * 1000000);
+    if (ring_connect(k->cl->ring, &k->connect_op, k->fd, (struct sockaddr *)&ep->url.addr,
+                     ep->url.addrlen)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+    }
+}
+
+static void endpoint_wait(struct endpoint *ep)
+{
+    struct client *c = ep->cl;
+    if (ep->waiting) {
+        return;
+    }
+    ep->waiting = true;
+    ep->next_waiting = NULL;
+    if (c->waiting_tail) {
+        c->waiting_tail->next_waiting = ep;
+    } else {
+        c->waiting_head = ep;
+    }
+    c->waiting_tail = ep;
+}
+
+/* endpoint_dispatch gives queued attempts connections while the endpoint's and the client's
+ * caps allow. */
+static void endpoint_dispatch(struct endpoint *ep)
+{
+    struct client *c = ep->cl;
+    while (ep->qhead && ep->inflight < ep->max_inflight) {
+        if (c->inflight >= c->o.max_inflight) {
+            endpoint_wait(ep);
+            return;
+        }
+        struct conn *k = ep->idle;
+        bool fresh = false;
+        if (k) {
+            ep->idle = k->next;
+            ep->stat_reuses++;
+        } else if (ep->nconns < ep->max_conns && (k = conn_open(ep)) != NULL) {
+            fresh = true;
+        } else if (ep->nconns == 0 && ep->inflight == 0) {
+            /* Nothing of this endpoint's will complete to dispatch again: a connection could
+             * not be had at all (no socket, or the table is full), so the attempt fails now. */
+            int err = errno ? errno : EAGAIN;
+            struct attempt *a = ep->qhead;
+            ep->qhead = a->next;
+            if (!ep->qhead) {
+                ep->qtail = NULL;
+            }
+            ep->queued--;
+            c->queued--;
+            a->next = NULL;
+            a->result = ATTEMPT_ERROR;
+            a->err = err;
+            a->done_ns = ring_clock_ns();
+            a->done(a);
+            continue;
+        } else {
+            return; /* every connection is busy: the next completion dispatches again */
+        }
+        struct attempt *a = ep->qhead;
+        ep->qhead = a->next;
+        if (!ep->qhead) {
+            ep->qtail = NULL;
+        }
+        ep->queued--;
+        c->queued--;
+        a->next = NULL;
+        a->reused = !fresh;
+        k->cur = a;
+        ep->inflight++;
+        c->inflight++;
+        if (fresh) {
+            conn_start_connect(k);
+        } else {
+            ready_push(k);
+        }
+    }
+}
+
+void client_submit(struct attempt *a)
+{
+    struct endpoint *ep = a->ep;
+    a->result = ATTEMPT_ERROR;
+    a->status = 0;
+    a->err = 0;
+    a->excerpt_len = 0;
+    a->has_retry_after = false;
+    a->retry_after_s = 0;
+    a->stale_retries = 0;
+    a->submit_ns = ring_clock_ns();
+    a->next = NULL;
+    if (ep->qtail) {
+        ep->qtail->next = a;
+    } else {
+        ep->qhead = a;
+    }
+    ep->qtail = a;
+    ep->queued++;
+    ep->cl->queued++;
+    endpoint_dispatch(ep);
+}
+
+/* ---- completions -------------------------------------------------------------------------- */
+
+/* conn_reaped is called when one of k's ops completed while k is closing. */
+static bool conn_reaped(struct conn *k)
+{
+    if (k->state != CONN_CLOSING) {
+        return false;
+    }
+    if (!conn_ops_inflight(k)) {
+        conn_release(k);
+    }
+    return true;
+}
+
+static void conn_handle_connect(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct conn *k = container_of(op, struct conn, connect_op);
+    if (conn_reaped(k)) {
+        return;
+    }
+    if (res < 0) {
+        attempt_finish(k, classify_errno(-res), -res);
+        return;
+    }
+    if (ring_timer_armed(&k->timer)) {
+        ring_timer_cancel(r, &k->timer);
+    }
+    if (k->ep->transport->ready(k)) {
+        ready_push(k);
+    }
+}
+
+static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct conn *k = container_of(op, struct conn, send_op);
+    if (conn_reaped(k) || !k->cur) {
+        return;
+    }
+    if (res < 0) {
+        if (k->requests > 1 && !k->got_bytes && k->cur->stale_retries < STALE_RETRIES) {
+            attempt_requeue(k);
+        } else {
+            attempt_finish(k, classify_errno(-res), -res);
+        }
+        return;
+    }
+    size_t n = (size_t)res;
+    if (n >= k->send_left) {
+        k->send_left = 0;
+        k->send_done = true;
+        return;
+    }
+    /* A short write: advance the gather and write the rest. */
+    k->send_left -= n;
+    while (n && k->msg.msg_iovlen) {
+        struct iovec *v = k->msg.msg_iov;
+        if (n >= v->iov_len) {
+            n -= v->iov_len;
+            k->msg.msg_iov++;
+            k->msg.msg_iovlen--;
+        } else {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= n;
+            n = 0;
+        }
+    }
+    if (ring_sendmsg(r, &k->send_op, k->fd, &k->msg, 0)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+    }
+}
+
+static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct conn *k = container_of(op, struct conn, recv_op);
+    if (conn_reaped(k) || !k->cur) {
+        return;
+    }
+    enum httpresp_status st;
+    if (res <= 0) {
+        if (res == 0) {
+            st = httpresp_eof(&k->resp);
+            if (st == HTTPRESP_DONE) {
+                goto done;
+            }
+        }
+        /* A kept-alive connection the peer had already closed: nothing of ours was read, so
+         * the request goes out again on a fresh connection. */
+        if (!k->got_bytes && k->requests > 1 && k->cur->stale_retries < STALE_RETRIES &&
+            (res == 0 || res == -ECONNRESET)) {
+            attempt_requeue(k);
+            return;
+        }
+        attempt_finish(k, res == 0 ? ATTEMPT_RESET : classify_errno(-res), res == 0 ? 0 : -res);
+        return;
+    }
+    if (!k->got_bytes) {
+        k->got_bytes = true;
+        k->first_byte_deadline = 0;
+        conn_arm_timer(k, k->total_deadline);
+    }
+    k->rlen += (uint32_t)res;
+    size_t used;
+    st = httpresp_feed(&k->resp, k->rbuf, k->rlen, &used, &k->cl->lim);
+    memmove(k->rbuf, k->rbuf + used, k->rlen - used);
+    k->rlen -= (uint32_t)used;
+    if (st == HTTPRESP_AGAIN) {
+        if (k->rlen >= k->cl->o.rbuf_size) {
+            attempt_finish(k, ATTEMPT_MALFORMED, 0);
+        } else if (ring_recv(r, &k->recv_op, k->fd, k->rbuf + k->rlen, k->cl->o.rbuf_size - k->rlen,
+                             0)) {
+            attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+        }
+        return;
+    }
+done:
+    if (st == HTTPRESP_DONE || st == HTTPRESP_BODY_TOO_LARGE) {
+        if (st == HTTPRESP_BODY_TOO_LARGE) {
+            k->resp.keep_alive = false;
+        }
+        int s = k->resp.status;
+        attempt_finish(k, s >= 200 && s < 300 ? ATTEMPT_OK : ATTEMPT_STATUS, 0);
+    } else {
+        attempt_finish(k, ATTEMPT_MALFORMED, 0);
+    }
+}
+
+static void conn_handle_timer(struct ring *r, struct ring_timer *t)
+{
+    struct conn *k = container_of(t, struct conn, timer);
+    if (!k->cur) {
+        return;
+    }
+    if (k->state == CONN_CONNECTING) {
+        attempt_finish(k, ATTEMPT_TIMEOUT_CONNECT, ETIMEDOUT);
+    } else if (k->first_byte_deadline && ring_now_ns(r) >= k->first_byte_deadline &&
+               k->first_byte_deadline <= k->total_deadline) {
+        attempt_finish(k, ATTEMPT_TIMEOUT_FIRST_BYTE, ETIMEDOUT);
+    } else {
+        attempt_finish(k, ATTEMPT_TIMEOUT_TOTAL, ETIMEDOUT);
+    }
+}
+
+/* ---- batched signing and sending ---------------------------------------------------------- */
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
+{
+    struct attempt *a = k->cur;
+    struct endpoint *ep = k->ep;
+    struct client *c = k->cl;
+    k->hdr.len = 0;
+    if (ep->signer->profile->write_headers(job, &k->hdr) ||
+        buf_printf(&k->hdr, "Content-Length: %zu\r\n\r\n", a->body.len)) {
+        attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+        return;
+    }
+    a->sent_ns = now_ns;
+    a->sent_unix_ms = job->now_ms;
+    k->iov[0] = (struct iovec){ep->prefix.p, ep->prefix.len};
+    k->iov[1] = (struct iovec){k->hdr.p, k->hdr.len};
+    k->iov[2] = (struct iovec){(void *)a->body.p, a->body.len};
+    memset(&k->msg, 0, sizeof(k->msg));
+    k->msg.msg_iov = k->iov;
+    k->msg.msg_iovlen = a->body.len ? 3 : 2;
+    k->send_left = ep->prefix.len + k->hdr.len + a->body.len;
+    k->send_done = false;
+    k->got_bytes = false;
+    k->requests++;
+    httpresp_init(&k->resp, false);
+    k->state = CONN_ACTIVE;
+    int64_t total = a->submit_ns + (int64_t)ep->timeout_ms * 1000000;
+    int64_t first = now_ns + (int64_t)ep->first_byte_timeout_ms * 1000000;
+    k->total_deadline = total;
+    k->first_byte_deadline = first;
+    conn_arm_timer(k, first < total ? first : total);
+    /* Write and read are submitted together: the answer's read is already waiting when the
+     * request leaves, saving a loop iteration per exchange. */
+    if (ring_sendmsg(c->ring, &k->send_op, k->fd, &k->msg, 0) ||
+        ring_recv(c->ring, &k->recv_op, k->fd, k->rbuf + k->rlen, c->o.rbuf_size - k->rlen, 0)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+    }
+}
+
+size_t client_flush(struct client *c)
+{
+    size_t sent = 0;
+    while (c->ready_head) {
+        struct sign_job jobs[SIGN_BATCH];
+        struct conn *batch[SIGN_BATCH];
+        size_t n = 0;
+        int64_t now_ms = unix_ms();
+        while (c->ready_head && n < SIGN_BATCH) {
+            struct conn *k = c->ready_head;
+            c->ready_head = k->next;
+            if (!c->ready_head) {
+                c->ready_tail = NULL;
+            }
+            k->next = NULL;
+            struct attempt *a = k->cur;
+            jobs[n] = (struct sign_job){.signer = k->ep->signer,
+                                        .event = a->event,
+                                        .body = a->body,
+                                        .id = a->id,
+                                        .now_ms = now_ms};
+            batch[n++] = k;
+        }
+        sign_batch(jobs, n);
+        c->stat_batches++;
+        c->stat_signed += n;
+        int64_t now_ns = ring_clock_ns();
+        for (size_t i = 0; i < n; i++) {
+            conn_send(batch[i], &jobs[i], now_ns);
+        }
+        sent += n;
+    }
+    return sent;
+}

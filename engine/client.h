@@ -1,0 +1,164 @@
+/* client.h: the outbound HTTP/1.1 delivery client on one ring (one per worker thread).
+ *
+ * An endpoint is a destination with its prepared signer, its pre-built request prefix (request
+ * line and Host) and a pool of keep-alive connections capped in number and in requests in
+ * flight. An attempt is one HTTP request of one delivery: the caller embeds it in its own
+ * object, fills endpoint, event, body and id, and calls client_submit(); the attempt's done
+ * callback runs once with the outcome.
+ *
+ * Signing is batched: an attempt that has a connection is parked on the client's ready list;
+ * client_flush(), called once per loop iteration after the completions were reaped, signs every
+ * parked attempt in one sign_batch() call and submits their writes. A request is written as a
+ * gather of the endpoint's prefix, the per-attempt headers and the shared body: the body is
+ * never copied.
+ *
+ * Each connection is an explicit state machine (conn_state) with one deadline timer: connect,
+ * first byte and total, each phase arming its own bound. The transport seam (struct transport)
+ * is where TLS plugs in; plain TCP is the only transport today. */
+#ifndef HOOKRING_CLIENT_H
+#define HOOKRING_CLIENT_H
+
+#include "common.h"
+#include "httpresp.h"
+#include "netguard.h"
+#include "ring.h"
+#include "sign/profile.h"
+#include "url.h"
+
+#define ATTEMPT_EXCERPT 128
+
+enum attempt_result {
+    ATTEMPT_OK = 0,             /* a 2xx answer */
+    ATTEMPT_STATUS,             /* a complete answer with another status */
+    ATTEMPT_REFUSED,            /* connection refused */
+    ATTEMPT_RESET,              /* reset, or closed before the answer was complete */
+    ATTEMPT_TIMEOUT_CONNECT,    /* no connection within the connect deadline */
+    ATTEMPT_TIMEOUT_FIRST_BYTE, /* no byte of an answer within the first-byte deadline */
+    ATTEMPT_TIMEOUT_TOTAL,      /* the whole attempt took longer than the endpoint's timeout */
+    ATTEMPT_MALFORMED,          /* the answer was not HTTP/1.x as we accept it */
+    ATTEMPT_BLOCKED,            /* the address guard refused the destination */
+    ATTEMPT_UNREACHABLE,        /* no route to the host or network */
+    ATTEMPT_ERROR,              /* a local failure (sockets, memory) */
+    ATTEMPT_RESULT_COUNT
+};
+
+struct attempt;
+struct client;
+struct conn;
+
+typedef void attempt_done_cb(struct attempt *a);
+
+/* The transport seam: how plaintext request bytes reach the wire and response bytes come back.
+ * Plain TCP passes bytes through; TLS (memory BIOs) will encrypt and decrypt here. */
+struct transport {
+    const char *name;
+    /* ready tells whether a freshly connected conn may send (false while a handshake runs). */
+    bool (*ready)(struct conn *c);
+};
+
+extern const struct transport transport_plain;
+
+struct endpoint {
+    struct client *cl;
+    struct url url;
+    const struct signer *signer;
+    const struct transport *transport;
+    struct buf prefix;   /* "POST target HTTP/1.1\r\nHost: ...\r\n[User-Agent]" */
+    uint32_t timeout_ms; /* total, per attempt */
+    uint32_t connect_timeout_ms;
+    uint32_t first_byte_timeout_ms;
+    uint32_t max_conns;    /* connections this endpoint may hold */
+    uint32_t max_inflight; /* attempts in flight at once */
+    uint32_t nconns;
+    uint32_t inflight;
+    struct conn *idle; /* keep-alive connections ready for reuse (LIFO) */
+    struct attempt *qhead, *qtail;
+    uint32_t queued;
+    bool waiting; /* on the client's list of endpoints starved by the global cap */
+    struct endpoint *next_waiting;
+    uint64_t stat_connects;
+    uint64_t stat_reuses;
+};
+
+struct attempt {
+    /* filled by the caller */
+    struct endpoint *ep;
+    const struct event *event;
+    struct slice body;
+    struct slice id;
+    attempt_done_cb *done;
+    /* filled by the client */
+    enum attempt_result result;
+    int status;        /* HTTP status when an answer was parsed, else 0 */
+    int err;           /* errno behind a connection-level result, else 0 */
+    int64_t submit_ns; /* monotonic */
+    int64_t sent_ns;
+    int64_t done_ns;
+    int64_t sent_unix_ms; /* the attempt time that was signed */
+    bool has_retry_after;
+    int64_t retry_after_s; /* delay asked for by Retry-After (a date is converted), >= 0 */
+    bool reused;           /* went out on a kept-alive connection */
+    uint8_t stale_retries;
+    uint8_t excerpt[ATTEMPT_EXCERPT];
+    size_t excerpt_len;
+    struct attempt *next;
+};
+
+struct client_opts {
+    uint32_t max_conns;         /* connections over all endpoints (sizes the pool) */
+    uint32_t max_inflight;      /* attempts in flight over all endpoints */
+    uint32_t rbuf_size;         /* per connection; also the largest response head accepted */
+    uint32_t max_response_body; /* bytes read before giving up on the rest of a body */
+    const struct netguard *guard;
+};
+
+struct client {
+    struct ring *ring;
+    struct client_opts o;
+    struct httpresp_limits lim;
+    struct conn *conns;
+    struct conn *free_conns;
+    struct conn *ready_head, *ready_tail; /* connected, attempt assigned, waiting to be signed */
+    struct endpoint *waiting_head, *waiting_tail;
+    uint32_t inflight;
+    uint32_t queued;   /* attempts waiting in endpoint queues */
+    uint32_t nconns;   /* open connections, idle ones included */
+    uint32_t nclosing; /* connections waiting for the kernel to hand back their ops */
+    uint64_t stat_batches;
+    uint64_t stat_signed;
+};
+
+/* client_init prepares c on ring r, allocating its connection table once. Returns 0 or
+ * -ENOMEM. */
+int client_init(struct client *c, struct ring *r, const struct client_opts *o);
+
+/* client_cleanup closes every connection (synchronously; the ring must be idle or about to be
+ * torn down) and frees the table. */
+void client_cleanup(struct client *c);
+
+/* endpoint_init prepares ep for url with signer s (borrowed, must outlive ep). timeout_ms 0
+ * takes the profile's. Connections are capped at max_conns and attempts in flight at
+ * max_inflight. Returns 0, or -EINVAL with err filled (the destination is refused by the address
+ * guard, or needs what this build cannot do yet: TLS, DNS). */
+int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
+                  const struct signer *s, uint32_t timeout_ms, uint32_t max_conns,
+                  uint32_t max_inflight, char *err, size_t errlen);
+
+/* endpoint_cleanup frees the prefix; the endpoint must have nothing queued or in flight. */
+void endpoint_cleanup(struct endpoint *ep);
+
+/* client_submit queues attempt a on a->ep; it goes out when the endpoint and the client have
+ * capacity. a and the bytes it names must stay valid until a->done runs. */
+void client_submit(struct attempt *a);
+
+/* client_flush signs every attempt that has a connection, in one batch, and submits their
+ * writes. Call it after every ring_run_once(). Returns the number of attempts sent. */
+size_t client_flush(struct client *c);
+
+/* client_busy tells whether anything is queued, in flight or still closing. */
+bool client_busy(const struct client *c);
+
+/* attempt_result_name is a short stable name ("ok", "status", "refused", ...). */
+const char *attempt_result_name(enum attempt_result r);
+
+#endif
