@@ -13,6 +13,8 @@ static const char usage[] =
     "commands:\n"
     "  sign     print the exact request (headers, blank line, body) a profile sends for an event\n"
     "  verify   check a received request's signature as a receiver of that profile would\n"
+    "  send     deliver one event to a URL, with the profile's retries when asked\n"
+    "  blast    load-test a webhook receiver: signed deliveries at a concurrency or a rate\n"
     "\n"
     "profiles: humanconnection humiris humcli humanos aksita standard svix stripe github\n"
     "\n"
@@ -38,6 +40,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "verify") == 0) {
         return cmd_verify(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "send") == 0) {
+        return cmd_send(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "blast") == 0) {
+        return cmd_blast(argc - 1, argv + 1);
     }
     fprintf(stderr, "hookring: unknown command '%s' (see 'hookring --help')\n", cmd);
     return EXIT_USAGE;
