@@ -39,7 +39,8 @@ struct send_state {
     struct client client;
     struct endpoint ep;
     struct attempt a;
-    struct ring_timer retry_timer;
+    struct wheel wheel;
+    struct wheel_timer retry_timer;
     struct retry_policy policy;
     uint64_t rng;
     uint32_t attempts;
@@ -75,7 +76,7 @@ static void print_attempt(const struct send_state *s)
     fflush(stdout);
 }
 
-static void retry_fire(struct ring *r, struct ring_timer *t)
+static void retry_fire(struct wheel *w, struct wheel_timer *t)
 {
     struct send_state *s = container_of(t, struct send_state, retry_timer);
     client_submit(&s->a);
@@ -97,7 +98,7 @@ static void send_done(struct attempt *a)
     }
     printf("  retry %u of %zu in %.3f s\n", s->attempts, s->policy.n, (double)delay / 1000.0);
     fflush(stdout);
-    ring_timer_arm_in(&s->ring, &s->retry_timer, delay * 1000000);
+    wheel_add(&s->wheel, &s->retry_timer, ring_now_ms(&s->ring) + (uint64_t)delay);
 }
 
 int cmd_send(int argc, char **argv)
@@ -242,10 +243,12 @@ int cmd_send(int argc, char **argv)
     if (client_init(&s.client, &s.ring, &co) ||
         endpoint_init(&s.ep, &s.client, &url, &signer, (uint32_t)timeout_ms, 1, 1, err,
                       sizeof(err))) {
-        fprintf(stderr, "hookring send: %s\n", err);
+        fprintf(stderr, "hookring send: not delivered: %s\n", err);
+        ret = EXIT_FAIL;
         goto out_ring;
     }
-    ring_timer_init(&s.retry_timer, retry_fire);
+    ring_attach_wheel(&s.ring, &s.wheel);
+    wheel_timer_init(&s.retry_timer, retry_fire);
     s.policy = retry_policy_of(p, scale);
     s.rng = (uint64_t)cmd_now_ms() * 0x9e3779b97f4a7c15ull | 1;
     s.a = (struct attempt){

@@ -379,6 +379,20 @@ int ring_run_once(struct ring *r, int64_t max_wait_ns)
 {
     int64_t wait_ns = max_wait_ns;
     int64_t deadline = ring_next_deadline(r);
+    if (r->wheel) {
+        int64_t now = ring_clock_ns();
+        uint64_t in_ms = wheel_next_expiry(r->wheel, (uint64_t)now / 1000000);
+        if (in_ms != WHEEL_NO_EXPIRY) {
+            /* the end of the millisecond the wheel names, so that it is due on waking */
+            int64_t at = ((now / 1000000) + (int64_t)in_ms) * 1000000;
+            if (in_ms > 0) {
+                at += 1000000 - 1;
+            }
+            if (deadline < 0 || at < deadline) {
+                deadline = at;
+            }
+        }
+    }
     if (deadline >= 0) {
         int64_t now = ring_clock_ns();
         int64_t until = deadline > now ? deadline - now : 0;
@@ -389,6 +403,25 @@ int ring_run_once(struct ring *r, int64_t max_wait_ns)
 
     struct io_uring_cqe *cqe = NULL;
     int rc;
+    if (r->batch_nr > 1 && wait_ns != 0) {
+        int64_t window = r->batch_window_ns;
+        if (wait_ns > 0 && wait_ns < window) {
+            window = wait_ns;
+        }
+        struct __kernel_timespec ts = {.tv_sec = window / 1000000000,
+                                       .tv_nsec = window % 1000000000};
+        int64_t t0 = ring_clock_ns();
+        rc = io_uring_submit_and_wait_timeout(&r->uring, &cqe, r->batch_nr, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            return rc;
+        }
+        if (io_uring_cq_ready(&r->uring) > 0) {
+            wait_ns = 0; /* something came: reap it now */
+        } else if (wait_ns > 0) {
+            int64_t spent = ring_clock_ns() - t0;
+            wait_ns = wait_ns > spent ? wait_ns - spent : 0;
+        }
+    }
     if (wait_ns == 0) {
         /* Something is due already: submit and collect what is ready without sleeping. */
         rc = io_uring_submit_and_get_events(&r->uring);
@@ -429,7 +462,23 @@ int ring_run_once(struct ring *r, int64_t max_wait_ns)
     r->stat_cqes += n;
 
     ring_fire_timers(r);
+    if (r->wheel) {
+        wheel_run(r->wheel, ring_now_ms(r));
+    }
     return (int)n;
+}
+
+void ring_attach_wheel(struct ring *r, struct wheel *w)
+{
+    r->now_ns = ring_clock_ns();
+    wheel_init(w, ring_now_ms(r));
+    r->wheel = w;
+}
+
+void ring_set_batch(struct ring *r, uint32_t nr, int64_t window_ns)
+{
+    r->batch_nr = nr;
+    r->batch_window_ns = window_ns > 0 ? window_ns : 0;
 }
 
 int ring_run(struct ring *r)

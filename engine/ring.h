@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "common.h"
+#include "wheel.h"
 
 struct ring;
 struct op;
@@ -102,6 +103,10 @@ struct ring {
     uint64_t wake_val;
     ring_wake_cb *wake_cb;
     void *wake_arg;
+    struct wheel *wheel; /* optional (ring_attach_wheel): long timers, in ms */
+    /* batched waits (ring_set_batch): wait for batch_nr completions, at most batch_window_ns */
+    uint32_t batch_nr;
+    int64_t batch_window_ns;
     uint64_t stat_iterations; /* loop iterations */
     uint64_t stat_cqes;       /* completions reaped */
 };
@@ -125,6 +130,26 @@ struct io_uring_sqe *ring_sqe(struct ring *r, struct op *op, enum ring_op_type t
  * completion, fire due timers. Returns the number of completions reaped, or -errno when
  * io_uring_enter failed for a reason other than a timeout or a signal. */
 int ring_run_once(struct ring *r, int64_t max_wait_ns);
+
+/* ring_set_batch makes the next waits of ring_run_once gather up to nr completions (when the
+ * kernel has them within window_ns) before returning, instead of waking for the first one:
+ * fewer wake-ups and context switches under load, at the price of at most window_ns of added
+ * latency per loop iteration. A wait never outlasts the earliest timer or max_wait_ns; when
+ * nothing at all completed within the window, the wait goes on for the first completion as
+ * usual. nr <= 1 turns batching off (the default). */
+void ring_set_batch(struct ring *r, uint32_t nr, int64_t window_ns);
+
+/* ring_attach_wheel makes w (initialised here, at the ring's monotonic time in ms) the ring's
+ * timer wheel: every ring_run_once then bounds its wait by wheel_next_expiry() as well as by the
+ * ring's own timers, and runs the wheel after reaping. The wheel is for the many long timers of
+ * deliveries (retries, hours to days); its times are ring_now_ms(). */
+void ring_attach_wheel(struct ring *r, struct wheel *w);
+
+/* ring_now_ms is the ring's time on the wheel's clock (monotonic milliseconds). */
+static inline uint64_t ring_now_ms(const struct ring *r)
+{
+    return (uint64_t)r->now_ns / 1000000;
+}
 
 /* ring_run loops ring_run_once until ring_stop() was called. Returns 0 or -errno. */
 int ring_run(struct ring *r);
