@@ -212,7 +212,7 @@ int cmd_send(int argc, char **argv)
     struct buf in, body;
     buf_init(&in, 4u << 20);
     buf_init(&body, 64u << 20);
-    struct event ev;
+    struct event ev = {0};
     int rc = cmd_read_file(argv[optind], &in);
     if (rc) {
         fprintf(stderr, "hookring send: %s: %s\n", argv[optind],
@@ -283,6 +283,7 @@ int cmd_send(int argc, char **argv)
 out_ring:
     ring_cleanup(&s.ring);
 out_buf:
+    event_clear(&ev);
     signer_wipe(&signer);
     buf_free(&in);
     buf_free(&body);

@@ -111,13 +111,13 @@ int cmd_sign(int argc, char **argv)
     buf_init(&in, EVENT_FILE_MAX);
     buf_init(&head, 1 << 16);
     buf_init(&body, 64u << 20);
+    struct event ev = {0};
     int rc = cmd_read_file(path, &in);
     if (rc) {
         fprintf(stderr, "hookring sign: %s: %s\n", path,
                 rc == -EFBIG ? "larger than 4 MiB" : strerror(-rc));
         goto out;
     }
-    struct event ev;
     if (event_parse(&ev, in.p, in.len, now_ms, err, sizeof(err))) {
         fprintf(stderr, "hookring sign: %s: %s\n", path, err);
         goto out;
@@ -134,6 +134,7 @@ int cmd_sign(int argc, char **argv)
     }
     ret = EXIT_OK;
 out:
+    event_clear(&ev);
     signer_wipe(&s);
     buf_free(&in);
     buf_free(&head);

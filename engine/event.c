@@ -180,9 +180,7 @@ static const char *const known_fields[] = {"id",   "type",         "created_at",
 int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_ms, char *err,
                 size_t errlen)
 {
-    memset(ev, 0, offsetof(struct event, callback_url));
-    ev->callback_url[0] = ev->callback_secret[0] = '\0';
-    ev->callback_url_len = ev->callback_secret_len = 0;
+    memset(ev, 0, sizeof(*ev));
 
     size_t max_toks = len / 2 + 2, ntoks, off;
     struct json_tok *toks = malloc(max_toks * sizeof(*toks));
@@ -313,12 +311,18 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
         goto out;
     }
     if (u >= 0) {
-        rc = get_string(toks, u, json, "callback_url", ev->callback_url, sizeof(ev->callback_url),
-                        &ev->callback_url_len, err, errlen);
+        struct event_callback *cb = calloc(1, sizeof(*cb));
+        if (!cb) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        ev->callback = cb;
+        rc = get_string(toks, u, json, "callback_url", cb->url, sizeof(cb->url), &cb->url_len, err,
+                        errlen);
         if (rc) {
             goto out;
         }
-        struct slice url = slice_of(ev->callback_url, ev->callback_url_len);
+        struct slice url = slice_of(cb->url, cb->url_len);
         bool scheme = (url.len > 8 && memcmp(url.p, "https://", 8) == 0) ||
                       (url.len > 7 && memcmp(url.p, "http://", 7) == 0);
         for (size_t k = 0; k < url.len && scheme; k++) {
@@ -330,17 +334,29 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
                       "without spaces");
             goto out;
         }
-        rc = get_string(toks, s, json, "callback_secret", ev->callback_secret,
-                        sizeof(ev->callback_secret), &ev->callback_secret_len, err, errlen);
+        rc = get_string(toks, s, json, "callback_secret", cb->secret, sizeof(cb->secret),
+                        &cb->secret_len, err, errlen);
         if (rc) {
             goto out;
         }
-        if (ev->callback_secret_len == 0) {
+        if (cb->secret_len == 0) {
             rc = fail(err, errlen, "field 'callback_secret': must not be empty");
             goto out;
         }
     }
 out:
     free(toks);
+    if (rc) {
+        event_clear(ev);
+    }
     return rc;
+}
+
+void event_clear(struct event *ev)
+{
+    if (ev->callback) {
+        explicit_bzero(ev->callback->secret, sizeof(ev->callback->secret));
+        free(ev->callback);
+    }
+    memset(ev, 0, sizeof(*ev));
 }

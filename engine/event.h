@@ -28,17 +28,28 @@ struct event {
     char agent[EVENT_AGENT_MAX + 1];
     size_t agent_len;
     struct slice data; /* verbatim bytes of "data", borrowed from the input */
-    char callback_url[EVENT_URL_MAX + 1];
-    size_t callback_url_len; /* 0: none */
-    char callback_secret[EVENT_SECRET_MAX + 1];
-    size_t callback_secret_len;
+    /* callback_url and callback_secret (humcli), rare: allocated only when the event has them,
+     * so that an event held per delivery in flight stays small. Freed by event_clear. */
+    struct event_callback *callback; /* NULL: none */
 };
 
-/* event_parse reads one event from json[0..len). Absent id becomes "evt_" + 16 random hex;
- * absent created_at becomes now_ms. Returns 0, or -EINVAL with err (a NUL-terminated message
- * naming the field and the problem, at most errlen bytes) filled. */
+struct event_callback {
+    char url[EVENT_URL_MAX + 1];
+    size_t url_len;
+    char secret[EVENT_SECRET_MAX + 1];
+    size_t secret_len;
+};
+
+/* event_parse reads one event from json[0..len) into ev (which it overwrites: event_clear an
+ * earlier one first). Absent id becomes "evt_" + 16 random hex; absent created_at becomes now_ms.
+ * Returns 0, or -EINVAL with err (a NUL-terminated message naming the field and the problem, at
+ * most errlen bytes) filled. */
 int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_ms, char *err,
                 size_t errlen);
+
+/* event_clear frees what event_parse allocated (the callback) and empties ev; safe on an event
+ * that failed to parse, twice, or on a zeroed one. */
+void event_clear(struct event *ev);
 
 /* event_valid_id tells whether s is an acceptable event id (1-128 printable ASCII, no '.' or
  * space). */

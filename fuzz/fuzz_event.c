@@ -22,8 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st == JSON_INVALID) {
             abort();
         }
-    } else if (err[0] == '\0') {
+        if (ev.callback && (ev.callback->url_len == 0 || ev.callback->secret_len == 0)) {
+            abort();
+        }
+    } else if (err[0] == '\0' || ev.callback) {
         abort();
     }
+    event_clear(&ev);
     return 0;
 }

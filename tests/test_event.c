@@ -26,7 +26,7 @@ Test(event, full_event)
     cr_expect(ev.has_agent);
     cr_expect_str_eq(ev.agent, "sales-bot");
     cr_expect(slice_eq_cstr(ev.data, "{\"a\" :  1}"), "data bytes verbatim");
-    cr_expect_eq(ev.callback_url_len, 0);
+    cr_expect_null(ev.callback);
 }
 
 Test(event, defaults_for_absent_id_and_time)
@@ -127,6 +127,9 @@ Test(event, callback_pair)
                        "\"https://api.example.com/hooks\",\"callback_secret\":\"whsec_x\"}",
                        err),
                  0, "%s", err);
-    cr_expect_str_eq(ev.callback_url, "https://api.example.com/hooks");
-    cr_expect_str_eq(ev.callback_secret, "whsec_x");
+    cr_assert_not_null(ev.callback);
+    cr_expect_str_eq(ev.callback->url, "https://api.example.com/hooks");
+    cr_expect_str_eq(ev.callback->secret, "whsec_x");
+    event_clear(&ev);
+    cr_expect_null(ev.callback);
 }
