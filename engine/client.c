@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define CONN_HDR_MAX 1024
+#define RBUF_INITIAL 512 /* most answer heads fit: memory follows what receivers really send */
 #define SIGN_BATCH 64
 #define STALE_RETRIES 1
 
@@ -38,6 +39,7 @@ struct conn {
     int64_t total_deadline;
     struct httpresp resp;
     uint8_t *rbuf;
+    uint32_t rcap; /* grows from RBUF_INITIAL to the client's rbuf_size when a head needs it */
     uint32_t rlen;
     struct buf hdr;
     struct iovec iov[3];
@@ -265,8 +267,9 @@ static void attempt_finish(struct conn *k, enum attempt_result result, int err)
     a->done_ns = ring_clock_ns();
     if (k->resp.state != HTTPRESP_S_HEAD && k->resp.status) {
         a->status = k->resp.status;
-        memcpy(a->excerpt, k->resp.excerpt, k->resp.excerpt_len);
-        a->excerpt_len = k->resp.excerpt_len;
+        size_t n = k->resp.excerpt_len < ATTEMPT_EXCERPT ? k->resp.excerpt_len : ATTEMPT_EXCERPT;
+        memcpy(a->excerpt, k->resp.excerpt, n);
+        a->excerpt_len = n;
         a->has_retry_after = k->resp.has_retry_after;
         if (k->resp.has_retry_after) {
             int64_t v = k->resp.retry_after;
@@ -352,10 +355,9 @@ static struct conn *conn_open(struct endpoint *ep)
         return NULL;
     }
     if (!k->rbuf) {
-        k->rbuf = malloc(c->o.rbuf_size);
-        if (!k->rbuf || buf_reserve(&k->hdr, CONN_HDR_MAX)) {
-            free(k->rbuf);
-            k->rbuf = NULL;
+        k->rcap = RBUF_INITIAL < c->o.rbuf_size ? RBUF_INITIAL : c->o.rbuf_size;
+        k->rbuf = malloc(k->rcap);
+        if (!k->rbuf) {
             errno = ENOMEM;
             return NULL;
         }
@@ -598,10 +600,20 @@ static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t fl
     memmove(k->rbuf, k->rbuf + used, k->rlen - used);
     k->rlen -= (uint32_t)used;
     if (st == HTTPRESP_AGAIN) {
-        if (k->rlen >= k->cl->o.rbuf_size) {
+        if (k->rlen >= k->rcap && k->rcap < k->cl->o.rbuf_size) {
+            /* A head larger than the buffer so far: grow it, up to the client's limit. */
+            uint32_t cap = k->rcap * 2 < k->cl->o.rbuf_size ? k->rcap * 2 : k->cl->o.rbuf_size;
+            uint8_t *p = realloc(k->rbuf, cap);
+            if (!p) {
+                attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+                return;
+            }
+            k->rbuf = p;
+            k->rcap = cap;
+        }
+        if (k->rlen >= k->rcap) {
             attempt_finish(k, ATTEMPT_MALFORMED, 0);
-        } else if (ring_recv(r, &k->recv_op, k->fd, k->rbuf + k->rlen, k->cl->o.rbuf_size - k->rlen,
-                             0)) {
+        } else if (ring_recv(r, &k->recv_op, k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0)) {
             attempt_finish(k, ATTEMPT_ERROR, EBUSY);
         }
         return;
@@ -676,7 +688,7 @@ static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
     /* Write and read are submitted together: the answer's read is already waiting when the
      * request leaves, saving a loop iteration per exchange. */
     if (ring_sendmsg(c->ring, &k->send_op, k->fd, &k->msg, 0) ||
-        ring_recv(c->ring, &k->recv_op, k->fd, k->rbuf + k->rlen, c->o.rbuf_size - k->rlen, 0)) {
+        ring_recv(c->ring, &k->recv_op, k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0)) {
         attempt_finish(k, ATTEMPT_ERROR, EBUSY);
     }
 }

@@ -345,12 +345,15 @@ static int worker_setup(struct worker *w)
         u->a.done = user_done;
         u->a.event = &u->ev;
         buf_init(&u->body, cfg->payload + 65536);
+        /* one allocation that the envelope fits in (humanos' encrypted body grows it once) */
+        if (buf_reserve(&u->body, cfg->data.len + 512)) {
+            return -ENOMEM;
+        }
         u->data = malloc(cfg->data.len);
         if (!u->data) {
             return -ENOMEM;
         }
         memcpy(u->data, cfg->data.p, cfg->data.len);
-        memset(&u->ev, 0, sizeof(u->ev));
         memcpy(u->ev.type, "blast.test", 11);
         u->ev.type_len = 10;
         u->ev.data = slice_of(u->data, cfg->data.len);
