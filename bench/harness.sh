@@ -25,29 +25,7 @@ for tool in wrk nginx python3; do
 done
 [ -x "$HARNESS" ] || { echo "bench/harness.sh: $HARNESS is missing (make)" >&2; exit 1; }
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-pin_server=()
-pin_client=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    pin_server=(taskset -c 0)
-    pin_client=(taskset -c 1)
-fi
+. bench/lib.sh
 
 # ---- the signed request -------------------------------------------------------------------
 # A 1 KiB body: github sends `data` as the body, so data is padded to exactly 1024 bytes.
@@ -110,43 +88,6 @@ start_harness() {
     exit 1
 }
 
-start_nginx() {
-    nginx_port=$(free_port)
-    mkdir -p "$tmp/nginx"
-    cat > "$tmp/nginx/nginx.conf" <<NGX
-worker_processes 1;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    client_body_temp_path $tmp/nginx/body;
-    proxy_temp_path $tmp/nginx/proxy;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / { return 200; }
-    }
-}
-NGX
-    "${pin_server[@]}" nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2> "$tmp/nginx/stderr" &
-    pids+=($!)
-    nginx_pid=$!
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $nginx_port), 0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "bench/harness.sh: nginx did not start:" >&2
-    cat "$tmp/nginx/stderr" "$tmp/nginx/error.log" >&2 || true
-    exit 1
-}
-
 # run_wrk URL: prints requests/s; fails when wrk saw errors or non-2xx answers
 run_wrk() {
     local out
@@ -161,7 +102,7 @@ run_wrk() {
 }
 
 start_harness
-start_nginx
+start_nginx 4096
 # warm both up (connections, page faults), then measure
 DURATION=2s run_wrk "http://$harness_addr/ok/bench" >/dev/null
 DURATION=2s run_wrk "http://127.0.0.1:$nginx_port/ok/bench" >/dev/null

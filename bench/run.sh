@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench/run.sh [BUILD_DIR]: every benchmark, each against its reference measured in the same
+# run, with what it printed kept under bench/results/ (one file per bench, plus .json where the
+# bench writes one). `make bench` calls this. Figures are reported, never asserted here: the
+# machines are shared and noisy, so read ratios, not absolute rates.
+#
+#   sign     batched HMAC (hmac_batch) against BoringSSL's one-shot HMAC(), and ipsec-mb
+#   wheel    the timer wheel against a binary heap at 1M pending timers
+#   dedup    the lock-free dedup table against the same table behind a mutex, 1 and 2 threads
+#   harness  the mock subscriber (verifying) against nginx, both under wrk
+#   blast    hookring blast against wrk, same nginx, c=256 and c=4096, and RSS at 10k conns
+#
+# BENCHES="sign wheel" picks some. Environment of each script passes through (DURATION, ...).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+BENCHES=${BENCHES:-sign wheel dedup harness blast}
+out=bench/results
+mkdir -p "$out"
+failed=0
+
+run() {
+    local name=$1
+    shift
+    echo "== $name: $*"
+    if "$@" 2>&1 | tee "$out/$name.txt"; then
+        :
+    else
+        echo "bench/run.sh: $name failed" >&2
+        failed=1
+    fi
+    echo
+}
+
+for b in $BENCHES; do
+    case $b in
+    sign | wheel | dedup) run "$b" "$BUILD/bench/$b" ;;
+    harness) JSON="$out/harness.json" run harness bench/harness.sh "$BUILD" ;;
+    blast) JSON="$out/blast.json" run blast bench/blast.sh "$BUILD" ;;
+    *) echo "bench/run.sh: unknown bench '$b'" >&2; failed=1 ;;
+    esac
+done
+exit $failed
