@@ -80,6 +80,8 @@ int client_init(struct client *c, struct ring *r, const struct client_opts *o)
     if (!c->conns) {
         return -ENOMEM;
     }
+    /* One direct descriptor per connection; without the table, plain fds are used. */
+    c->direct = ring_files_init(r, o->max_conns) == 0;
     /* Buffers are allocated when a connection is first opened and kept for reuse, so memory
      * follows the connections really used, not the table size. */
     for (uint32_t i = o->max_conns; i-- > 0;) {
@@ -102,7 +104,7 @@ void client_cleanup(struct client *c)
     for (uint32_t i = 0; i < c->o.max_conns; i++) {
         struct conn *k = &c->conns[i];
         if (k->fd >= 0) {
-            close(k->fd);
+            ring_fd_close(c->ring, k->fd);
         }
         if (ring_timer_armed(&k->timer)) {
             ring_timer_cancel(c->ring, &k->timer);
@@ -200,7 +202,7 @@ static void conn_release(struct conn *k)
     struct client *c = k->cl;
     struct endpoint *ep = k->ep;
     if (k->fd >= 0) {
-        close(k->fd);
+        ring_fd_close(c->ring, k->fd);
         k->fd = -1;
     }
     if (ring_timer_armed(&k->timer)) {
@@ -368,6 +370,9 @@ static struct conn *conn_open(struct endpoint *ep)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A direct descriptor from here on (where the kernel has them): every send and receive of
+     * this kept-alive connection skips the per-op file lookup. */
+    fd = ring_fd_install(c->ring, fd);
     c->free_conns = k->next;
     k->next = NULL;
     k->fd = fd;
@@ -638,8 +643,8 @@ static void conn_handle_timer(struct ring *r, struct ring_timer *t)
     }
     if (k->state == CONN_CONNECTING) {
         attempt_finish(k, ATTEMPT_TIMEOUT_CONNECT, ETIMEDOUT);
-    } else if (k->first_byte_deadline && ring_now_ns(r) >= k->first_byte_deadline &&
-               k->first_byte_deadline <= k->total_deadline) {
+    } else if (!k->got_bytes) {
+        /* no byte of an answer came, whichever deadline fired */
         attempt_finish(k, ATTEMPT_TIMEOUT_FIRST_BYTE, ETIMEDOUT);
     } else {
         attempt_finish(k, ATTEMPT_TIMEOUT_TOTAL, ETIMEDOUT);

@@ -124,6 +124,7 @@ struct client {
     uint32_t queued;   /* attempts waiting in endpoint queues */
     uint32_t nconns;   /* open connections, idle ones included */
     uint32_t nclosing; /* connections waiting for the kernel to hand back their ops */
+    bool direct;       /* sockets are the ring's direct descriptors */
     uint64_t stat_batches;
     uint64_t stat_signed;
 };

@@ -273,9 +273,12 @@ int cmd_send(int argc, char **argv)
                           : s.attempts > 1        ? "retries exhausted"
                           : p->nretry == 0        ? "failed (the profile does not retry)"
                                                   : "failed (no --retries)";
-        fprintf(stderr, "hookring send: not delivered: %s after %u attempt%s; last: %s%s%d\n", why,
-                s.attempts, s.attempts == 1 ? "" : "s", attempt_result_name(s.a.result),
-                s.a.status ? " " : "", s.a.status);
+        char last[32] = "";
+        if (s.a.status) {
+            snprintf(last, sizeof(last), " %d", s.a.status);
+        }
+        fprintf(stderr, "hookring send: not delivered: %s after %u attempt%s; last: %s%s\n", why,
+                s.attempts, s.attempts == 1 ? "" : "s", attempt_result_name(s.a.result), last);
         ret = EXIT_FAIL;
     }
     endpoint_cleanup(&s.ep);

@@ -77,6 +77,9 @@ int ring_init(struct ring *r, const struct ring_opts *o)
 void ring_cleanup(struct ring *r)
 {
     io_uring_queue_exit(&r->uring);
+    free(r->free_slots);
+    r->free_slots = NULL;
+    r->nfree_slots = r->nslots = 0;
     if (r->wake_fd >= 0) {
         close(r->wake_fd);
         r->wake_fd = -1;
@@ -118,6 +121,20 @@ static inline void ring_bind(struct io_uring_sqe *sqe, struct op *op)
     io_uring_sqe_set_data(sqe, op);
 }
 
+/* ring_sqe_fd is the fd field for a ring descriptor (the slot of a direct one). */
+static inline int ring_sqe_fd(int fd)
+{
+    return ring_fd_is_fixed(fd) ? fd & ~RING_FD_FIXED : fd;
+}
+
+/* ring_sqe_fixed flags a prepared sqe (io_uring_prep_* clears the flags) for a direct one. */
+static inline void ring_sqe_fixed(struct io_uring_sqe *sqe, int fd)
+{
+    if (ring_fd_is_fixed(fd)) {
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
 int ring_accept_multishot(struct ring *r, struct op *op, int fd)
 {
     struct io_uring_sqe *sqe = ring_sqe(r, op, RING_OP_ACCEPT);
@@ -135,7 +152,8 @@ int ring_recv(struct ring *r, struct op *op, int fd, void *buf, size_t len, int 
     if (!sqe) {
         return -EBUSY;
     }
-    io_uring_prep_recv(sqe, fd, buf, len, flags);
+    io_uring_prep_recv(sqe, ring_sqe_fd(fd), buf, len, flags);
+    ring_sqe_fixed(sqe, fd);
     ring_bind(sqe, op);
     return 0;
 }
@@ -146,7 +164,8 @@ int ring_send(struct ring *r, struct op *op, int fd, const void *buf, size_t len
     if (!sqe) {
         return -EBUSY;
     }
-    io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, ring_sqe_fd(fd), buf, len, flags | MSG_NOSIGNAL);
+    ring_sqe_fixed(sqe, fd);
     ring_bind(sqe, op);
     return 0;
 }
@@ -157,7 +176,8 @@ int ring_sendmsg(struct ring *r, struct op *op, int fd, const struct msghdr *msg
     if (!sqe) {
         return -EBUSY;
     }
-    io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)(flags | MSG_NOSIGNAL));
+    io_uring_prep_sendmsg(sqe, ring_sqe_fd(fd), msg, (unsigned)(flags | MSG_NOSIGNAL));
+    ring_sqe_fixed(sqe, fd);
     ring_bind(sqe, op);
     return 0;
 }
@@ -191,7 +211,8 @@ int ring_connect(struct ring *r, struct op *op, int fd, const struct sockaddr *a
     if (!sqe) {
         return -EBUSY;
     }
-    io_uring_prep_connect(sqe, fd, addr, addrlen);
+    io_uring_prep_connect(sqe, ring_sqe_fd(fd), addr, addrlen);
+    ring_sqe_fixed(sqe, fd);
     ring_bind(sqe, op);
     return 0;
 }
@@ -232,7 +253,12 @@ int ring_cancel_fd(struct ring *r, int fd)
     if (!sqe) {
         return -EBUSY;
     }
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    if (ring_fd_is_fixed(fd)) {
+        io_uring_prep_cancel_fd(sqe, fd & ~RING_FD_FIXED,
+                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+    } else {
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    }
     ring_detach(r, sqe);
     return 0;
 }
@@ -466,6 +492,56 @@ int ring_run_once(struct ring *r, int64_t max_wait_ns)
         wheel_run(r->wheel, ring_now_ms(r));
     }
     return (int)n;
+}
+
+int ring_files_init(struct ring *r, uint32_t n)
+{
+    if (r->nslots || n == 0 || n >= RING_FD_FIXED) {
+        return -EINVAL;
+    }
+    uint32_t *slots = malloc((size_t)n * sizeof(*slots));
+    if (!slots) {
+        return -ENOMEM;
+    }
+    int rc = io_uring_register_files_sparse(&r->uring, n);
+    if (rc < 0) {
+        free(slots);
+        return rc;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        slots[i] = n - 1 - i; /* slot 0 on top */
+    }
+    r->free_slots = slots;
+    r->nfree_slots = r->nslots = n;
+    return 0;
+}
+
+int ring_fd_install(struct ring *r, int fd)
+{
+    if (!r->nfree_slots || fd < 0) {
+        return fd;
+    }
+    uint32_t slot = r->free_slots[r->nfree_slots - 1];
+    if (io_uring_register_files_update(&r->uring, slot, &fd, 1) != 1) {
+        return fd;
+    }
+    r->nfree_slots--;
+    close(fd);
+    return (int)(slot | RING_FD_FIXED);
+}
+
+void ring_fd_close(struct ring *r, int fd)
+{
+    if (!ring_fd_is_fixed(fd)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    uint32_t slot = (uint32_t)(fd & ~RING_FD_FIXED);
+    int none = -1;
+    io_uring_register_files_update(&r->uring, slot, &none, 1);
+    r->free_slots[r->nfree_slots++] = slot;
 }
 
 void ring_attach_wheel(struct ring *r, struct wheel *w)

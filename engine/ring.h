@@ -87,8 +87,22 @@ struct ring_opts {
     unsigned flags;      /* enum ring_init_flags */
 };
 
+/* A descriptor as the ring ops take it: a plain fd, or (RING_FD_FIXED set) a slot of the ring's
+ * table of direct descriptors (ring_fd_install). Ops on a direct descriptor skip the kernel's
+ * per-op file lookup and reference counting. */
+#define RING_FD_FIXED (1 << 30)
+
+static inline bool ring_fd_is_fixed(int fd)
+{
+    return fd >= 0 && (fd & RING_FD_FIXED) != 0;
+}
+
 struct ring {
     struct io_uring uring;
+    /* direct descriptors (ring_files_init): a stack of the free slots */
+    uint32_t *free_slots;
+    uint32_t nfree_slots;
+    uint32_t nslots;
     unsigned setup_flags; /* the IORING_SETUP_* flags the kernel accepted */
     unsigned features;    /* IORING_FEAT_* */
     int64_t now_ns;       /* monotonic time, refreshed after every wait */
@@ -138,6 +152,20 @@ int ring_run_once(struct ring *r, int64_t max_wait_ns);
  * nothing at all completed within the window, the wait goes on for the first completion as
  * usual. nr <= 1 turns batching off (the default). */
 void ring_set_batch(struct ring *r, uint32_t nr, int64_t window_ns);
+
+/* ring_files_init gives the ring a table of n direct descriptors (a sparse registration).
+ * Returns 0, or -errno when the kernel has no such tables (ring_fd_install then keeps plain
+ * fds, so callers need not care). */
+int ring_files_init(struct ring *r, uint32_t n);
+
+/* ring_fd_install moves the socket fd into a free slot of the table and closes fd, returning
+ * the direct descriptor (RING_FD_FIXED | slot); when there is no table or no free slot, or the
+ * kernel refuses, it returns fd unchanged. Either way the result is what the ring ops take. */
+int ring_fd_install(struct ring *r, int fd);
+
+/* ring_fd_close closes what ring_fd_install returned (a direct slot is emptied synchronously,
+ * so the slot can be reused at once; ops the kernel still holds keep their own reference). */
+void ring_fd_close(struct ring *r, int fd);
 
 /* ring_attach_wheel makes w (initialised here, at the ring's monotonic time in ms) the ring's
  * timer wheel: every ring_run_once then bounds its wait by wheel_next_expiry() as well as by the
