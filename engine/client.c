@@ -1,6 +1,7 @@
 /* client.c: the outbound HTTP/1.1 delivery client: pools, the connection state machine, and
  * batched signing. */
 #include "client.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -148,6 +149,8 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
     ep->first_byte_timeout_ms = ep->timeout_ms;
     ep->max_conns = max_conns ? max_conns : 1;
     ep->max_inflight = max_inflight ? max_inflight : ep->max_conns;
+    ep->limit = ep->max_inflight;
+    ep->adaptive = true;
     buf_init(&ep->prefix, 4096);
     /* aksita and github name their own User-Agent in the signed header set. */
     bool own_ua = s->profile->pid == PROFILE_AKSITA || s->profile->pid == PROFILE_GITHUB;
@@ -158,6 +161,27 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
         return rc;
     }
     return 0;
+}
+
+void endpoint_set_adaptive(struct endpoint *ep, bool on)
+{
+    ep->adaptive = on;
+    ep->limit = ep->max_inflight;
+}
+
+/* endpoint_adapt applies an answer to the endpoint's in-flight limit: multiplicative decrease
+ * when the receiver is overloaded (429, 502, 504), additive increase on success. */
+static void endpoint_adapt(struct endpoint *ep, const struct attempt *a)
+{
+    if (!ep->adaptive) {
+        return;
+    }
+    if (retry_slows_endpoint(a)) {
+        ep->limit = ep->limit > 1 ? ep->limit / 2 : 1;
+        ep->stat_slowdowns++;
+    } else if (a->result == ATTEMPT_OK && ep->limit < ep->max_inflight) {
+        ep->limit++;
+    }
 }
 
 void endpoint_cleanup(struct endpoint *ep)
@@ -283,6 +307,7 @@ static void attempt_finish(struct conn *k, enum attempt_result result, int err)
     }
     ep->inflight--;
     c->inflight--;
+    endpoint_adapt(ep, a);
     bool reuse = (result == ATTEMPT_OK || result == ATTEMPT_STATUS) && k->resp.keep_alive &&
                  k->send_done && k->rlen == 0 && k->state == CONN_ACTIVE;
     if (ring_timer_armed(&k->timer)) {
@@ -424,7 +449,7 @@ static void endpoint_wait(struct endpoint *ep)
 static void endpoint_dispatch(struct endpoint *ep)
 {
     struct client *c = ep->cl;
-    while (ep->qhead && ep->inflight < ep->max_inflight) {
+    while (ep->qhead && ep->inflight < ep->limit) {
         if (c->inflight >= c->o.max_inflight) {
             endpoint_wait(ep);
             return;

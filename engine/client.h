@@ -68,7 +68,11 @@ struct endpoint {
     uint32_t connect_timeout_ms;
     uint32_t first_byte_timeout_ms;
     uint32_t max_conns;    /* connections this endpoint may hold */
-    uint32_t max_inflight; /* attempts in flight at once */
+    uint32_t max_inflight; /* attempts in flight at once, at most */
+    /* The in-flight limit in force: max_inflight, halved (down to 1) each time the receiver
+     * asks to slow down (429, 502, 504) and grown back by one per 2xx, when adaptive. */
+    uint32_t limit;
+    bool adaptive;
     uint32_t nconns;
     uint32_t inflight;
     struct conn *idle; /* keep-alive connections ready for reuse (LIFO) */
@@ -78,6 +82,7 @@ struct endpoint {
     struct endpoint *next_waiting;
     uint64_t stat_connects;
     uint64_t stat_reuses;
+    uint64_t stat_slowdowns;
 };
 
 struct attempt {
@@ -144,6 +149,10 @@ void client_cleanup(struct client *c);
 int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
                   const struct signer *s, uint32_t timeout_ms, uint32_t max_conns,
                   uint32_t max_inflight, char *err, size_t errlen);
+
+/* endpoint_set_adaptive turns on (the default) or off the endpoint's slow-down: with it off
+ * (a load generator's fixed concurrency) the limit stays at max_inflight whatever the answers. */
+void endpoint_set_adaptive(struct endpoint *ep, bool on);
 
 /* endpoint_cleanup frees the prefix; the endpoint must have nothing queued or in flight. */
 void endpoint_cleanup(struct endpoint *ep);

@@ -334,6 +334,8 @@ static int worker_setup(struct worker *w)
         if (rc) {
             return rc;
         }
+        /* a load generator keeps the concurrency it was asked for */
+        endpoint_set_adaptive(&w->eps[i], false);
     }
     w->users = calloc(w->nusers, sizeof(*w->users));
     if (!w->users) {
