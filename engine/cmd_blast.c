@@ -98,6 +98,8 @@ struct worker {
     struct ring ring;
     struct client client;
     struct endpoint eps[BLAST_MAX_URLS];
+    const struct url *urls[BLAST_MAX_URLS]; /* this worker's share of the receivers */
+    size_t neps;
     struct vuser *users;
     uint32_t nusers;
     struct vuser *free_users;
@@ -228,7 +230,7 @@ static bool take_budget(struct worker *w)
 static void launch(struct worker *w, struct vuser *u, int64_t intended_ns)
 {
     u->intended_ns = intended_ns;
-    u->a.ep = &w->eps[w->rr++ % w->cfg->nurls];
+    u->a.ep = &w->eps[w->rr++ % w->neps];
     if (next_event(w, u)) {
         w->err = -EINVAL;
         w->stopping = true;
@@ -316,7 +318,7 @@ static int worker_setup(struct worker *w)
         return rc;
     }
     w->ring_ok = true;
-    struct client_opts co = {.max_conns = w->nusers + (uint32_t)cfg->nurls,
+    struct client_opts co = {.max_conns = w->nusers + (uint32_t)w->neps,
                              .max_inflight = w->nusers,
                              .rbuf_size = 2048,
                              .max_response_body = 1u << 20,
@@ -327,9 +329,9 @@ static int worker_setup(struct worker *w)
         return rc;
     }
     w->client_ok = true;
-    uint32_t per_ep = (w->nusers + (uint32_t)cfg->nurls - 1) / (uint32_t)cfg->nurls;
-    for (size_t i = 0; i < cfg->nurls; i++) {
-        rc = endpoint_init(&w->eps[i], &w->client, &cfg->urls[i], &cfg->signer, cfg->timeout_ms,
+    uint32_t per_ep = (w->nusers + (uint32_t)w->neps - 1) / (uint32_t)w->neps;
+    for (size_t i = 0; i < w->neps; i++) {
+        rc = endpoint_init(&w->eps[i], &w->client, w->urls[i], &cfg->signer, cfg->timeout_ms,
                            per_ep, per_ep, w->errmsg, sizeof(w->errmsg));
         if (rc) {
             return rc;
@@ -428,7 +430,7 @@ static void worker_cleanup(struct worker *w)
         }
         free(w->users);
     }
-    for (size_t i = 0; i < w->cfg->nurls; i++) {
+    for (size_t i = 0; i < w->neps; i++) {
         endpoint_cleanup(&w->eps[i]);
     }
     if (w->client_ok) {
@@ -771,11 +773,32 @@ int cmd_blast(int argc, char **argv)
     }
     double cpu0 = cpu_seconds();
     int64_t t0 = ring_clock_ns();
+    /* With at least as many receivers as workers (and a sender for each), every receiver
+     * belongs to one worker: its connections, pool and counters are that worker's alone. */
+    bool shard = cfg.nurls >= cfg.workers && cfg.concurrency >= cfg.nurls && cfg.workers > 1;
     for (uint32_t i = 0; i < cfg.workers; i++) {
         struct worker *w = &ws[i];
         w->index = i;
         w->cfg = &cfg;
-        w->nusers = cfg.concurrency / cfg.workers + (i < cfg.concurrency % cfg.workers);
+        if (shard) {
+            /* receivers sharded: worker i owns urls i, i+W, ...; its senders in proportion */
+            size_t before = 0;
+            for (size_t j = 0; j < cfg.nurls; j++) {
+                if (j % cfg.workers == i) {
+                    w->urls[w->neps++] = &cfg.urls[j];
+                } else if (j % cfg.workers < i) {
+                    before++;
+                }
+            }
+            uint64_t lo = (uint64_t)cfg.concurrency * before / cfg.nurls;
+            uint64_t hi = (uint64_t)cfg.concurrency * (before + w->neps) / cfg.nurls;
+            w->nusers = (uint32_t)(hi - lo);
+        } else {
+            for (size_t j = 0; j < cfg.nurls; j++) {
+                w->urls[w->neps++] = &cfg.urls[j];
+            }
+            w->nusers = cfg.concurrency / cfg.workers + (i < cfg.concurrency % cfg.workers);
+        }
         w->rate = cfg.rate > 0 ? cfg.rate / cfg.workers : 0;
         w->seq_base = ((uint64_t)i << 48) | ((uint64_t)cmd_now_ms() & 0xffffffffff) << 8;
         if (pthread_create(&w->thread, NULL, worker_main, w)) {
@@ -840,7 +863,7 @@ int cmd_blast(int argc, char **argv)
         }
         t->ok += w->done_ok;
         t->failed += w->done_failed;
-        for (size_t e = 0; e < cfg.nurls; e++) {
+        for (size_t e = 0; e < w->neps; e++) {
             t->connects += w->eps[e].stat_connects;
             t->reuses += w->eps[e].stat_reuses;
         }
