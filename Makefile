@@ -112,7 +112,8 @@ deps:
 test: deps
 	$(MAKE) all
 	$(MAKE) SAN=asan all
-	tests/run.sh build build/asan
+	$(MAKE) SAN=tsan build/tsan/tests/test_dedup
+	tests/run.sh build build/asan build/tsan
 
 test-plain: all
 	tests/run.sh $(BUILD)
