@@ -26,7 +26,7 @@ BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
 OPT ?= -O2
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wno-unused-parameter -Wno-missing-field-initializers -D_GNU_SOURCE -pthread -I$(BSSL_INC) -Iengine -MMD -MP
-LIBS := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto -luring -lpthread -lm
+LIBS := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto -luring -lcares -lpthread -lm
 
 ifeq ($(SAN),asan)
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -93,7 +93,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 # --- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := make gcc clang libclang-rt-14-dev liburing-dev android-libboringssl-dev \
-	libcriterion-dev libc-ares-dev libipsec-mb-dev clang-format cppcheck python3 wrk nginx-light
+	libcriterion-dev libc-ares-dev libipsec-mb-dev openssl ca-certificates clang-format cppcheck python3 wrk nginx-light
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
