@@ -2,6 +2,7 @@
  * batched signing. */
 #include "client.h"
 #include "retry.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,10 +17,12 @@
 #define RBUF_INITIAL 512 /* most answer heads fit: memory follows what receivers really send */
 #define SIGN_BATCH 64
 #define STALE_RETRIES 1
+#define CBUF_SIZE 4096 /* TLS: ciphertext read per receive */
 
 enum conn_state {
     CONN_FREE = 0,
     CONN_CONNECTING, /* connect in flight, attempt assigned */
+    CONN_HANDSHAKE,  /* TLS handshake running, attempt assigned */
     CONN_IDLE,       /* kept alive in the endpoint's idle list */
     CONN_READY,      /* attempt assigned, waiting for client_flush to sign and send it */
     CONN_ACTIVE,     /* request being written and answer being read */
@@ -49,15 +52,39 @@ struct conn {
     bool send_done;
     bool got_bytes;
     uint32_t requests;
+    const char *fail_detail; /* a reason for the excerpt when there is no HTTP answer */
+    /* TLS */
+    struct tls_conn tls;
+    uint8_t *cbuf;   /* ciphertext received */
+    struct buf cout; /* ciphertext being sent */
+    size_t cout_off; /* how much of cout the kernel has taken */
     struct conn *next;
 };
 
-static bool plain_ready(struct conn *c)
-{
-    return true;
-}
+static void plain_start(struct conn *k);
+static void plain_send(struct conn *k, int niov);
+static void plain_sent(struct conn *k, int res);
+static void plain_received(struct conn *k, int res);
+static void plain_release(struct conn *k);
+static void tls_start(struct conn *k);
+static void tls_send(struct conn *k, int niov);
+static void tls_sent(struct conn *k, int res);
+static void tls_received(struct conn *k, int res);
+static void tls_release(struct conn *k);
 
-const struct transport transport_plain = {.name = "tcp", .ready = plain_ready};
+const struct transport transport_plain = {.name = "tcp",
+                                          .start = plain_start,
+                                          .send = plain_send,
+                                          .sent = plain_sent,
+                                          .received = plain_received,
+                                          .release = plain_release};
+
+const struct transport transport_tls = {.name = "tls",
+                                        .start = tls_start,
+                                        .send = tls_send,
+                                        .sent = tls_sent,
+                                        .received = tls_received,
+                                        .release = tls_release};
 
 static void conn_handle_connect(struct ring *r, struct op *op, int res, uint32_t flags);
 static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t flags);
@@ -94,6 +121,7 @@ int client_init(struct client *c, struct ring *r, const struct client_opts *o)
         k->recv_op.cb = conn_handle_recv;
         ring_timer_init(&k->timer, conn_handle_timer);
         buf_init(&k->hdr, CONN_HDR_MAX);
+        buf_init(&k->cout, 1u << 26);
         k->next = c->free_conns;
         c->free_conns = k;
     }
@@ -110,6 +138,9 @@ void client_cleanup(struct client *c)
         if (ring_timer_armed(&k->timer)) {
             ring_timer_cancel(c->ring, &k->timer);
         }
+        tls_conn_free(&k->tls);
+        free(k->cbuf);
+        buf_free(&k->cout);
         free(k->rbuf);
         buf_free(&k->hdr);
     }
@@ -127,8 +158,11 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
     ep->signer = s;
     ep->transport = &transport_plain;
     if (url->https) {
-        snprintf(err, errlen, "url: https:// needs TLS, which this build does not have yet");
-        return -EINVAL;
+        if (!c->o.tls) {
+            snprintf(err, errlen, "url: https:// needs a TLS context, which this client lacks");
+            return -EINVAL;
+        }
+        ep->transport = &transport_tls;
     }
     if (!url->host_is_ip) {
         snprintf(err, errlen,
@@ -151,6 +185,7 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
     ep->max_inflight = max_inflight ? max_inflight : ep->max_conns;
     ep->limit = ep->max_inflight;
     ep->adaptive = true;
+    ep->keep_alive = true;
     buf_init(&ep->prefix, 4096);
     /* aksita and github name their own User-Agent in the signed header set. */
     bool own_ua = s->profile->pid == PROFILE_AKSITA || s->profile->pid == PROFILE_GITHUB;
@@ -159,6 +194,20 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
     if (rc) {
         snprintf(err, errlen, "out of memory");
         return rc;
+    }
+    return 0;
+}
+
+int endpoint_set_keep_alive(struct endpoint *ep, bool on)
+{
+    static const char close_hdr[] = "Connection: close\r\n";
+    size_t n = sizeof(close_hdr) - 1;
+    bool has = ep->prefix.len >= n && memcmp(ep->prefix.p + ep->prefix.len - n, close_hdr, n) == 0;
+    ep->keep_alive = on;
+    if (on && has) {
+        ep->prefix.len -= n;
+    } else if (!on && !has) {
+        return buf_puts(&ep->prefix, close_hdr);
     }
     return 0;
 }
@@ -187,6 +236,10 @@ static void endpoint_adapt(struct endpoint *ep, const struct attempt *a)
 void endpoint_cleanup(struct endpoint *ep)
 {
     buf_free(&ep->prefix);
+    if (ep->session) {
+        SSL_SESSION_free(ep->session);
+        ep->session = NULL;
+    }
 }
 
 const char *attempt_result_name(enum attempt_result r)
@@ -200,6 +253,11 @@ const char *attempt_result_name(enum attempt_result r)
         [ATTEMPT_TIMEOUT_FIRST_BYTE] = "timeout_first_byte",
         [ATTEMPT_TIMEOUT_TOTAL] = "timeout_total",
         [ATTEMPT_MALFORMED] = "malformed_response",
+        [ATTEMPT_TIMEOUT_TLS] = "timeout_tls",
+        [ATTEMPT_TLS_UNTRUSTED] = "tls_untrusted",
+        [ATTEMPT_TLS_EXPIRED] = "tls_expired",
+        [ATTEMPT_TLS_WRONG_HOST] = "tls_wrong_host",
+        [ATTEMPT_TLS_PROTOCOL] = "tls_protocol",
         [ATTEMPT_BLOCKED] = "blocked_address",
         [ATTEMPT_UNREACHABLE] = "unreachable",
         [ATTEMPT_ERROR] = "local_error",
@@ -235,6 +293,7 @@ static void conn_release(struct conn *k)
     if (k->state == CONN_CLOSING) {
         c->nclosing--;
     }
+    ep->transport->release(k);
     k->state = CONN_FREE;
     k->ep = NULL;
     k->next = c->free_conns;
@@ -304,12 +363,18 @@ static void attempt_finish(struct conn *k, enum attempt_result result, int err)
             }
             a->retry_after_s = v < 0 ? 0 : v;
         }
+    } else if (k->fail_detail) {
+        size_t n = strlen(k->fail_detail);
+        n = n < ATTEMPT_EXCERPT ? n : ATTEMPT_EXCERPT;
+        memcpy(a->excerpt, k->fail_detail, n);
+        a->excerpt_len = n;
     }
+    k->fail_detail = NULL;
     ep->inflight--;
     c->inflight--;
     endpoint_adapt(ep, a);
     bool reuse = (result == ATTEMPT_OK || result == ATTEMPT_STATUS) && k->resp.keep_alive &&
-                 k->send_done && k->rlen == 0 && k->state == CONN_ACTIVE;
+                 ep->keep_alive && k->send_done && k->rlen == 0 && k->state == CONN_ACTIVE;
     if (ring_timer_armed(&k->timer)) {
         ring_timer_cancel(c->ring, &k->timer);
     }
@@ -404,6 +469,9 @@ static struct conn *conn_open(struct endpoint *ep)
     k->ep = ep;
     k->requests = 0;
     k->rlen = 0;
+    k->got_bytes = false;
+    k->fail_detail = NULL;
+    httpresp_init(&k->resp, false); /* nothing of a previous life may leak into an outcome */
     c->nconns++;
     ep->nconns++;
     ep->stat_connects++;
@@ -551,9 +619,7 @@ static void conn_handle_connect(struct ring *r, struct op *op, int res, uint32_t
     if (ring_timer_armed(&k->timer)) {
         ring_timer_cancel(r, &k->timer);
     }
-    if (k->ep->transport->ready(k)) {
-        ready_push(k);
-    }
+    k->ep->transport->start(k);
 }
 
 static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t flags)
@@ -562,12 +628,24 @@ static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t fl
     if (conn_reaped(k) || !k->cur) {
         return;
     }
+    k->ep->transport->sent(k, res);
+}
+
+/* conn_send_failed ends an exchange whose request could not be written: a kept-alive
+ * connection the peer had closed sends the request again on a fresh one. */
+static void conn_send_failed(struct conn *k, int res)
+{
+    if (k->requests > 1 && !k->got_bytes && k->cur->stale_retries < STALE_RETRIES) {
+        attempt_requeue(k);
+    } else {
+        attempt_finish(k, classify_errno(-res), -res);
+    }
+}
+
+static void plain_sent(struct conn *k, int res)
+{
     if (res < 0) {
-        if (k->requests > 1 && !k->got_bytes && k->cur->stale_retries < STALE_RETRIES) {
-            attempt_requeue(k);
-        } else {
-            attempt_finish(k, classify_errno(-res), -res);
-        }
+        conn_send_failed(k, res);
         return;
     }
     size_t n = (size_t)res;
@@ -590,7 +668,7 @@ static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t fl
             n = 0;
         }
     }
-    if (ring_sendmsg(r, &k->send_op, k->fd, &k->msg, 0)) {
+    if (ring_sendmsg(k->cl->ring, &k->send_op, k->fd, &k->msg, 0)) {
         attempt_finish(k, ATTEMPT_ERROR, EBUSY);
     }
 }
@@ -601,32 +679,40 @@ static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t fl
     if (conn_reaped(k) || !k->cur) {
         return;
     }
-    enum httpresp_status st;
-    if (res <= 0) {
-        if (res == 0) {
-            st = httpresp_eof(&k->resp);
-            if (st == HTTPRESP_DONE) {
-                goto done;
-            }
-        }
-        /* A kept-alive connection the peer had already closed: nothing of ours was read, so
-         * the request goes out again on a fresh connection. */
-        if (!k->got_bytes && k->requests > 1 && k->cur->stale_retries < STALE_RETRIES &&
-            (res == 0 || res == -ECONNRESET)) {
-            attempt_requeue(k);
-            return;
-        }
-        attempt_finish(k, res == 0 ? ATTEMPT_RESET : classify_errno(-res), res == 0 ? 0 : -res);
+    k->ep->transport->received(k, res);
+}
+
+/* conn_eof ends an exchange on end of stream (res 0) or a receive error. */
+static void conn_eof(struct conn *k, int res)
+{
+    if (res == 0 && httpresp_eof(&k->resp) == HTTPRESP_DONE) {
+        int s = k->resp.status;
+        attempt_finish(k, s >= 200 && s < 300 ? ATTEMPT_OK : ATTEMPT_STATUS, 0);
         return;
     }
+    /* A kept-alive connection the peer had already closed: nothing of ours was read, so the
+     * request goes out again on a fresh connection. */
+    if (!k->got_bytes && k->requests > 1 && k->cur->stale_retries < STALE_RETRIES &&
+        (res == 0 || res == -ECONNRESET)) {
+        attempt_requeue(k);
+        return;
+    }
+    attempt_finish(k, res == 0 ? ATTEMPT_RESET : classify_errno(-res), res == 0 ? 0 : -res);
+}
+
+/* conn_parse takes n more plaintext bytes at rbuf[rlen] and parses. Returns true when the
+ * exchange ended (the attempt is finished), false when the answer needs more bytes (and there
+ * is room for them at rbuf + rlen). */
+static bool conn_parse(struct conn *k, uint32_t n)
+{
     if (!k->got_bytes) {
         k->got_bytes = true;
         k->first_byte_deadline = 0;
         conn_arm_timer(k, k->total_deadline);
     }
-    k->rlen += (uint32_t)res;
+    k->rlen += n;
     size_t used;
-    st = httpresp_feed(&k->resp, k->rbuf, k->rlen, &used, &k->cl->lim);
+    enum httpresp_status st = httpresp_feed(&k->resp, k->rbuf, k->rlen, &used, &k->cl->lim);
     memmove(k->rbuf, k->rbuf + used, k->rlen - used);
     k->rlen -= (uint32_t)used;
     if (st == HTTPRESP_AGAIN) {
@@ -636,19 +722,17 @@ static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t fl
             uint8_t *p = realloc(k->rbuf, cap);
             if (!p) {
                 attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
-                return;
+                return true;
             }
             k->rbuf = p;
             k->rcap = cap;
         }
         if (k->rlen >= k->rcap) {
             attempt_finish(k, ATTEMPT_MALFORMED, 0);
-        } else if (ring_recv(r, &k->recv_op, k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0)) {
-            attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+            return true;
         }
-        return;
+        return false;
     }
-done:
     if (st == HTTPRESP_DONE || st == HTTPRESP_BODY_TOO_LARGE) {
         if (st == HTTPRESP_BODY_TOO_LARGE) {
             k->resp.keep_alive = false;
@@ -658,6 +742,225 @@ done:
     } else {
         attempt_finish(k, ATTEMPT_MALFORMED, 0);
     }
+    return true;
+}
+
+static void plain_received(struct conn *k, int res)
+{
+    if (res <= 0) {
+        conn_eof(k, res);
+        return;
+    }
+    if (!conn_parse(k, (uint32_t)res) &&
+        ring_recv(k->cl->ring, &k->recv_op, k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+    }
+}
+
+static void plain_start(struct conn *k)
+{
+    ready_push(k);
+}
+
+static void plain_release(struct conn *k)
+{
+}
+
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+/* tls_failed finishes k's attempt with the TLS failure's class, its reason as the excerpt. */
+static void tls_failed(struct conn *k)
+{
+    enum attempt_result r;
+    switch (k->tls.error) {
+    case TLS_ERR_UNTRUSTED:
+        r = ATTEMPT_TLS_UNTRUSTED;
+        break;
+    case TLS_ERR_EXPIRED:
+        r = ATTEMPT_TLS_EXPIRED;
+        break;
+    case TLS_ERR_WRONG_HOST:
+        r = ATTEMPT_TLS_WRONG_HOST;
+        break;
+    default:
+        r = ATTEMPT_TLS_PROTOCOL;
+        break;
+    }
+    k->fail_detail = k->tls.detail;
+    attempt_finish(k, r, EPROTO);
+}
+
+static void tls_keep_session(void *arg, SSL_SESSION *s)
+{
+    struct endpoint *ep = arg;
+    SSL_SESSION_up_ref(s);
+    if (ep->session) {
+        SSL_SESSION_free(ep->session);
+    }
+    ep->session = s;
+}
+
+/* tls_flush sends the ciphertext waiting in the engine, unless a send is in flight (its
+ * completion flushes again). Returns 0, or -1 when the attempt was finished. */
+static int tls_flush(struct conn *k)
+{
+    if (k->send_op.inflight) {
+        return 0;
+    }
+    if (k->cout_off == k->cout.len) {
+        k->cout.len = k->cout_off = 0;
+        size_t n = tls_conn_pending(&k->tls);
+        if (n == 0) {
+            k->send_done = true;
+            return 0;
+        }
+        if (buf_reserve(&k->cout, n)) {
+            attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+            return -1;
+        }
+        k->cout.len = tls_conn_take(&k->tls, k->cout.p, n);
+    }
+    k->send_done = false;
+    if (ring_send(k->cl->ring, &k->send_op, k->fd, k->cout.p + k->cout_off,
+                  k->cout.len - k->cout_off, 0)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+        return -1;
+    }
+    return 0;
+}
+
+static int tls_post_recv(struct conn *k)
+{
+    if (k->recv_op.inflight) {
+        return 0;
+    }
+    if (ring_recv(k->cl->ring, &k->recv_op, k->fd, k->cbuf, CBUF_SIZE, 0)) {
+        attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+        return -1;
+    }
+    return 0;
+}
+
+/* tls_step advances the handshake; the conn is ready to send once it completes. */
+static void tls_step(struct conn *k)
+{
+    struct client *c = k->cl;
+    enum tls_status st = tls_conn_handshake(&k->tls, c->o.tls);
+    if (st == TLS_OK) {
+        if (ring_timer_armed(&k->timer)) {
+            ring_timer_cancel(c->ring, &k->timer);
+        }
+        k->ep->stat_handshakes++;
+        if (SSL_session_reused(k->tls.ssl)) {
+            k->ep->stat_resumed++;
+        }
+        ready_push(k); /* what the handshake still has to say goes out with the request */
+        return;
+    }
+    if (st == TLS_FAILED) {
+        tls_failed(k);
+        return;
+    }
+    if (st == TLS_CLOSED) {
+        k->fail_detail = "the server closed the TLS session during the handshake";
+        attempt_finish(k, ATTEMPT_TLS_PROTOCOL, EPROTO);
+        return;
+    }
+    if (tls_flush(k) == 0) {
+        tls_post_recv(k);
+    }
+}
+
+static void tls_start(struct conn *k)
+{
+    struct client *c = k->cl;
+    struct endpoint *ep = k->ep;
+    if (!k->cbuf && !(k->cbuf = malloc(CBUF_SIZE))) {
+        attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+        return;
+    }
+    k->cout.len = k->cout_off = 0;
+    if (tls_conn_start(&k->tls, c->o.tls, ep->url.host, ep->url.host_is_ip, ep->session,
+                       tls_keep_session, ep)) {
+        attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+        return;
+    }
+    k->state = CONN_HANDSHAKE;
+    conn_arm_timer(k, ring_now_ns(c->ring) + (int64_t)ep->connect_timeout_ms * 1000000);
+    tls_step(k);
+}
+
+static void tls_send(struct conn *k, int niov)
+{
+    if (tls_conn_write(&k->tls, k->cl->o.tls, k->iov, niov)) {
+        tls_failed(k);
+        return;
+    }
+    if (tls_flush(k) == 0) {
+        tls_post_recv(k);
+    }
+}
+
+static void tls_sent(struct conn *k, int res)
+{
+    if (res < 0) {
+        conn_send_failed(k, res);
+        return;
+    }
+    k->cout_off += (size_t)res;
+    tls_flush(k); /* the rest, or what the engine produced meanwhile */
+}
+
+static void tls_received(struct conn *k, int res)
+{
+    if (res <= 0) {
+        if (k->state == CONN_HANDSHAKE) {
+            k->fail_detail = "the connection closed during the TLS handshake";
+            attempt_finish(k, res == 0 ? ATTEMPT_TLS_PROTOCOL : classify_errno(-res),
+                           res == 0 ? EPROTO : -res);
+        } else {
+            conn_eof(k, res);
+        }
+        return;
+    }
+    if (tls_conn_feed(&k->tls, k->cbuf, (size_t)res)) {
+        attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+        return;
+    }
+    if (k->state == CONN_HANDSHAKE) {
+        tls_step(k);
+        return;
+    }
+    for (;;) {
+        size_t got;
+        enum tls_status st = tls_conn_read(&k->tls, k->rbuf + k->rlen, k->rcap - k->rlen, &got);
+        if (st == TLS_OK) {
+            if (conn_parse(k, (uint32_t)got)) {
+                return;
+            }
+            continue;
+        }
+        if (st == TLS_AGAIN) {
+            /* a post-handshake message may have asked for an answer */
+            if (tls_conn_pending(&k->tls) && tls_flush(k)) {
+                return;
+            }
+            tls_post_recv(k);
+            return;
+        }
+        if (st == TLS_CLOSED) {
+            conn_eof(k, 0);
+            return;
+        }
+        tls_failed(k);
+        return;
+    }
+}
+
+static void tls_release(struct conn *k)
+{
+    tls_conn_free(&k->tls);
+    k->cout.len = k->cout_off = 0;
 }
 
 static void conn_handle_timer(struct ring *r, struct ring_timer *t)
@@ -668,6 +971,8 @@ static void conn_handle_timer(struct ring *r, struct ring_timer *t)
     }
     if (k->state == CONN_CONNECTING) {
         attempt_finish(k, ATTEMPT_TIMEOUT_CONNECT, ETIMEDOUT);
+    } else if (k->state == CONN_HANDSHAKE) {
+        attempt_finish(k, ATTEMPT_TIMEOUT_TLS, ETIMEDOUT);
     } else if (!k->got_bytes) {
         /* no byte of an answer came, whichever deadline fired */
         attempt_finish(k, ATTEMPT_TIMEOUT_FIRST_BYTE, ETIMEDOUT);
@@ -689,7 +994,6 @@ static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
 {
     struct attempt *a = k->cur;
     struct endpoint *ep = k->ep;
-    struct client *c = k->cl;
     k->hdr.len = 0;
     if (ep->signer->profile->write_headers(job, &k->hdr) ||
         buf_printf(&k->hdr, "Content-Length: %zu\r\n\r\n", a->body.len)) {
@@ -715,6 +1019,12 @@ static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
     k->total_deadline = total;
     k->first_byte_deadline = first;
     conn_arm_timer(k, first < total ? first : total);
+    ep->transport->send(k, (int)k->msg.msg_iovlen);
+}
+
+static void plain_send(struct conn *k, int niov)
+{
+    struct client *c = k->cl;
     /* Write and read are submitted together: the answer's read is already waiting when the
      * request leaves, saving a loop iteration per exchange. */
     if (ring_sendmsg(c->ring, &k->send_op, k->fd, &k->msg, 0) ||

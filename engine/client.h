@@ -13,8 +13,8 @@
  * never copied.
  *
  * Each connection is an explicit state machine (conn_state) with one deadline timer: connect,
- * first byte and total, each phase arming its own bound. The transport seam (struct transport)
- * is where TLS plugs in; plain TCP is the only transport today. */
+ * TLS handshake, first byte and total, each phase arming its own bound. The transport seam
+ * (struct transport) carries the bytes: plain TCP, or TLS over memory BIOs. */
 #ifndef HOOKRING_CLIENT_H
 #define HOOKRING_CLIENT_H
 
@@ -36,6 +36,11 @@ enum attempt_result {
     ATTEMPT_TIMEOUT_FIRST_BYTE, /* no byte of an answer within the first-byte deadline */
     ATTEMPT_TIMEOUT_TOTAL,      /* the whole attempt took longer than the endpoint's timeout */
     ATTEMPT_MALFORMED,          /* the answer was not HTTP/1.x as we accept it */
+    ATTEMPT_TIMEOUT_TLS,        /* the TLS handshake did not finish within its deadline */
+    ATTEMPT_TLS_UNTRUSTED,      /* the certificate chain does not end in a trusted CA */
+    ATTEMPT_TLS_EXPIRED,        /* a certificate expired (or is not valid yet) */
+    ATTEMPT_TLS_WRONG_HOST,     /* the certificate is for another host */
+    ATTEMPT_TLS_PROTOCOL,       /* the TLS handshake or a record failed otherwise */
     ATTEMPT_BLOCKED,            /* the address guard refused the destination */
     ATTEMPT_UNREACHABLE,        /* no route to the host or network */
     ATTEMPT_ERROR,              /* a local failure (sockets, memory) */
@@ -49,14 +54,26 @@ struct conn;
 typedef void attempt_done_cb(struct attempt *a);
 
 /* The transport seam: how plaintext request bytes reach the wire and response bytes come back.
- * Plain TCP passes bytes through; TLS (memory BIOs) will encrypt and decrypt here. */
+ * Plain TCP passes bytes through (a gathered sendmsg, reads straight into the parser's buffer);
+ * TLS (memory BIOs, tls.h) handshakes first, then encrypts and decrypts here. */
 struct transport {
     const char *name;
-    /* ready tells whether a freshly connected conn may send (false while a handshake runs). */
-    bool (*ready)(struct conn *c);
+    /* start runs once TCP is connected: the conn becomes ready to send, now or after a
+     * handshake. */
+    void (*start)(struct conn *k);
+    /* send writes the request gathered in the conn's iovecs and posts the answer's read. */
+    void (*send)(struct conn *k, int niov);
+    /* sent and received handle the send and receive completions. */
+    void (*sent)(struct conn *k, int res);
+    void (*received)(struct conn *k, int res);
+    /* release frees the transport's per-connection state when the connection closes. */
+    void (*release)(struct conn *k);
 };
 
 extern const struct transport transport_plain;
+extern const struct transport transport_tls;
+
+struct tls_ctx;
 
 struct endpoint {
     struct client *cl;
@@ -73,6 +90,7 @@ struct endpoint {
      * asks to slow down (429, 502, 504) and grown back by one per 2xx, when adaptive. */
     uint32_t limit;
     bool adaptive;
+    bool keep_alive; /* reuse connections (default); off: one connection per request */
     uint32_t nconns;
     uint32_t inflight;
     struct conn *idle; /* keep-alive connections ready for reuse (LIFO) */
@@ -80,9 +98,12 @@ struct endpoint {
     uint32_t queued;
     bool waiting; /* on the client's list of endpoints starved by the global cap */
     struct endpoint *next_waiting;
+    void *session; /* TLS: the origin's last session (SSL_SESSION), offered on reconnects */
     uint64_t stat_connects;
     uint64_t stat_reuses;
     uint64_t stat_slowdowns;
+    uint64_t stat_handshakes;
+    uint64_t stat_resumed;
 };
 
 struct attempt {
@@ -115,6 +136,7 @@ struct client_opts {
     uint32_t rbuf_size;         /* per connection; also the largest response head accepted */
     uint32_t max_response_body; /* bytes read before giving up on the rest of a body */
     const struct netguard *guard;
+    struct tls_ctx *tls; /* for https:// endpoints (NULL: they are refused) */
 };
 
 struct client {
@@ -153,6 +175,10 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
 /* endpoint_set_adaptive turns on (the default) or off the endpoint's slow-down: with it off
  * (a load generator's fixed concurrency) the limit stays at max_inflight whatever the answers. */
 void endpoint_set_adaptive(struct endpoint *ep, bool on);
+
+/* endpoint_set_keep_alive turns connection reuse off (one connection per request, announced
+ * with Connection: close) or back on. */
+int endpoint_set_keep_alive(struct endpoint *ep, bool on);
 
 /* endpoint_cleanup frees the prefix; the endpoint must have nothing queued or in flight. */
 void endpoint_cleanup(struct endpoint *ep);

@@ -22,6 +22,7 @@
 #include "client.h"
 #include "codec.h"
 #include "hist.h"
+#include "tls.h"
 
 #define BLAST_MAX_URLS 64
 #define BLAST_MAX_WORKERS 64
@@ -32,7 +33,7 @@ static const char blast_help[] =
     "                      [--concurrency C] [--rate R] [--payload-size B] [--workers W]\n"
     "                      [--timeout MS] [--allow-net CIDR...] [--enc-secret B64 --enc-salt "
     "SALT]\n"
-    "                      [--json] [--quiet]\n"
+    "                      [--ca-file PEM] [--insecure] [--new-connections] [--json] [--quiet]\n"
     "\n"
     "Load-tests a webhook receiver: every delivery is a fresh event (unique id), built and signed\n"
     "the way the profile does, sent over keep-alive HTTP/1.1 connections. A progress line goes to\n"
@@ -41,7 +42,8 @@ static const char blast_help[] =
     "\n"
     "  --profile P         humanconnection humiris humcli humanos aksita standard svix stripe "
     "github\n"
-    "  --url URL[,URL...]  receivers (http://IP[:port]/path); repeatable; load is spread evenly\n"
+    "  --url URL[,URL...]  receivers (http(s)://IP[:port]/path); repeatable; load is spread "
+    "evenly\n"
     "  --secret S          the signing secret (see hookring sign)\n"
     "  --count N           deliveries to make in all\n"
     "  --duration D        or: how long to send (e.g. 10s, 500ms, 2m)\n"
@@ -51,6 +53,9 @@ static const char blast_help[] =
     "  --workers W         threads, each with its own ring (default: one per core)\n"
     "  --timeout MS        per-delivery deadline (default: the profile's)\n"
     "  --allow-net CIDR    allow a refused range (loopback, private, ...); repeatable\n"
+    "  --ca-file PEM       https: trust this CA too (the system's CAs are always trusted)\n"
+    "  --insecure          https without verifying certificates: test receivers only\n"
+    "  --new-connections   a new connection per delivery (TLS sessions are resumed)\n"
     "  --json              print one JSON object instead of the text report\n"
     "  --quiet             no progress line\n"
     "  -h, --help          this text\n"
@@ -73,6 +78,9 @@ struct blast_cfg {
     struct netguard guard;
     bool json;
     bool quiet;
+    bool new_conns;
+    bool https;
+    struct tls_opts tls;
     /* data template: a JSON value of payload bytes with a 16-hex-digit slot patched per event */
     struct buf data;
     size_t seq_off[2];
@@ -97,6 +105,8 @@ struct worker {
     const struct blast_cfg *cfg;
     struct ring ring;
     struct client client;
+    struct tls_ctx tls;
+    bool tls_ok;
     struct endpoint eps[BLAST_MAX_URLS];
     const struct url *urls[BLAST_MAX_URLS]; /* this worker's share of the receivers */
     size_t neps;
@@ -318,11 +328,19 @@ static int worker_setup(struct worker *w)
         return rc;
     }
     w->ring_ok = true;
+    if (cfg->https) {
+        /* one TLS context per worker: sessions and counters stay on this thread */
+        if (tls_ctx_init(&w->tls, &cfg->tls, w->errmsg, sizeof(w->errmsg))) {
+            return -EINVAL;
+        }
+        w->tls_ok = true;
+    }
     struct client_opts co = {.max_conns = w->nusers + (uint32_t)w->neps,
                              .max_inflight = w->nusers,
                              .rbuf_size = 2048,
                              .max_response_body = 1u << 20,
-                             .guard = &cfg->guard};
+                             .guard = &cfg->guard,
+                             .tls = w->tls_ok ? &w->tls : NULL};
     rc = client_init(&w->client, &w->ring, &co);
     if (rc) {
         snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
@@ -338,6 +356,9 @@ static int worker_setup(struct worker *w)
         }
         /* a load generator keeps the concurrency it was asked for */
         endpoint_set_adaptive(&w->eps[i], false);
+        if (cfg->new_conns && endpoint_set_keep_alive(&w->eps[i], false)) {
+            return -ENOMEM;
+        }
     }
     w->users = calloc(w->nusers, sizeof(*w->users));
     if (!w->users) {
@@ -439,6 +460,9 @@ static void worker_cleanup(struct worker *w)
     if (w->ring_ok) {
         ring_cleanup(&w->ring);
     }
+    if (w->tls_ok) {
+        tls_ctx_cleanup(&w->tls);
+    }
 }
 
 /* ---- options and report ------------------------------------------------------------------- */
@@ -488,7 +512,7 @@ struct totals {
     struct hist lat;
     uint64_t status[STATUS_CODES];
     uint64_t results[ATTEMPT_RESULT_COUNT];
-    uint64_t deliveries, ok, failed, connects, reuses;
+    uint64_t deliveries, ok, failed, connects, reuses, handshakes, resumed;
     double seconds, cpu;
     long rss_kib;
 };
@@ -529,6 +553,10 @@ static void report_text(const struct blast_cfg *cfg, const struct totals *t)
            t->deliveries ? t->cpu * 1e6 / (double)t->deliveries : 0.0);
     printf("  connections  %llu opened, %llu reuses; peak RSS %ld KiB\n",
            (unsigned long long)t->connects, (unsigned long long)t->reuses, t->rss_kib);
+    if (t->handshakes) {
+        printf("  tls          %llu handshakes, %llu resumed\n", (unsigned long long)t->handshakes,
+               (unsigned long long)t->resumed);
+    }
 }
 
 static void report_json(const struct blast_cfg *cfg, const struct totals *t)
@@ -562,9 +590,10 @@ static void report_json(const struct blast_cfg *cfg, const struct totals *t)
         }
     }
     printf("},\"cpu_seconds\":%.4f,\"cpu_us_per_delivery\":%.3f,\"connections\":%llu,"
-           "\"reuses\":%llu,\"max_rss_kib\":%ld}\n",
+           "\"reuses\":%llu,\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"max_rss_kib\":%ld}\n",
            t->cpu, t->deliveries ? t->cpu * 1e6 / (double)t->deliveries : 0.0,
-           (unsigned long long)t->connects, (unsigned long long)t->reuses, t->rss_kib);
+           (unsigned long long)t->connects, (unsigned long long)t->reuses,
+           (unsigned long long)t->handshakes, (unsigned long long)t->resumed, t->rss_kib);
 }
 
 static int add_urls(struct blast_cfg *cfg, const char *list)
@@ -610,6 +639,9 @@ int cmd_blast(int argc, char **argv)
         {"allow-net", required_argument, NULL, 'A'},
         {"enc-secret", required_argument, NULL, 'e'},
         {"enc-salt", required_argument, NULL, 'a'},
+        {"ca-file", required_argument, NULL, 'C'},
+        {"insecure", no_argument, NULL, 'K'},
+        {"new-connections", no_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -705,6 +737,15 @@ int cmd_blast(int argc, char **argv)
         case 'a':
             salt = optarg;
             break;
+        case 'C':
+            cfg.tls.ca_file = optarg;
+            break;
+        case 'K':
+            cfg.tls.insecure = true;
+            break;
+        case 'N':
+            cfg.new_conns = true;
+            break;
         case 'j':
             cfg.json = true;
             break;
@@ -738,12 +779,7 @@ int cmd_blast(int argc, char **argv)
     for (size_t i = 0; i < cfg.nurls; i++) {
         const struct url *u = &cfg.urls[i];
         enum addr_class cls;
-        if (u->https) {
-            return cmd_usage_error("blast",
-                                   "%s: https:// needs TLS, which this build does not "
-                                   "have yet",
-                                   u->host);
-        }
+        cfg.https |= u->https;
         if (!u->host_is_ip) {
             return cmd_usage_error("blast",
                                    "%s: host names need DNS, which this build does not "
@@ -763,6 +799,18 @@ int cmd_blast(int argc, char **argv)
     }
     if (build_template(&cfg, err, sizeof(err))) {
         return cmd_usage_error("blast", "%s", err);
+    }
+    if (cfg.https) {
+        /* check the CA file once, here, rather than in every worker */
+        struct tls_ctx probe;
+        if (tls_ctx_init(&probe, &cfg.tls, err, sizeof(err))) {
+            return cmd_usage_error("blast", "%s", err);
+        }
+        tls_ctx_cleanup(&probe);
+        if (cfg.tls.insecure) {
+            fprintf(stderr, "hookring blast: WARNING: --insecure: receivers' certificates are "
+                            "NOT verified\n");
+        }
     }
     atomic_store(&g_budget, (int64_t)cfg.count);
     atomic_store(&g_ready, 0);
@@ -866,6 +914,8 @@ int cmd_blast(int argc, char **argv)
         for (size_t e = 0; e < w->neps; e++) {
             t->connects += w->eps[e].stat_connects;
             t->reuses += w->eps[e].stat_reuses;
+            t->handshakes += w->eps[e].stat_handshakes;
+            t->resumed += w->eps[e].stat_resumed;
         }
         if (w->start_ns && w->start_ns < start) {
             start = w->start_ns;

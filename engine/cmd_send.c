@@ -9,18 +9,20 @@
 
 #include "client.h"
 #include "retry.h"
+#include "tls.h"
 
 static const char send_help[] =
     "usage: hookring send --profile P --url URL --secret S [--secret S2...] [--retries]\n"
     "                     [--time-scale F] [--timeout MS] [--id ID] [--allow-net CIDR...]\n"
-    "                     [--enc-secret B64 --enc-salt SALT] EVENT.json\n"
+    "                     [--ca-file PEM] [--insecure] [--enc-secret B64 --enc-salt SALT]\n"
+    "                     EVENT.json\n"
     "\n"
     "Delivers one event to URL the way the profile does, and prints the request line, each\n"
     "attempt's status, latency and a response excerpt.\n"
     "\n"
     "  --profile P        humanconnection humiris humcli humanos aksita standard svix stripe "
     "github\n"
-    "  --url URL          http://IP[:port]/path (https and host names come with TLS and DNS)\n"
+    "  --url URL          http(s)://IP[:port]/path (host names come with DNS)\n"
     "  --secret S         the signing secret (repeatable during a rotation; see hookring sign)\n"
     "  --retries          follow the profile's retry schedule (±20 %% jitter, Retry-After\n"
     "                     honoured up to a day, 410 ends it) instead of one attempt\n"
@@ -28,6 +30,8 @@ static const char send_help[] =
     "  --timeout MS       the attempt's total deadline (default: the profile's)\n"
     "  --id ID            the message id (webhook-id, svix-id, X-GitHub-Delivery)\n"
     "  --allow-net CIDR   allow a refused range (loopback, private, ...); repeatable\n"
+    "  --ca-file PEM      trust this CA too (https; the system's CAs are always trusted)\n"
+    "  --insecure         https without verifying the certificate: test receivers only\n"
     "  --enc-secret B64   humanos: the encryption secret\n"
     "  --enc-salt SALT    humanos: the encryption salt\n"
     "  -h, --help         this text\n"
@@ -66,7 +70,7 @@ static void print_attempt(const struct send_state *s)
     }
     printf("\n");
     if (a->excerpt_len) {
-        printf("  response: ");
+        printf("  %s: ", a->status ? "response" : "reason");
         for (size_t i = 0; i < a->excerpt_len; i++) {
             uint8_t ch = a->excerpt[i];
             putchar(ch >= 0x20 && ch < 0x7f ? ch : '.');
@@ -114,10 +118,13 @@ int cmd_send(int argc, char **argv)
         {"allow-net", required_argument, NULL, 'A'},
         {"enc-secret", required_argument, NULL, 'e'},
         {"enc-salt", required_argument, NULL, 'a'},
+        {"ca-file", required_argument, NULL, 'C'},
+        {"insecure", no_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pname = NULL, *url_s = NULL, *id = NULL, *enc = "", *salt = "";
+    struct tls_opts topts = {0};
     struct slice secrets[SIGN_MAX_KEYS];
     size_t nsecrets = 0;
     struct netguard guard;
@@ -176,6 +183,12 @@ int cmd_send(int argc, char **argv)
         case 'a':
             salt = optarg;
             break;
+        case 'C':
+            topts.ca_file = optarg;
+            break;
+        case 'K':
+            topts.insecure = true;
+            break;
         case 'h':
             fputs(send_help, stdout);
             return EXIT_OK;
@@ -213,6 +226,7 @@ int cmd_send(int argc, char **argv)
     buf_init(&in, 4u << 20);
     buf_init(&body, 64u << 20);
     struct event ev = {0};
+    struct tls_ctx tctx = {0};
     int rc = cmd_read_file(argv[optind], &in);
     if (rc) {
         fprintf(stderr, "hookring send: %s: %s\n", argv[optind],
@@ -228,6 +242,18 @@ int cmd_send(int argc, char **argv)
     struct slice msg_id = id              ? slice_cstr(id)
                           : p->message_id ? slice_of(idbuf, p->message_id(&ev, idbuf))
                                           : slice_of(ev.id, ev.id_len);
+    if (url.https) {
+        if (tls_ctx_init(&tctx, &topts, err, sizeof(err))) {
+            fprintf(stderr, "hookring send: %s\n", err);
+            goto out_buf;
+        }
+        if (topts.insecure) {
+            fprintf(stderr,
+                    "hookring send: WARNING: --insecure: %s's certificate is NOT "
+                    "verified; anyone on the path can read and change this delivery\n",
+                    url.authority);
+        }
+    }
     struct ring_opts ro = {.entries = 64, .max_timers = 16};
     rc = ring_init(&s.ring, &ro);
     if (rc) {
@@ -239,7 +265,8 @@ int cmd_send(int argc, char **argv)
                              .max_inflight = 1,
                              .rbuf_size = 16384,
                              .max_response_body = 1u << 20,
-                             .guard = &guard};
+                             .guard = &guard,
+                             .tls = url.https ? &tctx : NULL};
     if (client_init(&s.client, &s.ring, &co) ||
         endpoint_init(&s.ep, &s.client, &url, &signer, (uint32_t)timeout_ms, 1, 1, err,
                       sizeof(err))) {
@@ -286,6 +313,7 @@ int cmd_send(int argc, char **argv)
 out_ring:
     ring_cleanup(&s.ring);
 out_buf:
+    tls_ctx_cleanup(&tctx);
     event_clear(&ev);
     signer_wipe(&signer);
     buf_free(&in);
