@@ -1,0 +1,1224 @@
+/* journal.c: the durable journal: CRC32C, the record codec and segment scanner (pure), segment
+ * files, recovery, and group commit on the ring.
+ *
+ * The batch's write and fdatasync (and, for a batch that starts a segment, the directory's
+ * fsync) are submitted as one chain of linked SQEs with liburing directly, as ring.c has no
+ * fsync op yet; every call here exists in liburing 2.3. */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <nmmintrin.h>
+#define JOURNAL_HAVE_SSE42 1
+#endif
+
+#define JOURNAL_DEFAULT_SEGMENT (64ull << 20)
+#define JOURNAL_DEFAULT_BATCH_RECORDS 512
+#define JOURNAL_DEFAULT_BATCH_BYTES (1u << 20)
+#define JOURNAL_DEFAULT_DELAY_NS 1000000
+#define JOURNAL_DEFAULT_MAX_PENDING (8u << 20)
+#define JOURNAL_MIN_SEGMENT 4096
+#define JOURNAL_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
+
+static const uint8_t seg_magic[8] = {'h', 'o', 'o', 'k', 'r', 'j', 'n', 'l'};
+
+/* ======== little-endian fields ============================================================== */
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* ======== CRC32C ============================================================================ */
+
+#define CRC32C_POLY 0x82F63B78u /* Castagnoli, reflected */
+
+static uint32_t crc_tab[8][256];
+static bool crc_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+        }
+        crc_tab[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        for (int t = 1; t < 8; t++) {
+            uint32_t prev = crc_tab[t - 1][i];
+            crc_tab[t][i] = (prev >> 8) ^ crc_tab[0][prev & 0xff];
+        }
+    }
+#ifdef JOURNAL_HAVE_SSE42
+    __builtin_cpu_init();
+    crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+bool journal_crc32c_hw_available(void)
+{
+    pthread_once(&crc_once, crc_init);
+    return crc_hw;
+}
+
+/* Slicing-by-8: eight table lookups per 8 bytes instead of one per byte. */
+uint32_t journal_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const uint8_t *p = buf;
+    uint32_t c = ~crc;
+    while (len >= 8) {
+        uint32_t lo = c ^ get_le32(p);
+        uint32_t hi = get_le32(p + 4);
+        c = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^
+            crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xff] ^ crc_tab[2][(hi >> 8) & 0xff] ^
+            crc_tab[1][(hi >> 16) & 0xff] ^ crc_tab[0][hi >> 24];
+        p += 8;
+        len -= 8;
+    }
+    while (len--) {
+        c = (c >> 8) ^ crc_tab[0][(c ^ *p++) & 0xff];
+    }
+    return ~c;
+}
+
+#ifdef JOURNAL_HAVE_SSE42
+__attribute__((target("sse4.2"))) uint32_t journal_crc32c_hw(uint32_t crc, const void *buf,
+                                                             size_t len)
+{
+    const uint8_t *p = buf;
+    uint32_t c32 = ~crc;
+    while (len && ((uintptr_t)p & 7)) {
+        c32 = _mm_crc32_u8(c32, *p++);
+        len--;
+    }
+    uint64_t c = c32;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+        p += 8;
+        len -= 8;
+    }
+    c32 = (uint32_t)c;
+    while (len--) {
+        c32 = _mm_crc32_u8(c32, *p++);
+    }
+    return ~c32;
+}
+#else
+uint32_t journal_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+    return journal_crc32c_sw(crc, buf, len);
+}
+#endif
+
+uint32_t journal_crc32c(uint32_t crc, const void *p, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    return crc_hw ? journal_crc32c_hw(crc, p, len) : journal_crc32c_sw(crc, p, len);
+}
+
+/* ======== records and segment headers (pure) ================================================ */
+
+void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len)
+{
+    out[4] = JOURNAL_REC_MAGIC;
+    out[5] = type;
+    put_le16(out + 6, 0);
+    put_le64(out + 8, seq);
+    put_le32(out + 16, (uint32_t)len);
+    put_le32(out + 20, journal_crc32c(0, payload, len));
+    put_le32(out, journal_crc32c(0, out + 4, JOURNAL_REC_HDR_SIZE - 4));
+    if (len) {
+        memcpy(out + JOURNAL_REC_HDR_SIZE, payload, len);
+    }
+}
+
+enum journal_decode_status journal_decode(const uint8_t *p, size_t len, struct journal_record *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > 4 && p[4] != JOURNAL_REC_MAGIC) {
+        return JOURNAL_CORRUPT;
+    }
+    if (len < JOURNAL_REC_HDR_SIZE) {
+        out->size = JOURNAL_REC_HDR_SIZE;
+        return JOURNAL_NEED_MORE;
+    }
+    if (get_le32(p) != journal_crc32c(0, p + 4, JOURNAL_REC_HDR_SIZE - 4)) {
+        return JOURNAL_CORRUPT;
+    }
+    uint64_t seq = get_le64(p + 8);
+    uint32_t plen = get_le32(p + 16);
+    if (get_le16(p + 6) != 0 || seq == 0 || plen > JOURNAL_RECORD_MAX) {
+        return JOURNAL_CORRUPT;
+    }
+    size_t size = JOURNAL_REC_HDR_SIZE + (size_t)plen;
+    if (len < size) {
+        out->size = size;
+        return JOURNAL_NEED_MORE;
+    }
+    if (get_le32(p + 20) != journal_crc32c(0, p + JOURNAL_REC_HDR_SIZE, plen)) {
+        return JOURNAL_CORRUPT;
+    }
+    out->seq = seq;
+    out->type = p[5];
+    out->len = plen;
+    out->payload = p + JOURNAL_REC_HDR_SIZE;
+    out->size = size;
+    return JOURNAL_OK;
+}
+
+/* decode_why names what journal_decode found wrong at p, for error messages. */
+static const char *decode_why(const uint8_t *p, size_t len)
+{
+    if (len < JOURNAL_REC_HDR_SIZE) {
+        return len > 4 && p[4] != JOURNAL_REC_MAGIC ? "no record magic"
+                                                    : "record header cut short by the end of file";
+    }
+    if (p[4] != JOURNAL_REC_MAGIC) {
+        return "no record magic";
+    }
+    if (get_le32(p) != journal_crc32c(0, p + 4, JOURNAL_REC_HDR_SIZE - 4)) {
+        return "record header CRC mismatch";
+    }
+    if (get_le16(p + 6) != 0 || get_le64(p + 8) == 0 || get_le32(p + 16) > JOURNAL_RECORD_MAX) {
+        return "invalid record header fields";
+    }
+    if (len < JOURNAL_REC_HDR_SIZE + (size_t)get_le32(p + 16)) {
+        return "record cut short by the end of file";
+    }
+    return "record payload CRC mismatch";
+}
+
+void journal_seg_header_encode(uint8_t out[JOURNAL_SEG_HDR_SIZE], uint64_t base_seq)
+{
+    memcpy(out + 4, seg_magic, sizeof(seg_magic));
+    put_le32(out + 12, JOURNAL_VERSION);
+    put_le64(out + 16, base_seq);
+    put_le64(out + 24, 0);
+    put_le32(out, journal_crc32c(0, out + 4, JOURNAL_SEG_HDR_SIZE - 4));
+}
+
+/* last_nonzero_end is one past the last non-zero byte of p[0..len), 0 when all are zero. */
+static size_t last_nonzero_end(const uint8_t *p, size_t len)
+{
+    size_t n = len;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p + n - 8, 8);
+        if (v) {
+            break;
+        }
+        n -= 8;
+    }
+    while (n > 0 && p[n - 1] == 0) {
+        n--;
+    }
+    return n;
+}
+
+/* find_valid looks for a valid record with seq >= min_seq starting anywhere in [from, to):
+ * the proof that damage before it is not a torn tail. Returns its offset, or SIZE_MAX. The
+ * magic byte filters out almost every position before a CRC is computed. */
+static size_t find_valid(const uint8_t *p, size_t len, size_t from, size_t to, uint64_t min_seq)
+{
+    for (size_t q = from; q < to && q + 4 < len; q++) {
+        if (p[q + 4] == JOURNAL_REC_MAGIC) {
+            struct journal_record rec;
+            if (journal_decode(p + q, len - q, &rec) == JOURNAL_OK && rec.seq >= min_seq) {
+                return q;
+            }
+        }
+    }
+    return SIZE_MAX;
+}
+
+void journal_scan(const uint8_t *p, size_t len, uint64_t base_seq, struct journal_scan_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->end = JOURNAL_SEG_HDR_SIZE;
+    out->last_seq = base_seq - 1;
+    out->end_kind = JOURNAL_SCAN_CLEAN;
+    size_t nz_end = last_nonzero_end(p, len);
+
+    /* the segment header */
+    const char *bad_head = NULL;
+    if (len < JOURNAL_SEG_HDR_SIZE) {
+        bad_head = "segment header cut short by the end of file";
+    } else if (memcmp(p + 4, seg_magic, sizeof(seg_magic)) != 0) {
+        bad_head = "no segment magic";
+    } else if (get_le32(p) != journal_crc32c(0, p + 4, JOURNAL_SEG_HDR_SIZE - 4)) {
+        bad_head = "segment header CRC mismatch";
+    } else if (get_le32(p + 12) != JOURNAL_VERSION) {
+        out->end_kind = JOURNAL_SCAN_DAMAGED;
+        out->why = "unsupported segment version";
+        return;
+    } else if (get_le64(p + 16) != base_seq || get_le64(p + 24) != 0) {
+        out->end_kind = JOURNAL_SCAN_DAMAGED;
+        out->why = "segment header does not match the file name";
+        return;
+    }
+    if (bad_head) {
+        /* A segment whose creation was cut short has a torn header and nothing valid after. */
+        out->why = bad_head;
+        out->bad_off = 0;
+        size_t q = find_valid(p, len, 0, nz_end, base_seq);
+        if (q != SIZE_MAX) {
+            out->end_kind = JOURNAL_SCAN_DAMAGED;
+            out->valid_off = q;
+        } else {
+            out->end_kind = JOURNAL_SCAN_BAD_HEAD;
+            out->dirty_end = nz_end;
+        }
+        return;
+    }
+
+    size_t off = JOURNAL_SEG_HDR_SIZE;
+    uint64_t expect = base_seq;
+    while (off < len) {
+        struct journal_record rec;
+        enum journal_decode_status st = journal_decode(p + off, len - off, &rec);
+        if (st == JOURNAL_OK && rec.seq == expect) {
+            off += rec.size;
+            expect++;
+            out->nrecords++;
+            continue;
+        }
+        if (off >= nz_end) {
+            break; /* only preallocated zeros from here */
+        }
+        out->bad_off = off;
+        out->dirty_end = nz_end;
+        if (st == JOURNAL_OK) {
+            /* intact but out of order: no tear produces that */
+            out->end_kind = JOURNAL_SCAN_DAMAGED;
+            out->why = "record sequence number out of order";
+            out->valid_off = off;
+            break;
+        }
+        out->why = decode_why(p + off, len - off);
+        size_t q = find_valid(p, len, off + 1, nz_end, expect);
+        if (q != SIZE_MAX) {
+            out->end_kind = JOURNAL_SCAN_DAMAGED;
+            out->valid_off = q;
+        } else {
+            out->end_kind = JOURNAL_SCAN_TORN;
+        }
+        break;
+    }
+    out->end = off;
+    out->last_seq = expect - 1;
+}
+
+/* ======== errors ============================================================================ */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+const char *journal_error(const struct journal *j)
+{
+    return j->errmsg;
+}
+
+/* ======== segment files ===================================================================== */
+
+static void seg_name(char out[JOURNAL_SEG_NAME_LEN + 1], uint64_t base_seq)
+{
+    snprintf(out, JOURNAL_SEG_NAME_LEN + 1, "%020" PRIu64 ".seg", base_seq);
+}
+
+/* seg_parse_name reads a segment file name: exactly 20 digits and ".seg". */
+static bool seg_parse_name(const char *name, uint64_t *base_seq)
+{
+    if (strlen(name) != JOURNAL_SEG_NAME_LEN || strcmp(name + 20, ".seg") != 0) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9') {
+            return false;
+        }
+        unsigned d = (unsigned)(name[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    if (v == 0) {
+        return false;
+    }
+    *base_seq = v;
+    return true;
+}
+
+/* preallocate gives fd its full size in allocated blocks (reading as zeros), so that appends do
+ * not allocate and a crash leaves zeros, not holes of unknown content, after the last record.
+ * Where the file system cannot, a sparse file of that size does. */
+static int preallocate(int fd, uint64_t size)
+{
+    if (fallocate(fd, 0, 0, (off_t)size) == 0) {
+        return 0;
+    }
+    if (errno != EOPNOTSUPP) {
+        return -errno;
+    }
+    return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+}
+
+static int segs_push(struct journal *j, uint64_t base_seq)
+{
+    if (j->nsegs == j->segs_cap) {
+        size_t cap = j->segs_cap ? 2 * j->segs_cap : 16;
+        struct journal_seg *s = realloc(j->segs, cap * sizeof(*s));
+        if (!s) {
+            return -ENOMEM;
+        }
+        j->segs = s;
+        j->segs_cap = cap;
+    }
+    j->segs[j->nsegs++] = (struct journal_seg){
+        .base_seq = base_seq, .last_seq = base_seq - 1, .end = JOURNAL_SEG_HDR_SIZE};
+    return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const struct journal_seg *x = a, *y = b;
+    return x->base_seq < y->base_seq ? -1 : x->base_seq > y->base_seq;
+}
+
+/* seg_list fills j->segs with the directory's segment files, oldest first. */
+static int seg_list(struct journal *j)
+{
+    int fd = dup(j->dirfd);
+    if (fd < 0) {
+        return -errno;
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    rewinddir(d);
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t base;
+        if (seg_parse_name(e->d_name, &base)) {
+            rc = segs_push(j, base);
+            if (rc) {
+                break;
+            }
+        }
+    }
+    closedir(d);
+    if (j->nsegs > 1) {
+        qsort(j->segs, j->nsegs, sizeof(*j->segs), cmp_seg);
+    }
+    return rc;
+}
+
+/* seg_create makes the file of a new segment starting at base_seq, preallocated, and returns its
+ * descriptor; the header is written by the caller (synchronously at open, with the first batch
+ * at a roll-over), and so is the directory's fsync. Returns the fd or -errno. */
+static int seg_create(struct journal *j, uint64_t base_seq)
+{
+    char name[JOURNAL_SEG_NAME_LEN + 1];
+    seg_name(name, base_seq);
+    int fd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = preallocate(fd, j->o.segment_size);
+    if (rc) {
+        close(fd);
+        unlinkat(j->dirfd, name, 0);
+        return rc;
+    }
+    return fd;
+}
+
+static int sync_fd(struct journal *j, int fd, bool data_only)
+{
+    j->st.fsyncs++;
+    int rc = data_only ? fdatasync(fd) : fsync(fd);
+    return rc == 0 ? 0 : -errno;
+}
+
+/* seg_write_header writes and syncs the header of the last segment (fd) synchronously, then the
+ * directory: for start-up, not for the ring thread's hot path. */
+static int seg_write_header(struct journal *j, int fd, uint64_t base_seq)
+{
+    uint8_t hdr[JOURNAL_SEG_HDR_SIZE];
+    journal_seg_header_encode(hdr, base_seq);
+    ssize_t n = pwrite(fd, hdr, sizeof(hdr), 0);
+    if (n != (ssize_t)sizeof(hdr)) {
+        return n < 0 ? -errno : -EIO;
+    }
+    int rc = sync_fd(j, fd, true);
+    if (rc == 0) {
+        rc = sync_fd(j, j->dirfd, false);
+    }
+    return rc;
+}
+
+/* ======== open: check every segment, repair a torn tail ===================================== */
+
+/* seg_repair cuts the damaged tail off the last segment (fd), preallocates it again and syncs
+ * it; a damaged header is written anew. */
+static int seg_repair(struct journal *j, int fd, const struct journal_scan_result *sr,
+                      uint64_t base_seq, uint64_t cap)
+{
+    bool head = sr->end_kind == JOURNAL_SCAN_BAD_HEAD;
+    if (ftruncate(fd, head ? 0 : (off_t)sr->end) != 0) {
+        return -errno;
+    }
+    int rc = preallocate(fd, cap);
+    if (rc) {
+        return rc;
+    }
+    if (head) {
+        return seg_write_header(j, fd, base_seq);
+    }
+    return sync_fd(j, fd, true);
+}
+
+/* seg_check scans segment i (the last one when last is set, whose descriptor is kept in j->fd,
+ * open for writing) and repairs the last one's torn tail. Returns 0 or -errno with err set. */
+static int seg_check(struct journal *j, size_t i, bool last, char *err, size_t errlen)
+{
+    struct journal_seg *s = &j->segs[i];
+    char name[JOURNAL_SEG_NAME_LEN + 1];
+    seg_name(name, s->base_seq);
+    int fd = openat(j->dirfd, name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        set_err(err, errlen, "%s/%s: %s", j->dir, name, strerror(-rc));
+        return rc;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int rc = -errno;
+        set_err(err, errlen, "%s/%s: %s", j->dir, name, strerror(-rc));
+        close(fd);
+        return rc;
+    }
+    size_t size = (size_t)sb.st_size;
+    const uint8_t *map = (const uint8_t *)"";
+    if (size > 0) {
+        void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            int rc = -errno;
+            set_err(err, errlen, "%s/%s: mmap: %s", j->dir, name, strerror(-rc));
+            close(fd);
+            return rc;
+        }
+        map = m;
+    }
+    struct journal_scan_result sr;
+    journal_scan(map, size, s->base_seq, &sr);
+    if (size > 0) {
+        munmap((void *)map, size);
+    }
+
+    int rc = 0;
+    if (sr.end_kind == JOURNAL_SCAN_DAMAGED) {
+        if (sr.valid_off != sr.bad_off) {
+            set_err(err, errlen,
+                    "%s/%s: corrupt journal: %s at byte offset %zu, followed by a valid record at "
+                    "byte offset %zu",
+                    j->dir, name, sr.why, sr.bad_off, sr.valid_off);
+        } else {
+            set_err(err, errlen, "%s/%s: corrupt journal: %s at byte offset %zu", j->dir, name,
+                    sr.why, sr.bad_off);
+        }
+        rc = -EIO;
+    } else if (sr.end_kind != JOURNAL_SCAN_CLEAN && !last) {
+        set_err(err, errlen,
+                "%s/%s: corrupt journal: %s at byte offset %zu in a segment that is not the last",
+                j->dir, name, sr.why, sr.bad_off);
+        rc = -EIO;
+    } else if (i > 0 && s->base_seq != j->segs[i - 1].last_seq + 1) {
+        char prev[JOURNAL_SEG_NAME_LEN + 1];
+        seg_name(prev, j->segs[i - 1].base_seq);
+        set_err(err, errlen,
+                "%s/%s: corrupt journal: sequence gap: %s ends at %" PRIu64 ", %s starts at "
+                "%" PRIu64 " (byte offset 0)",
+                j->dir, name, prev, j->segs[i - 1].last_seq, name, s->base_seq);
+        rc = -EIO;
+    }
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    s->last_seq = sr.last_seq;
+    s->end = sr.end;
+    if (!last) {
+        close(fd);
+        return 0;
+    }
+
+    uint64_t cap = size > j->o.segment_size ? size : j->o.segment_size;
+    if (sr.end_kind != JOURNAL_SCAN_CLEAN) {
+        /* a torn header takes the whole segment with it */
+        j->st.torn_bytes =
+            sr.end_kind == JOURNAL_SCAN_BAD_HEAD ? sr.dirty_end : sr.dirty_end - sr.end;
+        rc = seg_repair(j, fd, &sr, s->base_seq, cap);
+    } else if (size < cap) {
+        rc = preallocate(fd, cap);
+    }
+    if (rc) {
+        set_err(err, errlen, "%s/%s: recovering the tail: %s", j->dir, name, strerror(-rc));
+        close(fd);
+        return rc;
+    }
+    j->fd = fd;
+    j->seg_cap = cap;
+    j->seg_off = s->end;
+    return 0;
+}
+
+static void journal_on_timer(struct ring *r, struct ring_timer *t);
+static void journal_handle_write(struct ring *r, struct op *op, int res, uint32_t flags);
+static void journal_handle_sync(struct ring *r, struct op *op, int res, uint32_t flags);
+static void journal_handle_dirsync(struct ring *r, struct op *op, int res, uint32_t flags);
+
+static void journal_release(struct journal *j)
+{
+    if (j->fd >= 0) {
+        close(j->fd);
+        j->fd = -1;
+    }
+    if (j->dirfd >= 0) {
+        close(j->dirfd); /* drops the flock */
+        j->dirfd = -1;
+    }
+    free(j->segs);
+    j->segs = NULL;
+    j->nsegs = j->segs_cap = 0;
+    free(j->dir);
+    j->dir = NULL;
+    buf_free(&j->cur);
+    buf_free(&j->fly);
+}
+
+/* open_dir opens (creating it, and syncing its parent, when missing) and locks the directory. */
+static int open_dir(struct journal *j, char *err, size_t errlen)
+{
+    if (mkdir(j->dir, 0755) == 0) {
+        char *parent = strdup(j->dir);
+        if (parent) {
+            char *slash = strrchr(parent, '/');
+            const char *p = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
+            int pfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (pfd >= 0) {
+                sync_fd(j, pfd, false);
+                close(pfd);
+            }
+            free(parent);
+        }
+    } else if (errno != EEXIST) {
+        int rc = -errno;
+        set_err(err, errlen, "%s: mkdir: %s", j->dir, strerror(-rc));
+        return rc;
+    }
+    j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0) {
+        int rc = -errno;
+        set_err(err, errlen, "%s: %s", j->dir, strerror(-rc));
+        return rc;
+    }
+    /* Two writers would interleave records: one journal per directory, across processes. */
+    if (flock(j->dirfd, LOCK_EX | LOCK_NB) != 0) {
+        int rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        set_err(err, errlen, "%s: %s", j->dir,
+                rc == -EBUSY ? "the journal is open elsewhere" : strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+static int opts_check(struct journal_opts *o, char *err, size_t errlen)
+{
+    if (!o->segment_size) {
+        o->segment_size = JOURNAL_DEFAULT_SEGMENT;
+    }
+    if (!o->batch_records) {
+        o->batch_records = JOURNAL_DEFAULT_BATCH_RECORDS;
+    }
+    if (!o->batch_bytes) {
+        o->batch_bytes = JOURNAL_DEFAULT_BATCH_BYTES;
+    }
+    if (!o->batch_delay_ns) {
+        o->batch_delay_ns = JOURNAL_DEFAULT_DELAY_NS;
+    }
+    if (!o->max_pending) {
+        o->max_pending = JOURNAL_DEFAULT_MAX_PENDING;
+    }
+    if (o->segment_size < JOURNAL_MIN_SEGMENT || o->segment_size > (uint64_t)INT64_MAX) {
+        set_err(err, errlen, "journal: segment size %" PRIu64 " out of range (at least %d)",
+                o->segment_size, JOURNAL_MIN_SEGMENT);
+        return -EINVAL;
+    }
+    if (o->max_pending < 2 * JOURNAL_REC_HDR_SIZE || o->batch_delay_ns < 0) {
+        set_err(err, errlen, "journal: max_pending or batch_delay_ns out of range");
+        return -EINVAL;
+    }
+    if (o->batch_bytes > o->max_pending) {
+        o->batch_bytes = o->max_pending;
+    }
+    return 0;
+}
+
+int journal_open(struct journal *j, struct ring *r, const char *dir, const struct journal_opts *o,
+                 char *err, size_t errlen)
+{
+    memset(j, 0, sizeof(*j));
+    j->fd = -1;
+    j->dirfd = -1;
+    j->r = r;
+    j->cur_tail = &j->cur_head;
+    if (o) {
+        j->o = *o;
+    }
+    set_err(err, errlen, "%s", "");
+    int rc = opts_check(&j->o, err, errlen);
+    if (rc) {
+        return rc;
+    }
+    buf_init(&j->cur, j->o.max_pending);
+    buf_init(&j->fly, j->o.max_pending);
+    j->dir = strdup(dir);
+    if (!j->dir) {
+        return -ENOMEM;
+    }
+    rc = open_dir(j, err, errlen);
+    if (rc == 0) {
+        rc = seg_list(j);
+        if (rc) {
+            set_err(err, errlen, "%s: listing segments: %s", j->dir, strerror(-rc));
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < j->nsegs; i++) {
+        rc = seg_check(j, i, i + 1 == j->nsegs, err, errlen);
+    }
+    if (rc == 0 && j->nsegs == 0) {
+        /* a new journal */
+        rc = segs_push(j, 1);
+        int fd = rc ? rc : seg_create(j, 1);
+        if (fd >= 0) {
+            rc = seg_write_header(j, fd, 1);
+            j->fd = fd;
+            j->seg_cap = j->o.segment_size;
+            j->seg_off = JOURNAL_SEG_HDR_SIZE;
+            j->st.segments_created++;
+        } else {
+            rc = fd;
+        }
+        if (rc) {
+            set_err(err, errlen, "%s: creating the first segment: %s", j->dir, strerror(-rc));
+        }
+    }
+    if (rc) {
+        journal_release(j);
+        return rc;
+    }
+    j->next_seq = j->segs[j->nsegs - 1].last_seq + 1;
+    ring_timer_init(&j->timer, journal_on_timer);
+    j->op_write.cb = journal_handle_write;
+    j->op_sync.cb = journal_handle_sync;
+    j->op_dirsync.cb = journal_handle_dirsync;
+    return 0;
+}
+
+/* ======== replay ============================================================================ */
+
+static int replay_seg(struct journal *j, const struct journal_seg *s, journal_replay_cb *cb,
+                      void *arg)
+{
+    char name[JOURNAL_SEG_NAME_LEN + 1];
+    seg_name(name, s->base_seq);
+    if (s->end <= JOURNAL_SEG_HDR_SIZE) {
+        return 0;
+    }
+    int fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        set_err(j->errmsg, sizeof(j->errmsg), "%s/%s: %s", j->dir, name, strerror(-rc));
+        return rc;
+    }
+    size_t len = (size_t)s->end;
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        int rc = -errno;
+        set_err(j->errmsg, sizeof(j->errmsg), "%s/%s: mmap: %s", j->dir, name, strerror(-rc));
+        return rc;
+    }
+    const uint8_t *p = m;
+    int rc = 0;
+    size_t off = JOURNAL_SEG_HDR_SIZE;
+    uint64_t expect = s->base_seq;
+    while (off < len) {
+        struct journal_record rec;
+        if (journal_decode(p + off, len - off, &rec) != JOURNAL_OK || rec.seq != expect) {
+            set_err(j->errmsg, sizeof(j->errmsg),
+                    "%s/%s: changed since it was opened: %s at byte offset %zu", j->dir, name,
+                    decode_why(p + off, len - off), off);
+            rc = -EIO;
+            break;
+        }
+        rc = cb(arg, &rec);
+        if (rc) {
+            break;
+        }
+        off += rec.size;
+        expect++;
+    }
+    munmap(m, len);
+    return rc;
+}
+
+int journal_replay(struct journal *j, journal_replay_cb *cb, void *arg)
+{
+    for (size_t i = 0; i < j->nsegs; i++) {
+        int rc = replay_seg(j, &j->segs[i], cb, arg);
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ======== group commit ====================================================================== */
+
+/* journal_fail stops the journal: no acknowledgement can be trusted after a failed write or
+ * fdatasync, so every waiter gets err and so does every later append (as -EIO). */
+static void journal_fail(struct journal *j, int err, const char *what)
+{
+    if (j->failed) {
+        return;
+    }
+    j->failed = err < 0 ? err : -EIO;
+    set_err(j->errmsg, sizeof(j->errmsg), "%s: %s: %s", j->dir, what, strerror(-j->failed));
+    ring_timer_cancel(j->r, &j->timer);
+    struct journal_waiter *lists[2] = {j->fly_head, j->cur_head};
+    j->fly_head = j->cur_head = NULL;
+    j->cur_tail = &j->cur_head;
+    j->fly.len = j->cur.len = 0;
+    j->fly_nrec = j->cur_nrec = 0;
+    for (int i = 0; i < 2; i++) {
+        for (struct journal_waiter *w = lists[i], *next; w; w = next) {
+            next = w->next;
+            w->cb(j, w, j->failed);
+        }
+    }
+}
+
+/* batch_prefix is how many bytes of the current batch, whole records from its start, fit in
+ * room bytes; *nrec and *last_seq describe them. */
+static size_t batch_prefix(const struct journal *j, uint64_t room, uint32_t *nrec,
+                           uint64_t *last_seq)
+{
+    if (j->cur.len <= room) {
+        *nrec = j->cur_nrec;
+        *last_seq = j->cur_last_seq;
+        return j->cur.len;
+    }
+    size_t off = 0;
+    *nrec = 0;
+    while (off < j->cur.len) {
+        const uint8_t *p = j->cur.p + off;
+        size_t sz = JOURNAL_REC_HDR_SIZE + get_le32(p + 16);
+        if (off + sz > room) {
+            break;
+        }
+        *last_seq = get_le64(p + 8);
+        (*nrec)++;
+        off += sz;
+    }
+    return off;
+}
+
+/* journal_roll closes the full segment and creates the next, whose header and directory fsync
+ * will go with its first batch. Synchronous (open and fallocate): once per segment. */
+static int journal_roll(struct journal *j)
+{
+    uint64_t base = j->segs[j->nsegs - 1].last_seq + 1;
+    int rc = segs_push(j, base);
+    if (rc) {
+        return rc;
+    }
+    int fd = seg_create(j, base);
+    if (fd < 0) {
+        j->nsegs--;
+        return fd;
+    }
+    close(j->fd); /* nothing in flight on it: only one batch at a time, and it is done */
+    j->fd = fd;
+    j->seg_cap = j->o.segment_size;
+    j->seg_off = JOURNAL_SEG_HDR_SIZE;
+    j->seg_unwritten = true;
+    j->st.segments_created++;
+    return 0;
+}
+
+/* journal_take moves the first nrec records (take bytes) of the current batch, and their
+ * waiters, to the batch in flight. */
+static int journal_take(struct journal *j, size_t take, uint32_t nrec, uint64_t last_seq)
+{
+    if (take == j->cur.len) {
+        struct buf t = j->fly;
+        j->fly = j->cur;
+        j->cur = t;
+        j->cur.len = 0;
+        j->fly_head = j->cur_head;
+        j->cur_head = NULL;
+        j->cur_tail = &j->cur_head;
+    } else {
+        /* only at a roll-over: the rest waits for the next segment */
+        int rc = buf_put(&j->fly, j->cur.p, take);
+        if (rc) {
+            return rc;
+        }
+        memmove(j->cur.p, j->cur.p + take, j->cur.len - take);
+        j->cur.len -= take;
+        struct journal_waiter **tail = &j->fly_head;
+        while (j->cur_head && j->cur_head->seq <= last_seq) {
+            *tail = j->cur_head;
+            tail = &j->cur_head->next;
+            j->cur_head = j->cur_head->next;
+        }
+        *tail = NULL;
+        if (!j->cur_head) {
+            j->cur_tail = &j->cur_head;
+        }
+    }
+    j->fly_nrec = nrec;
+    j->fly_last_seq = last_seq;
+    j->cur_nrec -= nrec;
+    return 0;
+}
+
+/* journal_sqe gets an entry for op; the caller made sure the SQ has room for the whole chain, so
+ * ring_sqe neither fails nor submits half of it. (ring.h has no fsync type: the ops of a batch
+ * are all RING_OP_WRITE.) */
+static struct io_uring_sqe *journal_sqe(struct journal *j, struct op *op)
+{
+    return ring_sqe(j->r, op, RING_OP_WRITE);
+}
+
+/* journal_submit writes the current batch (or the part of it that fits in the segment) with one
+ * chain of linked SQEs: writev, then fdatasync, then (for a new segment) the directory's fsync.
+ * A link breaks on any failure or short write, cancelling the rest, so the fdatasync that
+ * acknowledges the batch only runs after all of its bytes were written. */
+static void journal_submit(struct journal *j)
+{
+    ring_timer_cancel(j->r, &j->timer);
+    uint32_t nrec = 0;
+    uint64_t last_seq = 0;
+    size_t take = batch_prefix(j, j->seg_cap - j->seg_off, &nrec, &last_seq);
+    if (take == 0) {
+        int rc = journal_roll(j);
+        if (rc) {
+            journal_fail(j, rc, "creating a new segment");
+            return;
+        }
+        take = batch_prefix(j, j->seg_cap - j->seg_off, &nrec, &last_seq);
+    }
+    bool new_seg = j->seg_unwritten;
+    unsigned need = new_seg ? 3 : 2;
+    struct io_uring *u = &j->r->uring;
+    /* The whole chain must go in one submission: a link cut by a submit in between would let
+     * the fdatasync run alongside the write instead of after it. */
+    if (io_uring_sq_space_left(u) < need) {
+        io_uring_submit(u);
+        if (io_uring_sq_space_left(u) < need) {
+            ring_timer_arm_in(j->r, &j->timer, j->o.batch_delay_ns); /* try again soon */
+            return;
+        }
+    }
+    int rc = journal_take(j, take, nrec, last_seq);
+    if (rc) {
+        journal_fail(j, rc, "building a batch");
+        return;
+    }
+    unsigned niov = 0;
+    uint64_t off = j->seg_off;
+    if (new_seg) {
+        journal_seg_header_encode(j->seg_hdr, j->segs[j->nsegs - 1].base_seq);
+        j->iov[niov++] = (struct iovec){j->seg_hdr, JOURNAL_SEG_HDR_SIZE};
+        off = 0;
+    }
+    j->iov[niov++] = (struct iovec){j->fly.p, j->fly.len};
+    j->fly_off = j->seg_off;
+    j->fly_new_seg = new_seg;
+    j->write_len = (new_seg ? JOURNAL_SEG_HDR_SIZE : 0) + j->fly.len;
+
+    struct io_uring_sqe *sqe = journal_sqe(j, &j->op_write);
+    io_uring_prep_writev(sqe, j->fd, j->iov, niov, off);
+    io_uring_sqe_set_data(sqe, &j->op_write);
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = journal_sqe(j, &j->op_sync);
+    io_uring_prep_fsync(sqe, j->fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data(sqe, &j->op_sync);
+    if (new_seg) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = journal_sqe(j, &j->op_dirsync);
+        io_uring_prep_fsync(sqe, j->dirfd, 0);
+        io_uring_sqe_set_data(sqe, &j->op_dirsync);
+    }
+    j->seg_off += j->fly.len;
+    j->inflight = true;
+    j->ops_left = need;
+    j->batch_res = 0;
+    j->batch_t0 = ring_clock_ns();
+}
+
+/* journal_batch_done runs when every op of the batch in flight has completed. */
+static void journal_batch_done(struct journal *j)
+{
+    j->inflight = false;
+    if (j->batch_res < 0) {
+        journal_fail(j, j->batch_res, "writing a batch");
+        return;
+    }
+    struct journal_seg *s = &j->segs[j->nsegs - 1];
+    s->last_seq = j->fly_last_seq;
+    s->end = j->fly_off + j->fly.len;
+    if (j->fly_new_seg) {
+        j->seg_unwritten = false;
+    }
+    uint64_t us = (uint64_t)(ring_clock_ns() - j->batch_t0) / 1000;
+    j->st.last_fsync_us = us;
+    if (us > j->st.max_fsync_us) {
+        j->st.max_fsync_us = us;
+    }
+    j->st.records += j->fly_nrec;
+    j->st.batches++;
+    j->st.bytes_written += j->write_len;
+
+    /* Detach the batch first: callbacks may append, and an append may start the next batch. */
+    struct journal_waiter *w = j->fly_head;
+    j->fly_head = NULL;
+    j->fly.len = 0;
+    j->fly_nrec = 0;
+    while (w) {
+        struct journal_waiter *next = w->next;
+        w->cb(j, w, 0);
+        w = next;
+    }
+    /* Group commit: what gathered while this batch was on its way goes now. */
+    if (!j->inflight && !j->failed && j->cur.len) {
+        journal_submit(j);
+    }
+}
+
+static void journal_op_done(struct journal *j, int res)
+{
+    /* The op that failed reports the cause; the ones after it in the chain say -ECANCELED. */
+    if (res < 0 && (j->batch_res == 0 || j->batch_res == -ECANCELED)) {
+        j->batch_res = res;
+    }
+    if (--j->ops_left == 0) {
+        journal_batch_done(j);
+    }
+}
+
+static void journal_handle_write(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct journal *j = container_of(op, struct journal, op_write);
+    if (res >= 0 && (size_t)res != j->write_len) {
+        res = -EIO; /* short write (the link is broken too) */
+    }
+    journal_op_done(j, res);
+}
+
+static void journal_handle_sync(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct journal *j = container_of(op, struct journal, op_sync);
+    j->st.fsyncs++;
+    if (j->o.test_sync_hook) {
+        res = j->o.test_sync_hook(j->o.test_hook_arg, res);
+    }
+    journal_op_done(j, res);
+}
+
+static void journal_handle_dirsync(struct ring *r, struct op *op, int res, uint32_t flags)
+{
+    struct journal *j = container_of(op, struct journal, op_dirsync);
+    j->st.fsyncs++;
+    journal_op_done(j, res);
+}
+
+static void journal_on_timer(struct ring *r, struct ring_timer *t)
+{
+    struct journal *j = container_of(t, struct journal, timer);
+    if (!j->inflight && !j->failed && j->cur.len) {
+        journal_submit(j);
+    }
+}
+
+int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
+                   struct journal_waiter *w)
+{
+    if (j->failed) {
+        return -EIO;
+    }
+    size_t sz = journal_record_size(len);
+    if (len > JOURNAL_RECORD_MAX || sz > j->o.max_pending ||
+        sz > j->o.segment_size - JOURNAL_SEG_HDR_SIZE) {
+        return -EMSGSIZE;
+    }
+    if (j->cur.len + j->fly.len + sz > j->o.max_pending) {
+        j->st.eagain++;
+        return -EAGAIN;
+    }
+    int rc = buf_reserve(&j->cur, sz);
+    if (rc) {
+        return rc;
+    }
+    uint64_t seq = j->next_seq++;
+    journal_encode(j->cur.p + j->cur.len, type, seq, payload, len);
+    j->cur.len += sz;
+    j->cur_nrec++;
+    j->cur_last_seq = seq;
+    if (w) {
+        w->seq = seq;
+        w->next = NULL;
+        *j->cur_tail = w;
+        j->cur_tail = &w->next;
+    }
+    if (j->inflight) {
+        return 0; /* goes when the batch in flight is durable */
+    }
+    if (j->cur_nrec >= j->o.batch_records || j->cur.len >= j->o.batch_bytes) {
+        journal_submit(j);
+    } else if (j->cur_nrec == 1 && ring_timer_arm_in(j->r, &j->timer, j->o.batch_delay_ns) != 0) {
+        journal_submit(j); /* no timer slot: do not let the record wait for a trigger */
+    }
+    return 0;
+}
+
+int journal_flush(struct journal *j)
+{
+    if (j->failed) {
+        return -EIO;
+    }
+    if (!j->inflight && j->cur.len) {
+        journal_submit(j);
+    }
+    return 0;
+}
+
+/* ======== retention, stats, close =========================================================== */
+
+int journal_drop_before(struct journal *j, uint64_t seq)
+{
+    size_t k = 0;
+    int rc = 0;
+    /* Oldest first, so that a crash half-way leaves a journal without a hole. */
+    while (k + 1 < j->nsegs && j->segs[k + 1].base_seq <= seq) {
+        char name[JOURNAL_SEG_NAME_LEN + 1];
+        seg_name(name, j->segs[k].base_seq);
+        if (unlinkat(j->dirfd, name, 0) != 0 && errno != ENOENT) {
+            rc = -errno;
+            set_err(j->errmsg, sizeof(j->errmsg), "%s/%s: unlink: %s", j->dir, name, strerror(-rc));
+            break;
+        }
+        k++;
+    }
+    if (k) {
+        memmove(j->segs, j->segs + k, (j->nsegs - k) * sizeof(*j->segs));
+        j->nsegs -= k;
+        j->st.segments_dropped += k;
+        int src = sync_fd(j, j->dirfd, false);
+        if (rc == 0) {
+            rc = src;
+        }
+    }
+    return rc;
+}
+
+void journal_stats(const struct journal *j, struct journal_stats *out)
+{
+    *out = j->st;
+    out->segments = j->nsegs;
+    out->pending_bytes = j->cur.len + j->fly.len;
+}
+
+int journal_close(struct journal *j)
+{
+    while (j->inflight || (!j->failed && j->cur.len)) {
+        if (!j->inflight) {
+            journal_submit(j);
+        }
+        if (j->inflight || (!j->failed && j->cur.len)) {
+            int rc = ring_run_once(j->r, 100 * 1000000LL);
+            if (rc < 0 && !j->inflight) {
+                journal_fail(j, rc, "running the ring while closing");
+            }
+        }
+    }
+    ring_timer_cancel(j->r, &j->timer);
+    int rc = j->failed;
+    journal_release(j);
+    return rc;
+}
