@@ -170,6 +170,16 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
                  "use an IP address");
         return -EINVAL;
     }
+    /* humcli's contract: deliveries and callbacks over HTTPS only; plain HTTP only to a host
+     * the operator allowed explicitly (a test receiver). */
+    if (s->profile->pid == PROFILE_HUMCLI && !url->https &&
+        !(c->o.guard &&
+          netguard_allows_explicitly(c->o.guard, (const struct sockaddr *)&url->addr))) {
+        snprintf(err, errlen,
+                 "url: humcli delivers over https:// only (http:// is accepted only for a host "
+                 "that --allow-net allows, for tests)");
+        return -EINVAL;
+    }
     enum addr_class cls;
     if (c->o.guard && !netguard_permits(c->o.guard, (struct sockaddr *)&url->addr, &cls)) {
         snprintf(err, errlen,

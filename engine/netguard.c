@@ -197,6 +197,20 @@ bool netguard_permits(const struct netguard *g, const struct sockaddr *sa, enum 
     return ok;
 }
 
+bool netguard_allows_explicitly(const struct netguard *g, const struct sockaddr *sa)
+{
+    uint8_t a[16];
+    if (netguard_canonical(sa, a) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < g->nallow; i++) {
+        if (in_prefix(a, g->allow[i].addr, g->allow[i].prefix)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 const char *addr_class_name(enum addr_class c)
 {
     static const char *const names[] = {

@@ -58,6 +58,11 @@ enum addr_class netguard_classify(const struct sockaddr *sa);
  * an allowed range. *cls (when not NULL) gets the address's class. */
 bool netguard_permits(const struct netguard *g, const struct sockaddr *sa, enum addr_class *cls);
 
+/* netguard_allows_explicitly tells whether sa is inside a range the operator allowed (an
+ * --allow-net), whatever its class: what lets a test receiver relax a policy meant for the
+ * public internet, such as humcli's https-only rule. */
+bool netguard_allows_explicitly(const struct netguard *g, const struct sockaddr *sa);
+
 /* addr_class_name is a short stable name ("loopback", "private", ...). */
 const char *addr_class_name(enum addr_class c);
 

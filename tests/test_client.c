@@ -460,3 +460,30 @@ Test(client, histogram_quantiles_within_its_error)
     hist_add(&h, UINT64_MAX);
     cr_expect_gt(hist_quantile(&h, 1.0), 1ull << 40);
 }
+
+Test(client, humcli_is_https_only_unless_the_host_is_allowed_explicitly)
+{
+    rig_init(4, 4, false);
+    const struct profile *p = profile_find("humcli");
+    cr_assert_not_null(p);
+    struct signer s;
+    struct slice secret = SLICE_LIT("whsec_my_secret_key_123");
+    char err[256];
+    cr_assert_eq(signer_init(&s, p, &secret, 1, SLICE_LIT(""), SLICE_LIT(""), err, sizeof(err)), 0);
+    struct url url;
+    struct endpoint ep;
+    cr_assert_eq(url_parse(&url, "http://203.0.113.7/hooks", err, sizeof(err)), 0);
+    cr_expect_eq(endpoint_init(&ep, &R.client, &url, &s, 0, 1, 1, err, sizeof(err)), -EINVAL);
+    cr_expect(strstr(err, "https://") != NULL, "%s", err);
+    /* an operator-allowed test host may take plain http */
+    cr_assert_eq(netguard_allow(&R.guard, "203.0.113.0/24"), 0);
+    cr_expect_eq(endpoint_init(&ep, &R.client, &url, &s, 0, 1, 1, err, sizeof(err)), 0, "%s", err);
+    endpoint_cleanup(&ep);
+    /* other profiles are not bound by it */
+    cr_assert_eq(url_parse(&url, "http://93.184.216.34/hooks", err, sizeof(err)), 0);
+    cr_expect_eq(endpoint_init(&ep, &R.client, &url, &R.signer, 0, 1, 1, err, sizeof(err)), 0, "%s",
+                 err);
+    endpoint_cleanup(&ep);
+    signer_wipe(&s);
+    rig_fini();
+}
