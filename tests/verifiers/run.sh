@@ -6,11 +6,15 @@
 # README.md), and refused once one body byte changes. Also: both secrets of a rotation accepted
 # (standard, svix, stripe), a stale timestamp refused, humanos' plaintext as decrypted by the
 # document's code, aksita without a secret, the known answers of spec/PROFILES.md, and server.js
-# (the HTTP receiver) accepting/refusing the same requests.
+# (the HTTP receiver) accepting/refusing the same requests. Then, over HTTP: BUILD_DIR/hookring
+# send delivers tests/data/events/P.json to server.js running P's published verifier, accepted
+# (exit 0, counted once), refused with a wrong secret (4xx, exit 1, counted once), and with two
+# secrets (rotation) accepted by a receiver knowing only the second (standard, svix, stripe).
+# The nine receivers start once, together; every one is stopped on exit, failure or signal.
 #
 # Prints "ok N - ..." / "not ok N - ..." (with the verifier's output) per check, then exactly
 # "verifiers: N passed, N failed"; exits 1 if any check failed. A missing prerequisite (node,
-# node_modules, python3, hookring) is a failure, never a skip.
+# node_modules, python3, timeout(1), hookring) is a failure, never a skip.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +63,10 @@ if ! out=$(cd "$here" && node --input-type=module -e "await (await import('./ver
     fail "the verifier libraries do not load (cd tests/verifiers && npm ci)" "$out"
     finish
 fi
+if ! command -v timeout >/dev/null 2>&1; then
+    fail "timeout(1) not found (coreutils): every hookring send is bounded by it"
+    finish
+fi
 if command -v python3 >/dev/null 2>&1; then
     pass "python3 present for humcli's published (Python) verifier"
 else
@@ -66,9 +74,23 @@ else
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hookring-verifiers.XXXXXX") || { fail "mktemp -d failed"; finish; }
-server_pid=
+server_pids=() # every server.js started; cleanup stops them whatever happens
+# stop_server PID: SIGTERM (server.js exits on it), SIGKILL after 2 s, then reap it
+stop_server() {
+    kill "$1" 2>/dev/null || return 0
+    local _
+    for _ in $(seq 1 20); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
 cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+    local pid
+    for pid in "${server_pids[@]}"; do stop_server "$pid"; done
+    server_pids=()
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -317,50 +339,183 @@ $(cat "$req")"
     fi
 done
 
-# --- server.js: the HTTP receiver takes what verify.js takes --------------------------------------
-# For each profile: POST the accepted request and its tampered copy; expect 200 then 401 and
-# /_count {"accepted":1,"rejected":1}.
+# --- the HTTP receivers: one server.js per profile, started once for every check below -----------
+# Each receiver runs its profile's published verifier (verifyRequest(), as verify.js) with the
+# secrets of tests/data/secrets.sh and answers 200 when it accepts, 401 when it refuses; the
+# checks read its GET /_count before and after, so each one asserts exactly the verdicts it caused.
+data="$here/../data"
+if [ -r "$data/secrets.sh" ]; then
+    # shellcheck source=../data/secrets.sh
+    . "$data/secrets.sh"
+else
+    fail "tests/data/secrets.sh missing: the receivers below have no secrets"
+fi
+data_secret() { local v="SECRET_$1"; printf '%s' "${!v:-}"; }
+data_enc_args() {
+    if [ "$1" = humanos ]; then
+        printf '%s\n' --enc-secret "${ENC_SECRET_humanos:-}" --enc-salt "${ENC_SALT_humanos:-}"
+    fi
+}
+# A secret the receiver does not know, shaped as the profile requires (hookring send refuses a
+# standard/svix secret that is not whsec_ + base64 of 24-64 bytes).
+wrong_secret() {
+    case $1 in
+        standard | svix) printf 'whsec_%s' "$(rand_b64 32)" ;;
+        stripe) printf 'whsec_%s' "$(rand_hex 24)" ;;
+        *) printf '%s-%s' "$(data_secret "$1")" "$(rand_hex 4)" ;;
+    esac
+}
+
+declare -A server_pid=() server_port=() server_down=()
+for p in $profiles; do
+    mapfile -t extra < <(data_enc_args "$p")
+    node "$here/server.js" --profile "$p" --port 0 --secret "$(data_secret "$p")" "${extra[@]}" \
+        >"$tmp/server_$p.out" 2>"$tmp/server_$p.err" &
+    server_pid[$p]=$!
+    server_pids+=("$!")
+done
+# all nine start at once; wait (at most 15 s) until each prints "listening" or dies
+for _ in $(seq 1 150); do
+    waiting=0
+    for p in $profiles; do
+        grep -q '^listening$' "$tmp/server_$p.out" 2>/dev/null && continue
+        kill -0 "${server_pid[$p]}" 2>/dev/null && waiting=1
+    done
+    [ "$waiting" -eq 0 ] && break
+    sleep 0.1
+done
+for p in $profiles; do
+    server_port[$p]=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/server_$p.err" | head -n 1)
+    if ! grep -q '^listening$' "$tmp/server_$p.out" 2>/dev/null || [ -z "${server_port[$p]}" ]; then
+        server_down[$p]="server.js for $p did not start: $(cat "$tmp/server_$p.err")"
+    fi
+done
+
+# get_count PROFILE: "ACCEPTED REJECTED" from the receiver's GET /_count (bash's /dev/tcp: no
+# client process to start); fails when the receiver does not answer
+get_count() {
+    local resp
+    resp=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET /_count HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "${server_port[$1]}" 2>/dev/null) ||
+        return 1
+    resp=${resp##*$'\r\n\r\n'}
+    resp=$(printf '%s' "$resp" | sed -n 's/^{"accepted":\([0-9]*\),"rejected":\([0-9]*\)}$/\1 \2/p')
+    [ -n "$resp" ] && printf '%s' "$resp"
+}
+# server_log PROFILE FROM_LINE: the receiver's verdict lines since FROM_LINE (for diagnostics)
+server_log() { tail -n +"$(($2 + 1))" "$tmp/server_$1.err" | head -n 20 | cut -c1-300; }
+log_lines() { wc -l <"$tmp/server_$1.err" | tr -d ' '; }
+# exit_desc RC: hookring's exit status in words (signals and timeout(1) named)
+exit_desc() {
+    case $1 in
+        124) echo "124 (timed out after 30 s, killed by timeout(1))" ;;
+        1[3-9][0-9] | 2[0-5][0-9]) echo "$1 (killed by signal $(($1 - 128)): $(kill -l $(($1 - 128)) 2>/dev/null))" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# --- server.js takes what verify.js takes ---------------------------------------------------------
+# For each profile: POST a freshly signed request and its tampered copy (reqtool.js, node's HTTP
+# client); expect 200 then 401 and /_count to move by one acceptance and one refusal.
 for p in $profiles; do
     desc="$p: server.js answers 200 to the signed request, 401 to the tampered one, counts 1/1"
-    req="$tmp/$p.req"
-    if [ ! -s "$req" ] || [ ! -s "$req.bad" ]; then
-        fail "$desc" "no request to send (see above)"
+    if [ -n "${server_down[$p]:-}" ]; then fail "$desc" "${server_down[$p]}"; continue; fi
+    req="$tmp/$p.srv.req"
+    mapfile -t extra < <(data_enc_args "$p")
+    if ! "$hookring" sign --profile "$p" --secret "$(data_secret "$p")" "${extra[@]}" \
+        "$tmp/event_$p.json" >"$req" 2>"$req.err"; then
+        fail "$desc" "hookring sign failed: $(cat "$req.err")"
         continue
     fi
-    # fresh requests: the timestamped libraries allow 300 s
-    sign "$p" "$req" --secret "$(secret_of "$p")" 2>/dev/null &&
-        node "$here/reqtool.js" tamper "$req" "$req.bad" >/dev/null 2>&1
-    args=(--profile "$p" --port 0 --secret "$(secret_of "$p")")
-    mapfile -t extra < <(enc_args "$p")
-    node "$here/server.js" "${args[@]}" "${extra[@]}" >"$tmp/server.out" 2>"$tmp/server.err" &
-    server_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q '^listening$' "$tmp/server.out" 2>/dev/null && break
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    port=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/server.err" | head -n 1)
-    if ! grep -q '^listening$' "$tmp/server.out" 2>/dev/null || [ -z "$port" ]; then
-        fail "$desc" "server.js did not start: $(cat "$tmp/server.err")"
-    else
-        good=$(node "$here/reqtool.js" post "$req" "http://127.0.0.1:$port/webhooks/$p" 2>&1)
-        bad=$(node "$here/reqtool.js" post "$req.bad" "http://127.0.0.1:$port/webhooks/$p" 2>&1)
-        count=$(node -e 'fetch(process.argv[1]).then(r => r.text()).then(t => console.log(t), e => { console.log(String(e)); process.exit(1); })' \
-            "http://127.0.0.1:$port/_count" 2>&1)
-        if [ "$good" = '200 {"received":true}' ] && [ "${bad%% *}" = 401 ] &&
-            [ "$count" = '{"accepted":1,"rejected":1}' ]; then
-            pass "$desc"
-        else
-            fail "$desc" "signed: $good
-tampered: $bad
-/_count: $count
-server log:
-$(cat "$tmp/server.err")"
-        fi
+    if ! what=$(node "$here/reqtool.js" tamper "$req" "$req.bad" 2>&1); then
+        fail "$desc" "cannot tamper: $what"
+        continue
     fi
-    kill "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
-    server_pid=
+    from=$(log_lines "$p")
+    before=$(get_count "$p")
+    good=$(timeout -k 2 30 node "$here/reqtool.js" post "$req" "http://127.0.0.1:${server_port[$p]}/webhooks/$p" 2>&1)
+    bad=$(timeout -k 2 30 node "$here/reqtool.js" post "$req.bad" "http://127.0.0.1:${server_port[$p]}/webhooks/$p" 2>&1)
+    after=$(get_count "$p")
+    if [ -n "$before" ] && [ -n "$after" ] && [ "$good" = '200 {"received":true}' ] && [ "${bad%% *}" = 401 ] &&
+        [ "$((${after% *} - ${before% *})) $((${after#* } - ${before#* }))" = "1 1" ]; then
+        pass "$desc"
+    else
+        fail "$desc" "signed: $good
+tampered: $bad
+/_count before: ${before:-no answer}; after: ${after:-no answer} (accepted rejected)
+server log:
+$(server_log "$p" "$from")"
+    fi
 done
+
+# --- hookring send: the engine's own HTTP delivery, to the published verifier ----------------------
+# check_send PROFILE accept|refuse DESC PATH SECRET...: hookring send --profile PROFILE
+# tests/data/events/PROFILE.json to PROFILE's receiver, one attempt (no --retries), signing with
+# each SECRET (--secret repeated). accept: exit 0, "attempt 1: 2xx", the receiver counted exactly
+# one more acceptance and no refusal. refuse: exit 1, "attempt 1: 4xx", exactly one more refusal
+# and no acceptance.
+# --timeout 20000: the receivers are test code (humcli's verifier starts python3 per request,
+# which takes seconds on a loaded machine, past humcli's 5 s profile deadline); what is checked
+# here is the verdict, not the receiver's speed. timeout(1) bounds hookring itself.
+check_send() {
+    local p=$1 want=$2 desc=$3 path=$4
+    shift 4
+    if [ -n "${server_down[$p]:-}" ]; then fail "$desc" "${server_down[$p]}"; return; fi
+    local args=() s extra=()
+    for s in "$@"; do args+=(--secret "$s"); done
+    mapfile -t extra < <(data_enc_args "$p")
+    local from before after out rc delta ok=1 why=()
+    from=$(log_lines "$p")
+    before=$(get_count "$p")
+    out=$(timeout -k 2 30 "$hookring" send --profile "$p" --url "http://127.0.0.1:${server_port[$p]}$path" \
+        "${args[@]}" --allow-net 127.0.0.0/8 --timeout 20000 "${extra[@]}" "$data/events/$p.json" 2>&1)
+    rc=$?
+    after=$(get_count "$p")
+
+    if [ -z "$before" ] || [ -z "$after" ]; then
+        ok=0; why+=("/_count did not answer (before: '${before}', after: '${after}')")
+        delta=
+    else
+        delta="$((${after% *} - ${before% *})) $((${after#* } - ${before#* }))"
+    fi
+    printf '%s\n' "$out" | grep -Eq "^POST $path HTTP/1\.1 -> 127\.0\.0\.1:${server_port[$p]} " ||
+        { ok=0; why+=("no request line 'POST $path HTTP/1.1 -> 127.0.0.1:${server_port[$p]} ...'"); }
+    if printf '%s\n' "$out" | grep -q '^attempt 2:'; then ok=0; why+=("more than one attempt"); fi
+    if [ "$want" = accept ]; then
+        [ "$rc" -eq 0 ] || { ok=0; why+=("exit status $(exit_desc "$rc"), expected 0"); }
+        printf '%s\n' "$out" | grep -Eq '^attempt 1: 2[0-9][0-9] in [0-9.]+ ms' ||
+            { ok=0; why+=("no 'attempt 1: 2xx in X ms'"); }
+        [ "$delta" = "1 0" ] || { ok=0; why+=("receiver counted ${delta:-?} (accepted rejected), expected 1 0"); }
+    else
+        [ "$rc" -eq 1 ] || { ok=0; why+=("exit status $(exit_desc "$rc"), expected 1"); }
+        printf '%s\n' "$out" | grep -Eq '^attempt 1: 4[0-9][0-9] in [0-9.]+ ms' ||
+            { ok=0; why+=("no 'attempt 1: 4xx in X ms'"); }
+        [ "$delta" = "0 1" ] || { ok=0; why+=("receiver counted ${delta:-?} (accepted rejected), expected 0 1"); }
+    fi
+    if [ "$ok" -eq 1 ]; then
+        pass "$desc"
+    else
+        fail "$desc" "$(printf '%s\n' "${why[@]}")
+--- hookring send output:
+$(printf '%s\n' "$out" | head -n 20 | cut -c1-300)
+--- server log:
+$(server_log "$p" "$from")"
+    fi
+}
+
+for p in $profiles; do
+    check_send "$p" accept "$p: hookring send delivers tests/data/events/$p.json, accepted by ${verifier[$p]} (200, exit 0, counted 1 accepted)" \
+        "/webhooks/$p/send" "$(data_secret "$p")"
+    check_send "$p" refuse "$p: hookring send with a wrong secret -> refused by ${verifier[$p]} (401, exit 1, counted 1 refused)" \
+        "/webhooks/$p/wrong-secret" "$(wrong_secret "$p")"
+done
+# rotation: signed with an old secret and the current one; the receiver knows only the current one
+for p in standard svix stripe; do
+    check_send "$p" accept "$p: hookring send with two --secret (rotation), accepted by ${verifier[$p]} knowing only the second (200, exit 0, counted 1 accepted)" \
+        "/webhooks/$p/rotation" "$(wrong_secret "$p")" "$(data_secret "$p")"
+done
+
+for pid in "${server_pids[@]}"; do stop_server "$pid"; done
+server_pids=()
 
 finish
