@@ -19,7 +19,11 @@ void hconfig_usage(FILE *f)
           "\n"
           "  --listen ADDR           127.0.0.1:8080, [::1]:8080, port 0 picks a free port\n"
           "                          (repeatable; default 127.0.0.1:8080). Prints\n"
-          "                          'listening on ADDR' per listener once ready.\n"
+          "                          'listening on ADDR' per listener once ready\n"
+          "                          ('listening on ADDR (tls)' for a TLS one).\n"
+          "  --tls-cert FILE         the --listen just before speaks TLS (1.2, 1.3) with this\n"
+          "                          PEM certificate chain, leaf first; needs --tls-key\n"
+          "  --tls-key FILE          the PEM private key of that listener's certificate\n"
           "  --threads N             worker threads, one io_uring each (default 1)\n"
           "  --profile P             verify every request with profile P (default: none,\n"
           "                          requests are accepted unverified)\n"
@@ -144,6 +148,26 @@ void hconfig_format_addr(const struct sockaddr *a, char *out, size_t outlen)
         inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
         snprintf(out, outlen, "%s:%u", host, ntohs(s4->sin_port));
     }
+}
+
+/* set_tls gives the last --listen its certificate (cert) or key file. */
+static int set_tls(struct hconfig *c, bool cert, const char *file, char *err, size_t errlen)
+{
+    const char *opt = cert ? "--tls-cert" : "--tls-key";
+    if (c->nlisten == 0) {
+        return fail(err, errlen, "%s %s: it applies to the --listen before it; there is none", opt,
+                    file);
+    }
+    struct hlisten *l = &c->listen[c->nlisten - 1];
+    const char **slot = cert ? &l->tls_cert : &l->tls_key;
+    if (*slot) {
+        return fail(err, errlen, "%s given twice for one --listen", opt);
+    }
+    if (!*file) {
+        return fail(err, errlen, "%s: empty file name", opt);
+    }
+    *slot = file;
+    return 0;
 }
 
 /* route_set prepares r for profile name pname (NULL or "none": unverified). */
@@ -272,6 +296,8 @@ enum {
     OPT_TRICKLE,
     OPT_IDS_FILE,
     OPT_QUIET,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
     OPT_HELP,
 };
 
@@ -296,6 +322,8 @@ static const struct option long_opts[] = {
     {"trickle-ms", required_argument, NULL, OPT_TRICKLE},
     {"ids-file", required_argument, NULL, OPT_IDS_FILE},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -370,6 +398,13 @@ int hconfig_parse(struct hconfig *c, int argc, char **argv, char *err, size_t er
                 return rc;
             }
             c->nlisten++;
+            break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY:
+            rc = set_tls(c, o == OPT_TLS_CERT, optarg, err, errlen);
+            if (rc) {
+                return rc;
+            }
             break;
         case OPT_THREADS:
             if (parse_u64(optarg, 256, false, &v) || v == 0) {
@@ -465,6 +500,15 @@ int hconfig_parse(struct hconfig *c, int argc, char **argv, char *err, size_t er
     }
     for (size_t i = 0; i < c->nroutes; i++) {
         c->any_verified |= c->routes[i].profile != NULL;
+    }
+    for (size_t i = 0; i < c->nlisten; i++) {
+        const struct hlisten *l = &c->listen[i];
+        if (!l->tls_cert != !l->tls_key) {
+            char text[80];
+            hconfig_format_addr((const struct sockaddr *)&l->addr, text, sizeof(text));
+            return fail(err, errlen, "--listen %s: --tls-cert and --tls-key go together", text);
+        }
+        c->any_tls |= l->tls_cert != NULL;
     }
     /* the stats JSON must fit an output buffer */
     if (c->wbuf_bytes < 64 << 10) {

@@ -30,6 +30,8 @@ struct hroute {
 struct hlisten {
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    const char *tls_cert; /* PEM chain: the listener speaks TLS (argv, not copied) */
+    const char *tls_key;  /* its PEM private key */
 };
 
 struct hconfig {
@@ -40,6 +42,7 @@ struct hconfig {
     struct hroute routes[HCONFIG_MAX_ROUTES]; /* routes[0] is always "/" */
     size_t nroutes;
     bool any_verified;   /* some route verifies */
+    bool any_tls;        /* some listener speaks TLS */
     size_t max_head;     /* request line + headers, bytes (431 beyond) */
     size_t max_headers;  /* header lines (431 beyond) */
     size_t max_body;     /* bytes (413 beyond) */
@@ -57,7 +60,8 @@ struct hconfig {
 
 /* hconfig_parse fills c from argv. Returns 0; 1 when --help was asked (usage printed); or
  * -EINVAL with err filled. Secrets are copied into signers; argv is not kept, except
- * ids_file. */
+ * ids_file and the TLS file names. --tls-cert and --tls-key apply to the --listen just before
+ * them. */
 int hconfig_parse(struct hconfig *c, int argc, char **argv, char *err, size_t errlen);
 
 /* hconfig_cleanup wipes the signers' keys. */

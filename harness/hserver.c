@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "hbehave.h"
+#include "htls.h"
 #include "httpreq.h"
 #include "ring.h"
 
@@ -18,6 +19,9 @@
 #define HC_MAX_PEND 64       /* answers queued but not yet written, per connection */
 #define HC_RBUF_SLACK 4096   /* chunk framing on top of the body limit */
 #define HC_NONE ((size_t)-1)
+#define HC_TLS_IN (32 << 10)             /* ciphertext received per recv */
+#define HC_TLS_BATCH (64 << 10)          /* plaintext encrypted per send */
+#define HC_TLS_OUT (HC_TLS_BATCH + 4096) /* a batch's records and their overhead */
 #define MS ((int64_t)1000000)
 
 enum hc_state {
@@ -76,6 +80,16 @@ struct hconn {
     struct hheld held;
     struct msghdr msg;
     struct iovec iov[2];
+    /* TLS (tls.ssl set): the ring moves ciphertext through cin and cout; rbuf and wbuf hold
+     * plaintext exactly as on a plain connection */
+    struct htls tls;
+    uint8_t *cin;
+    uint8_t *cout;
+    size_t cout_len, cout_sent;
+    size_t tls_pt;    /* plaintext in the ciphertext now leaving: credited once all has left */
+    bool tls_want_in; /* the session has consumed everything fed: recv more ciphertext */
+    bool tls_dead;    /* a fatal TLS error: only what is already encrypted still leaves */
+    bool tls_bye;     /* close_notify queued */
     struct hconn *next_free;
 };
 
@@ -84,6 +98,7 @@ struct hlistener {
     struct ring_timer retry;
     int fd;
     struct hworker *w;
+    struct htls_ctx *tls; /* NULL: plain HTTP */
 };
 
 struct hworker {
@@ -236,6 +251,14 @@ static inline char *put_lit(char *p, const char *s, size_t n)
 static inline bool wdrained(const struct hconn *c)
 {
     return c->wsent == c->wlen && c->tail_sent == c->tail_len;
+}
+
+/* out_done says every answer has been written and, with TLS, every record (alerts included)
+ * has left. */
+static inline bool out_done(const struct hconn *c)
+{
+    return wdrained(c) &&
+           (!c->tls.ssl || (c->cout_sent == c->cout_len && htls_out_pending(&c->tls) == 0));
 }
 
 /* ======== answers =========================================================================== */
@@ -630,50 +653,191 @@ static void conn_close(struct hconn *c, enum hc_after how)
         shutdown(c->fd, SHUT_RDWR); /* no SQE for the cancel: wake the ops up instead */
     }
     ring_close(&w->ring, c->fd);
+    htls_end(&c->tls); /* the kernel only ever holds cin and cout, never the session's memory */
     c->fd = -1;
     c->state = HC_CLOSING;
     hstats_inc(&w->stats.c[HS_CONN_CLOSED]);
     conn_maybe_free(c);
 }
 
-/* conn_flush starts a send of what is queued, unless one is in flight. */
-static void conn_flush(struct hconn *c)
+/* conn_out_iov points c->iov at the plaintext to write next (the output buffer, then a /big/
+ * body, and a /trickle/ answer one byte at a time) and returns how many pieces: 0, 1 or 2. */
+static size_t conn_out_iov(struct hconn *c)
 {
-    if (c->tx.inflight) {
-        return;
-    }
-    struct ring *r = &c->w->ring;
     size_t end = c->wlen;
     if (c->trickle_from != HC_NONE) {
         if (c->wsent >= c->trickle_from) {
             if (c->trickle_wait || c->wsent == c->wlen) {
-                return;
+                return 0;
             }
             end = c->wsent + 1;
         } else {
             end = c->trickle_from;
         }
     }
+    size_t n = 0;
+    if (c->wsent < end) {
+        c->iov[n++] = (struct iovec){c->wbuf + c->wsent, end - c->wsent};
+    }
+    if (c->tail_sent < c->tail_len && (n == 0 || end == c->wlen)) {
+        c->iov[n++] = (struct iovec){(void *)(c->tail + c->tail_sent), c->tail_len - c->tail_sent};
+    }
+    return n;
+}
+
+/* conn_tls_flush sends the ciphertext waiting to leave; when none is, it encrypts the next
+ * plaintext (at most HC_TLS_BATCH) first. The plaintext is credited to wsent/tail_sent only
+ * once all of its ciphertext has left (conn_tls_sent), so latency, /trickle/ pacing and the
+ * drain rules see the same progress as on a plain connection. */
+static void conn_tls_flush(struct hconn *c)
+{
+    if (c->cout_sent == c->cout_len) {
+        c->cout_len = c->cout_sent = 0;
+        if (c->tls_pt == 0 && !c->tls_dead && htls_out_pending(&c->tls) == 0) {
+            size_t n = conn_out_iov(c);
+            if (n && htls_write(&c->tls, &c->tls_pt, c->iov, n, HC_TLS_BATCH) < 0) {
+                conn_close(c, HC_AFTER_CLOSE);
+                return;
+            }
+        }
+        c->cout_len = htls_take_out(&c->tls, c->cout, HC_TLS_OUT);
+    }
+    if (c->cout_sent < c->cout_len && ring_send(&c->w->ring, &c->tx, c->fd, c->cout + c->cout_sent,
+                                                c->cout_len - c->cout_sent, 0) < 0) {
+        conn_close(c, HC_AFTER_CLOSE);
+    }
+}
+
+/* conn_tls_sent takes n ciphertext bytes sent and returns the plaintext bytes now wholly
+ * sent (0 until the batch's last record has left). */
+static size_t conn_tls_sent(struct hconn *c, size_t n)
+{
+    c->cout_sent += n;
+    if (c->cout_sent < c->cout_len || htls_out_pending(&c->tls) != 0) {
+        return 0;
+    }
+    size_t pt = c->tls_pt;
+    c->tls_pt = 0;
+    return pt;
+}
+
+/* conn_flush starts a send of what is queued, unless one is in flight. */
+static void conn_flush(struct hconn *c)
+{
+    if (c->tx.inflight || c->fd < 0) {
+        return;
+    }
+    if (c->tls.ssl) {
+        conn_tls_flush(c);
+        return;
+    }
+    struct ring *r = &c->w->ring;
     int rc = 0;
-    if (c->wsent < end && c->tail_sent < c->tail_len && end == c->wlen) {
-        c->iov[0] = (struct iovec){c->wbuf + c->wsent, end - c->wsent};
-        c->iov[1] = (struct iovec){(void *)(c->tail + c->tail_sent), c->tail_len - c->tail_sent};
+    size_t n = conn_out_iov(c);
+    if (n == 2) {
         c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = 2};
         rc = ring_sendmsg(r, &c->tx, c->fd, &c->msg, 0);
-    } else if (c->wsent < end) {
-        rc = ring_send(r, &c->tx, c->fd, c->wbuf + c->wsent, end - c->wsent, 0);
-    } else if (c->tail_sent < c->tail_len) {
-        rc = ring_send(r, &c->tx, c->fd, c->tail + c->tail_sent, c->tail_len - c->tail_sent, 0);
+    } else if (n == 1) {
+        rc = ring_send(r, &c->tx, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, 0);
     }
     if (rc < 0) {
         conn_close(c, HC_AFTER_CLOSE);
     }
 }
 
+/* conn_compact moves the unprocessed input to the front of the input buffer and returns the
+ * room after it. */
+static size_t conn_compact(struct hconn *c)
+{
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    return c->rcap - c->rlen;
+}
+
+/* conn_tls_fail ends a session that hit a fatal error: nothing more can be encrypted, so the
+ * answers not yet sent are forgotten; the alert BoringSSL queued leaves, then the connection
+ * closes like any other (HC_DRAIN). */
+static void conn_tls_fail(struct hconn *c)
+{
+    hstats_inc(&c->w->stats.c[HS_TLS_FAILED]);
+    c->tls_dead = true;
+    c->tls_pt = 0;
+    c->wlen = c->wsent = 0;
+    c->tail = NULL;
+    c->tail_len = c->tail_sent = 0;
+    c->trickle_from = HC_NONE;
+    c->npend = 0;
+    c->rpos = c->rlen = c->need = 0;
+    ring_timer_cancel(&c->w->ring, &c->act);
+    c->state = HC_DRAIN;
+    c->after = HC_AFTER_CLOSE;
+}
+
+/* conn_tls_input decrypts what the session holds into the input buffer's room (advancing the
+ * handshake first). Returns true when that changed something: new plaintext, the peer's
+ * close_notify, or a fatal error (c->state is then HC_DRAIN). */
+static bool conn_tls_input(struct hconn *c)
+{
+    if (c->tls_dead || c->tls_want_in) {
+        return false;
+    }
+    size_t room = conn_compact(c);
+    if (room == 0) {
+        return false; /* decrypted once processing makes room */
+    }
+    struct hstats *st = &c->w->stats;
+    bool was = htls_established(&c->tls);
+    size_t n;
+    enum htls_status rs = htls_read(&c->tls, c->rbuf + c->rlen, &n, room);
+    if (!was && htls_established(&c->tls)) {
+        hstats_inc(&st->c[HS_TLS_HANDSHAKES]);
+        if (htls_resumed(&c->tls)) {
+            hstats_inc(&st->c[HS_TLS_RESUMED]);
+        }
+    }
+    c->rlen += n;
+    if (c->rlen > c->rhigh) {
+        c->rhigh = c->rlen;
+    }
+    switch (rs) {
+    case HTLS_OK:
+        return n > 0;
+    case HTLS_AGAIN:
+        c->tls_want_in = true;
+        return n > 0;
+    case HTLS_CLOSED:
+        c->tls_want_in = true;
+        c->peer_eof = true; /* a clean end of the stream: like a FIN */
+        return true;
+    default:
+        conn_tls_fail(c);
+        return true;
+    }
+}
+
+/* conn_tls_feed hands the session n ciphertext bytes received into cin and decrypts. */
+static void conn_tls_feed(struct hconn *c, size_t n)
+{
+    if (c->tls_dead) {
+        return;
+    }
+    if (htls_feed(&c->tls, c->cin, n) < 0) {
+        conn_tls_fail(c);
+        return;
+    }
+    c->tls_want_in = false;
+    conn_tls_input(c);
+}
+
 /* conn_arm_recv keeps one recv pending while there is room and a reason to read. */
 static void conn_arm_recv(struct hconn *c)
 {
-    if (c->rx.inflight || c->peer_eof) {
+    if (c->rx.inflight || c->peer_eof || c->fd < 0) {
         return;
     }
     uint8_t *dst;
@@ -682,19 +846,20 @@ static void conn_arm_recv(struct hconn *c)
         /* nothing more will be answered: read only to see the peer leave, dropping the bytes */
         dst = c->rbuf;
         room = c->rcap;
-    } else {
-        if (c->rpos == c->rlen) {
-            c->rpos = c->rlen = 0;
-        } else if (c->rpos > 0) {
-            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-            c->rlen -= c->rpos;
-            c->rpos = 0;
+    } else if (c->tls.ssl) {
+        /* ciphertext is only read once the session has consumed what it was given and there
+         * is room for its plaintext: the input stays bounded as on a plain connection */
+        if (c->tls_dead || !c->tls_want_in || conn_compact(c) == 0) {
+            return;
         }
-        if (c->rlen == c->rcap) {
+        dst = c->cin;
+        room = HC_TLS_IN;
+    } else {
+        room = conn_compact(c);
+        if (room == 0) {
             return; /* full: processing must consume first */
         }
         dst = c->rbuf + c->rlen;
-        room = c->rcap - c->rlen;
     }
     if (ring_recv(&c->w->ring, &c->rx, c->fd, dst, room, 0) < 0) {
         conn_close(c, HC_AFTER_CLOSE);
@@ -752,14 +917,17 @@ static void conn_process(struct hconn *c)
 
 static void conn_do_active(struct hconn *c)
 {
-    conn_process(c);
-    if (c->state != HC_ACTIVE) {
-        conn_step(c);
-        return;
-    }
+    /* with TLS, processing makes room for more plaintext the session already holds */
+    do {
+        conn_process(c);
+        if (c->state != HC_ACTIVE) {
+            conn_step(c);
+            return;
+        }
+    } while (c->tls.ssl && conn_tls_input(c));
     conn_flush(c);
     conn_arm_recv(c);
-    if (c->peer_eof && c->state == HC_ACTIVE && !c->tx.inflight && wdrained(c)) {
+    if (c->peer_eof && c->state == HC_ACTIVE && !c->tx.inflight && out_done(c)) {
         conn_close(c, HC_AFTER_CLOSE); /* the peer is gone and everything is answered */
     }
 }
@@ -790,8 +958,17 @@ static void conn_do_drain(struct hconn *c)
 {
     struct hworker *w = c->w;
     conn_flush(c);
-    if (c->state != HC_DRAIN || c->tx.inflight || !wdrained(c)) {
+    if (c->state != HC_DRAIN || c->tx.inflight || !out_done(c)) {
         return;
+    }
+    if (c->tls.ssl && !c->tls_dead && !c->tls_bye && c->after == HC_AFTER_CLOSE) {
+        /* a clean TLS end: the peer sees close_notify, not a truncated stream */
+        c->tls_bye = true;
+        htls_close_notify(&c->tls);
+        conn_flush(c);
+        if (c->state != HC_DRAIN || c->tx.inflight) {
+            return;
+        }
     }
     if (c->after == HC_AFTER_RESET || c->peer_eof || w->cfg->linger_ms == 0) {
         conn_close(c, c->after);
@@ -859,9 +1036,13 @@ static void handle_rx(struct ring *r, struct op *op, int res, uint32_t flags)
     if (res == 0) {
         c->peer_eof = true;
     } else if (c->state != HC_LINGER && c->state != HC_HANG) {
-        c->rlen += (size_t)res;
-        if (c->rlen > c->rhigh) {
-            c->rhigh = c->rlen;
+        if (c->tls.ssl) {
+            conn_tls_feed(c, (size_t)res);
+        } else {
+            c->rlen += (size_t)res;
+            if (c->rlen > c->rhigh) {
+                c->rhigh = c->rlen;
+            }
         }
         c->last_rx_ns = ring_now_ns(r);
     }
@@ -880,6 +1061,13 @@ static void handle_tx(struct ring *r, struct op *op, int res, uint32_t flags)
         return;
     }
     size_t n = (size_t)res;
+    if (c->tls.ssl) {
+        n = conn_tls_sent(c, n);
+        if (n == 0) {
+            conn_step(c); /* handshake records, or a batch not yet wholly sent */
+            return;
+        }
+    }
     size_t a = c->wlen - c->wsent < n ? c->wlen - c->wsent : n;
     c->wsent += a;
     c->tail_sent += n - a;
@@ -943,7 +1131,7 @@ static void handle_idle_timer(struct ring *r, struct ring_timer *t)
     struct hconn *c = container_of(t, struct hconn, idle);
     int64_t idle = c->w->cfg->idle_ms * MS;
     int64_t due = c->last_rx_ns + idle;
-    if (c->state == HC_ACTIVE && !c->tx.inflight && wdrained(c) && ring_now_ns(r) >= due) {
+    if (c->state == HC_ACTIVE && !c->tx.inflight && out_done(c) && ring_now_ns(r) >= due) {
         conn_close(c, HC_AFTER_CLOSE);
         return;
     }
@@ -952,12 +1140,17 @@ static void handle_idle_timer(struct ring *r, struct ring_timer *t)
     }
 }
 
-static void conn_open(struct hworker *w, int fd)
+static void conn_open(struct hworker *w, int fd, struct htls_ctx *tls)
 {
     struct hconn *c = w->free_list;
     if (!c) {
         close(fd);
         hstats_inc(&w->stats.c[HS_CONN_REJECTED]);
+        return;
+    }
+    if (tls && htls_start(&c->tls, tls) < 0) {
+        close(fd);
+        hstats_inc(&w->stats.c[HS_TLS_FAILED]);
         return;
     }
     w->free_list = c->next_free;
@@ -976,6 +1169,9 @@ static void conn_open(struct hworker *w, int fd)
     c->peer_eof = false;
     c->continue_sent = false;
     c->pend_head = c->npend = 0;
+    c->cout_len = c->cout_sent = c->tls_pt = 0;
+    c->tls_want_in = true; /* a new session waits for the ClientHello */
+    c->tls_dead = c->tls_bye = false;
     c->last_rx_ns = ring_now_ns(&w->ring);
     if (w->cfg->idle_ms) {
         ring_timer_arm_in(&w->ring, &c->idle, w->cfg->idle_ms * MS);
@@ -999,7 +1195,7 @@ static void handle_accept(struct ring *r, struct op *op, int res, uint32_t flags
 {
     struct hlistener *l = container_of(op, struct hlistener, op);
     if (res >= 0) {
-        conn_open(l->w, res);
+        conn_open(l->w, res, l->tls);
     }
     if (!(flags & IORING_CQE_F_MORE)) {
         /* the multishot ended (an error such as EMFILE, or the kernel's choice): re-arm, after
@@ -1045,7 +1241,8 @@ static int worker_setup(struct hworker *w)
         return rc;
     }
     size_t rcap = cfg->max_head + cfg->max_body + HC_RBUF_SLACK;
-    size_t per = (rcap + cfg->wbuf_bytes + 63) & ~(size_t)63;
+    size_t tls_bytes = cfg->any_tls ? HC_TLS_IN + HC_TLS_OUT : 0;
+    size_t per = (rcap + cfg->wbuf_bytes + tls_bytes + 63) & ~(size_t)63;
     w->slab_len = per * nconns;
     /* One reservation for every connection's buffers; pages are only backed once touched. */
     w->slab = mmap(NULL, w->slab_len, PROT_READ | PROT_WRITE,
@@ -1074,6 +1271,10 @@ static int worker_setup(struct hworker *w)
         c->rcap = rcap;
         c->wbuf = c->rbuf + rcap;
         c->wcap = cfg->wbuf_bytes;
+        if (tls_bytes) {
+            c->cin = c->wbuf + c->wcap;
+            c->cout = c->cin + HC_TLS_IN;
+        }
         c->next_free = w->free_list;
         w->free_list = c;
     }
@@ -1083,6 +1284,7 @@ static int worker_setup(struct hworker *w)
     for (size_t i = 0; i < w->nlisteners; i++) {
         struct hlistener *l = &w->listeners[i];
         l->op.cb = handle_accept;
+        l->tls = w->srv->tls[i];
         ring_timer_init(&l->retry, handle_accept_retry);
         l->w = w;
         if (ring_accept_multishot(&w->ring, &l->op, l->fd) < 0) {
@@ -1103,6 +1305,7 @@ static void worker_teardown(struct hworker *w)
                 close(c->fd);
                 c->fd = -1;
             }
+            htls_end(&c->tls);
         }
     }
     /* the ring goes first: once it is gone the kernel no longer writes into the buffers.
@@ -1217,6 +1420,16 @@ int hserver_start(struct hserver *s, const struct hconfig *cfg, char *err, size_
         s->fds[i] = -1;
     }
 
+    for (size_t l = 0; l < cfg->nlisten; l++) {
+        if (cfg->listen[l].tls_cert) {
+            s->tls[l] = htls_ctx_new(cfg->listen[l].tls_cert, cfg->listen[l].tls_key, err, errlen);
+            if (!s->tls[l]) {
+                hserver_stop(s);
+                return -EINVAL;
+            }
+        }
+    }
+
     /* The first thread's socket binds what was asked (port 0: the kernel picks); the others
      * bind the port it got, joining the same SO_REUSEPORT group. */
     for (size_t l = 0; l < cfg->nlisten; l++) {
@@ -1308,6 +1521,10 @@ void hserver_stop(struct hserver *s)
         if (s->fds[i] >= 0) {
             close(s->fds[i]);
         }
+    }
+    for (size_t l = 0; l < HCONFIG_MAX_LISTEN; l++) {
+        htls_ctx_free(s->tls[l]);
+        s->tls[l] = NULL;
     }
     free(s->fds);
     free(s->workers);

@@ -7,7 +7,11 @@
  * largest acceptable request (head + body limits) and an output buffer, carved from one
  * per-thread mapping whose pages are only touched as they are used. A request is parsed in
  * place, verified in place, and answered by appending to the output buffer; pipelined answers
- * leave in one send. */
+ * leave in one send.
+ *
+ * A TLS listener's connections (htls.h) also get a ciphertext buffer each way: the ring moves
+ * ciphertext, the session turns it into the same input buffer a plain connection reads into,
+ * and answers are encrypted from the same output buffer, so every behaviour works alike. */
 #ifndef HOOKRING_HSERVER_H
 #define HOOKRING_HSERVER_H
 
@@ -18,6 +22,7 @@
 #include "hstats.h"
 
 struct hworker;
+struct htls_ctx;
 
 struct hserver {
     const struct hconfig *cfg;
@@ -30,6 +35,7 @@ struct hserver {
     unsigned nworkers;
     int *fds;                                          /* listening sockets, [worker][listener] */
     struct sockaddr_storage bound[HCONFIG_MAX_LISTEN]; /* actual addresses (port 0 resolved) */
+    struct htls_ctx *tls[HCONFIG_MAX_LISTEN];          /* per listener; NULL: plain HTTP */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned ready; /* workers that finished starting (successfully or not) */

@@ -173,6 +173,8 @@ size_t hstats_json(struct hstats_set *set, char *out, size_t cap)
               U(s.c[HS_CONN_ACCEPTED]), U(s.c[HS_CONN_REJECTED]), U(s.c[HS_CONN_CLOSED]),
               U(s.c[HS_CONTROL]), set->nblocks, (long long)((now - set->started_ns) / 1000000),
               (long long)((now - set->reset_ns) / 1000000));
+    jw_printf(&w, "\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu},",
+              U(s.c[HS_TLS_HANDSHAKES]), U(s.c[HS_TLS_RESUMED]), U(s.c[HS_TLS_FAILED]));
 
     jw_printf(&w, "\"status\":{");
     bool first = true;
@@ -247,4 +249,8 @@ void hstats_summary(struct hstats_set *set, FILE *f)
             "\nharness: latency p50 %lluus p99 %lluus; connections %llu accepted, %llu rejected\n",
             U(hstats_percentile_us(&s, 0.5)), U(hstats_percentile_us(&s, 0.99)),
             U(s.c[HS_CONN_ACCEPTED]), U(s.c[HS_CONN_REJECTED]));
+    if (set->cfg->any_tls) {
+        fprintf(f, "harness: tls %llu handshakes, %llu resumed, %llu failed\n",
+                U(s.c[HS_TLS_HANDSHAKES]), U(s.c[HS_TLS_RESUMED]), U(s.c[HS_TLS_FAILED]));
+    }
 }

@@ -32,7 +32,10 @@ enum hstat_counter {
     HS_CONN_ACCEPTED,
     HS_CONN_REJECTED, /* over --max-conns */
     HS_CONN_CLOSED,
-    HS_CONTROL, /* /_harness/ requests */
+    HS_CONTROL,        /* /_harness/ requests */
+    HS_TLS_HANDSHAKES, /* TLS handshakes completed, resumed ones included */
+    HS_TLS_RESUMED,    /* of which resumed an earlier session */
+    HS_TLS_FAILED,     /* TLS connections ended by a fatal error (handshake or record) */
     HS_COUNT
 };
 

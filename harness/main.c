@@ -52,7 +52,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < cfg.nlisten; i++) {
         char addr[80];
         hconfig_format_addr((const struct sockaddr *)&srv.bound[i], addr, sizeof(addr));
-        printf("listening on %s\n", addr);
+        /* the suffix follows the address, so "listening on ADDR" parsers still find ADDR */
+        printf("listening on %s%s\n", addr, cfg.listen[i].tls_cert ? " (tls)" : "");
     }
     if (!cfg.any_verified && !cfg.quiet) {
         fprintf(stderr, "hookring-harness: no --profile or --route: requests are accepted "
