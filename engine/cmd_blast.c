@@ -42,8 +42,8 @@ static const char blast_help[] =
     "\n"
     "  --profile P         humanconnection humiris humcli humanos aksita standard svix stripe "
     "github\n"
-    "  --url URL[,URL...]  receivers (http(s)://IP[:port]/path); repeatable; load is spread "
-    "evenly\n"
+    "  --url URL[,URL...]  receivers (http(s)://IP[:port]/path); repeatable; each gets an even\n"
+    "                      share of the connections, and a slow one does not pace the rest\n"
     "  --secret S          the signing secret (see hookring sign)\n"
     "  --count N           deliveries to make in all\n"
     "  --duration D        or: how long to send (e.g. 10s, 500ms, 2m)\n"
@@ -237,10 +237,23 @@ static bool take_budget(struct worker *w)
     return true;
 }
 
+/* pick_endpoint takes the receivers in turn, skipping those whose connections are all busy:
+ * a slow receiver keeps its share of connections and does not pace the others. */
+static struct endpoint *pick_endpoint(struct worker *w)
+{
+    for (size_t n = 0; n < w->neps; n++) {
+        struct endpoint *ep = &w->eps[w->rr++ % w->neps];
+        if (ep->inflight + ep->queued < ep->max_inflight) {
+            return ep;
+        }
+    }
+    return &w->eps[w->rr++ % w->neps];
+}
+
 static void launch(struct worker *w, struct vuser *u, int64_t intended_ns)
 {
     u->intended_ns = intended_ns;
-    u->a.ep = &w->eps[w->rr++ % w->neps];
+    u->a.ep = pick_endpoint(w);
     if (next_event(w, u)) {
         w->err = -EINVAL;
         w->stopping = true;
