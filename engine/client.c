@@ -21,12 +21,18 @@
 
 enum conn_state {
     CONN_FREE = 0,
+    CONN_RESOLVING,  /* host name being resolved, attempt assigned */
     CONN_CONNECTING, /* connect in flight, attempt assigned */
     CONN_HANDSHAKE,  /* TLS handshake running, attempt assigned */
     CONN_IDLE,       /* kept alive in the endpoint's idle list */
     CONN_READY,      /* attempt assigned, waiting for client_flush to sign and send it */
     CONN_ACTIVE,     /* request being written and answer being read */
     CONN_CLOSING,    /* cancelled; waiting for the kernel to hand back its ops */
+};
+
+struct conn_dns {
+    struct dns_query q;
+    struct conn *k;
 };
 
 struct conn {
@@ -53,6 +59,13 @@ struct conn {
     bool got_bytes;
     uint32_t requests;
     const char *fail_detail; /* a reason for the excerpt when there is no HTTP answer */
+    char detail_buf[80];
+    /* DNS: the query while resolving (allocated the first time this conn resolves a name:
+     * an answer holds several addresses), then the address connected to */
+    struct conn_dns *dns;
+    bool dns_timed_out;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
     /* TLS */
     struct tls_conn tls;
     uint8_t *cbuf;   /* ciphertext received */
@@ -132,6 +145,10 @@ void client_cleanup(struct client *c)
 {
     for (uint32_t i = 0; i < c->o.max_conns; i++) {
         struct conn *k = &c->conns[i];
+        if (k->state == CONN_RESOLVING && k->dns && dns_query_pending(&k->dns->q)) {
+            k->cur = NULL; /* its callback must not finish anything now */
+            dns_cancel(c->o.dns, &k->dns->q);
+        }
         if (k->fd >= 0) {
             ring_fd_close(c->ring, k->fd);
         }
@@ -141,6 +158,7 @@ void client_cleanup(struct client *c)
         tls_conn_free(&k->tls);
         free(k->cbuf);
         buf_free(&k->cout);
+        free(k->dns);
         free(k->rbuf);
         buf_free(&k->hdr);
     }
@@ -164,15 +182,13 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
         }
         ep->transport = &transport_tls;
     }
-    if (!url->host_is_ip) {
-        snprintf(err, errlen,
-                 "url: host names need DNS, which this build does not have yet; "
-                 "use an IP address");
+    if (!url->host_is_ip && !c->o.dns) {
+        snprintf(err, errlen, "url: host names need a resolver, which this client lacks");
         return -EINVAL;
     }
     /* humcli's contract: deliveries and callbacks over HTTPS only; plain HTTP only to a host
      * the operator allowed explicitly (a test receiver). */
-    if (s->profile->pid == PROFILE_HUMCLI && !url->https &&
+    if (s->profile->pid == PROFILE_HUMCLI && !url->https && url->host_is_ip &&
         !(c->o.guard &&
           netguard_allows_explicitly(c->o.guard, (const struct sockaddr *)&url->addr))) {
         snprintf(err, errlen,
@@ -181,7 +197,8 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
         return -EINVAL;
     }
     enum addr_class cls;
-    if (c->o.guard && !netguard_permits(c->o.guard, (struct sockaddr *)&url->addr, &cls)) {
+    if (url->host_is_ip && c->o.guard &&
+        !netguard_permits(c->o.guard, (struct sockaddr *)&url->addr, &cls)) {
         snprintf(err, errlen,
                  "url: %s is a %s address; deliveries there are refused unless --allow-net "
                  "allows it",
@@ -268,6 +285,9 @@ const char *attempt_result_name(enum attempt_result r)
         [ATTEMPT_TLS_EXPIRED] = "tls_expired",
         [ATTEMPT_TLS_WRONG_HOST] = "tls_wrong_host",
         [ATTEMPT_TLS_PROTOCOL] = "tls_protocol",
+        [ATTEMPT_DNS_NXDOMAIN] = "dns_nxdomain",
+        [ATTEMPT_DNS_TIMEOUT] = "dns_timeout",
+        [ATTEMPT_DNS_FAILED] = "dns_failed",
         [ATTEMPT_BLOCKED] = "blocked_address",
         [ATTEMPT_UNREACHABLE] = "unreachable",
         [ATTEMPT_ERROR] = "local_error",
@@ -464,18 +484,9 @@ static struct conn *conn_open(struct endpoint *ep)
             return NULL;
         }
     }
-    int fd = socket(ep->url.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return NULL;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* A direct descriptor from here on (where the kernel has them): every send and receive of
-     * this kept-alive connection skips the per-op file lookup. */
-    fd = ring_fd_install(c->ring, fd);
     c->free_conns = k->next;
     k->next = NULL;
-    k->fd = fd;
+    k->fd = -1; /* the socket comes with the address (conn_start_connect) */
     k->ep = ep;
     k->requests = 0;
     k->rlen = 0;
@@ -489,20 +500,117 @@ static struct conn *conn_open(struct endpoint *ep)
     return k;
 }
 
-/* conn_start_connect connects k (the guard already approved the address in endpoint_init; with
- * DNS the resolved address will be checked here, the one actually connected to). */
-static void conn_start_connect(struct conn *k)
+/* conn_connect_to opens the socket for the address k will connect to and connects. The address
+ * guard judges this address, the one actually connected to. */
+static void conn_connect_to(struct conn *k)
 {
+    struct client *c = k->cl;
     struct endpoint *ep = k->ep;
-    if (k->cl->o.guard &&
-        !netguard_permits(k->cl->o.guard, (struct sockaddr *)&ep->url.addr, NULL)) {
+    enum addr_class cls = ADDR_PUBLIC;
+    if (c->o.guard && !netguard_permits(c->o.guard, (struct sockaddr *)&k->addr, &cls)) {
+        snprintf(k->detail_buf, sizeof(k->detail_buf), "%.40s resolves to a %s address",
+                 ep->url.host, addr_class_name(cls));
+        k->fail_detail = k->detail_buf;
         attempt_finish(k, ATTEMPT_BLOCKED, 0);
         return;
     }
-    conn_arm_timer(k, ring_now_ns(k->cl->ring) + (int64_t)ep->connect_timeout_ms * 1000000);
-    if (ring_connect(k->cl->ring, &k->connect_op, k->fd, (struct sockaddr *)&ep->url.addr,
-                     ep->url.addrlen)) {
+    if (ep->signer->profile->pid == PROFILE_HUMCLI && !ep->url.https &&
+        !(c->o.guard && netguard_allows_explicitly(c->o.guard, (struct sockaddr *)&k->addr))) {
+        k->fail_detail = "humcli delivers over https:// only";
+        attempt_finish(k, ATTEMPT_BLOCKED, 0);
+        return;
+    }
+    int fd = socket(k->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        attempt_finish(k, ATTEMPT_ERROR, errno);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A direct descriptor from here on (where the kernel has them): every send and receive of
+     * this kept-alive connection skips the per-op file lookup. */
+    k->fd = ring_fd_install(c->ring, fd);
+    k->state = CONN_CONNECTING;
+    if (ring_connect(c->ring, &k->connect_op, k->fd, (struct sockaddr *)&k->addr, k->addrlen)) {
         attempt_finish(k, ATTEMPT_ERROR, EBUSY);
+    }
+}
+
+/* conn_resolved takes the resolver's answer for k: connect to its first address (every address
+ * of the answer must pass the guard: a mixed set is refused whole), or fail the attempt. */
+static void conn_resolved(struct conn *k)
+{
+    const struct dns_result *res = &k->dns->q.res;
+    struct client *c = k->cl;
+    switch (res->status) {
+    case DNS_OK:
+        break;
+    case DNS_NXDOMAIN:
+    case DNS_NODATA:
+    case DNS_BADNAME:
+        k->fail_detail = dns_status_name(res->status);
+        attempt_finish(k, ATTEMPT_DNS_NXDOMAIN, 0);
+        return;
+    case DNS_TIMEOUT:
+        attempt_finish(k, ATTEMPT_DNS_TIMEOUT, ETIMEDOUT);
+        return;
+    case DNS_CANCELLED:
+        if (k->dns_timed_out) {
+            attempt_finish(k, ATTEMPT_DNS_TIMEOUT, ETIMEDOUT);
+            return;
+        }
+        /* fall through */
+    default:
+        k->fail_detail = dns_status_name(res->status);
+        attempt_finish(k, ATTEMPT_DNS_FAILED, 0);
+        return;
+    }
+    uint32_t bad = 0;
+    enum addr_class cls = ADDR_PUBLIC;
+    if (c->o.guard && !dns_result_permitted(res, c->o.guard, &bad, &cls)) {
+        snprintf(k->detail_buf, sizeof(k->detail_buf), "%.40s resolves to a %s address",
+                 k->ep->url.host, addr_class_name(cls));
+        k->fail_detail = k->detail_buf;
+        attempt_finish(k, ATTEMPT_BLOCKED, 0);
+        return;
+    }
+    memcpy(&k->addr, &res->addrs[0], sizeof(k->addr));
+    k->addrlen =
+        k->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    conn_connect_to(k);
+}
+
+static void conn_dns_done(struct dns *d, struct dns_query *q)
+{
+    struct conn *k = container_of(q, struct conn_dns, q)->k;
+    if (k->state == CONN_RESOLVING && k->cur) {
+        conn_resolved(k);
+    }
+}
+
+/* conn_start_connect starts k on its way: resolve the host (a literal needs nothing), then
+ * connect. One deadline covers both: the connect timeout. */
+static void conn_start_connect(struct conn *k)
+{
+    struct endpoint *ep = k->ep;
+    struct client *c = k->cl;
+    conn_arm_timer(k, ring_now_ns(c->ring) + (int64_t)ep->connect_timeout_ms * 1000000);
+    if (ep->url.host_is_ip) {
+        memcpy(&k->addr, &ep->url.addr, sizeof(k->addr));
+        k->addrlen = ep->url.addrlen;
+        conn_connect_to(k);
+        return;
+    }
+    if (!k->dns && !(k->dns = calloc(1, sizeof(*k->dns)))) {
+        attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
+        return;
+    }
+    k->dns->k = k;
+    k->state = CONN_RESOLVING;
+    k->dns_timed_out = false;
+    if (dns_resolve(c->o.dns, &k->dns->q, ep->url.host, ep->url.port, conn_dns_done) ==
+        DNS_ANSWERED) {
+        conn_resolved(k);
     }
 }
 
@@ -979,7 +1087,10 @@ static void conn_handle_timer(struct ring *r, struct ring_timer *t)
     if (!k->cur) {
         return;
     }
-    if (k->state == CONN_CONNECTING) {
+    if (k->state == CONN_RESOLVING) {
+        k->dns_timed_out = true;
+        dns_cancel(k->cl->o.dns, &k->dns->q); /* calls back: the attempt ends as dns_timeout */
+    } else if (k->state == CONN_CONNECTING) {
         attempt_finish(k, ATTEMPT_TIMEOUT_CONNECT, ETIMEDOUT);
     } else if (k->state == CONN_HANDSHAKE) {
         attempt_finish(k, ATTEMPT_TIMEOUT_TLS, ETIMEDOUT);

@@ -24,6 +24,7 @@
 #include "ring.h"
 #include "sign/profile.h"
 #include "url.h"
+#include "dns.h"
 
 #define ATTEMPT_EXCERPT 128
 
@@ -41,6 +42,9 @@ enum attempt_result {
     ATTEMPT_TLS_EXPIRED,        /* a certificate expired (or is not valid yet) */
     ATTEMPT_TLS_WRONG_HOST,     /* the certificate is for another host */
     ATTEMPT_TLS_PROTOCOL,       /* the TLS handshake or a record failed otherwise */
+    ATTEMPT_DNS_NXDOMAIN,       /* the host name does not exist (or has no address) */
+    ATTEMPT_DNS_TIMEOUT,        /* the resolver did not answer in time */
+    ATTEMPT_DNS_FAILED,         /* the resolver failed otherwise (SERVFAIL, REFUSED, ...) */
     ATTEMPT_BLOCKED,            /* the address guard refused the destination */
     ATTEMPT_UNREACHABLE,        /* no route to the host or network */
     ATTEMPT_ERROR,              /* a local failure (sockets, memory) */
@@ -137,6 +141,7 @@ struct client_opts {
     uint32_t max_response_body; /* bytes read before giving up on the rest of a body */
     const struct netguard *guard;
     struct tls_ctx *tls; /* for https:// endpoints (NULL: they are refused) */
+    struct dns *dns;     /* for host names (NULL: only IP literals are accepted) */
 };
 
 struct client {

@@ -3,6 +3,7 @@
 #define HOOKRING_CMD_H
 
 #include "common.h"
+#include "dns.h"
 #include "sign/profile.h"
 
 #include <getopt.h>
@@ -31,6 +32,17 @@ const struct profile *cmd_profile(const char *cmd, const char *name);
 
 /* cmd_parse_uint parses a decimal unsigned integer with no sign or junk. */
 bool cmd_parse_uint(const char *s, uint64_t *out);
+
+/* The resolver options send and blast share: --dns-server and --resolve HOST:ADDR. */
+#define CMD_MAX_RESOLVE 32
+struct cmd_dns {
+    struct dns_opts o;
+    struct dns_override ov[CMD_MAX_RESOLVE];
+};
+
+/* cmd_dns_resolve_opt takes one --resolve HOST:ADDR (arg is split in place). Returns 0, or
+ * prints a usage error for cmd and returns 2. */
+int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg);
 
 /* cmd_now_ms is the wall-clock time in unix milliseconds. */
 int64_t cmd_now_ms(void);

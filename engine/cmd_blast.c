@@ -33,7 +33,8 @@ static const char blast_help[] =
     "                      [--concurrency C] [--rate R] [--payload-size B] [--workers W]\n"
     "                      [--timeout MS] [--allow-net CIDR...] [--enc-secret B64 --enc-salt "
     "SALT]\n"
-    "                      [--ca-file PEM] [--insecure] [--new-connections] [--json] [--quiet]\n"
+    "                      [--ca-file PEM] [--insecure] [--new-connections]\n"
+    "                      [--resolve HOST:ADDR...] [--dns-server IP[:PORT]] [--json] [--quiet]\n"
     "\n"
     "Load-tests a webhook receiver: every delivery is a fresh event (unique id), built and signed\n"
     "the way the profile does, sent over keep-alive HTTP/1.1 connections. A progress line goes to\n"
@@ -42,7 +43,7 @@ static const char blast_help[] =
     "\n"
     "  --profile P         humanconnection humiris humcli humanos aksita standard svix stripe "
     "github\n"
-    "  --url URL[,URL...]  receivers (http(s)://IP[:port]/path); repeatable; each gets an even\n"
+    "  --url URL[,URL...]  receivers (http(s)://HOST[:port]/path); repeatable; each gets an even\n"
     "                      share of the connections, and a slow one does not pace the rest\n"
     "  --secret S          the signing secret (see hookring sign)\n"
     "  --count N           deliveries to make in all\n"
@@ -56,6 +57,8 @@ static const char blast_help[] =
     "  --ca-file PEM       https: trust this CA too (the system's CAs are always trusted)\n"
     "  --insecure          https without verifying certificates: test receivers only\n"
     "  --new-connections   a new connection per delivery (TLS sessions are resumed)\n"
+    "  --resolve H:ADDR    answer host H with ADDR instead of asking DNS (repeatable)\n"
+    "  --dns-server S      ask this resolver (IP[:PORT], comma-separated)\n"
     "  --json              print one JSON object instead of the text report\n"
     "  --quiet             no progress line\n"
     "  -h, --help          this text\n"
@@ -80,6 +83,8 @@ struct blast_cfg {
     bool quiet;
     bool new_conns;
     bool https;
+    bool names; /* some URL names a host: workers need a resolver */
+    struct cmd_dns dns;
     struct tls_opts tls;
     /* data template: a JSON value of payload bytes with a 16-hex-digit slot patched per event */
     struct buf data;
@@ -107,6 +112,8 @@ struct worker {
     struct client client;
     struct tls_ctx tls;
     bool tls_ok;
+    struct dns dns;
+    bool dns_ok;
     struct endpoint eps[BLAST_MAX_URLS];
     const struct url *urls[BLAST_MAX_URLS]; /* this worker's share of the receivers */
     size_t neps;
@@ -334,13 +341,19 @@ static void end_fire(struct ring *r, struct ring_timer *t)
 static int worker_setup(struct worker *w)
 {
     const struct blast_cfg *cfg = w->cfg;
-    struct ring_opts ro = {.entries = 4096, .max_timers = w->nusers + 16};
+    struct ring_opts ro = {.entries = 4096, .max_timers = w->nusers + 32};
     int rc = ring_init(&w->ring, &ro);
     if (rc) {
         snprintf(w->errmsg, sizeof(w->errmsg), "io_uring set-up failed: %s", strerror(-rc));
         return rc;
     }
     w->ring_ok = true;
+    if (cfg->names) {
+        if (dns_init(&w->dns, &w->ring, &cfg->dns.o, w->errmsg, sizeof(w->errmsg))) {
+            return -EINVAL;
+        }
+        w->dns_ok = true;
+    }
     if (cfg->https) {
         /* one TLS context per worker: sessions and counters stay on this thread */
         if (tls_ctx_init(&w->tls, &cfg->tls, w->errmsg, sizeof(w->errmsg))) {
@@ -353,7 +366,8 @@ static int worker_setup(struct worker *w)
                              .rbuf_size = 2048,
                              .max_response_body = 1u << 20,
                              .guard = &cfg->guard,
-                             .tls = w->tls_ok ? &w->tls : NULL};
+                             .tls = w->tls_ok ? &w->tls : NULL,
+                             .dns = w->dns_ok ? &w->dns : NULL};
     rc = client_init(&w->client, &w->ring, &co);
     if (rc) {
         snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
@@ -469,6 +483,9 @@ static void worker_cleanup(struct worker *w)
     }
     if (w->client_ok) {
         client_cleanup(&w->client);
+    }
+    if (w->dns_ok) {
+        dns_cleanup(&w->dns);
     }
     if (w->ring_ok) {
         ring_cleanup(&w->ring);
@@ -655,6 +672,8 @@ int cmd_blast(int argc, char **argv)
         {"ca-file", required_argument, NULL, 'C'},
         {"insecure", no_argument, NULL, 'K'},
         {"new-connections", no_argument, NULL, 'N'},
+        {"resolve", required_argument, NULL, 'R'},
+        {"dns-server", required_argument, NULL, 'D'},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -759,6 +778,15 @@ int cmd_blast(int argc, char **argv)
         case 'N':
             cfg.new_conns = true;
             break;
+        case 'R':
+            rc = cmd_dns_resolve_opt("blast", &cfg.dns, optarg);
+            if (rc) {
+                return rc;
+            }
+            break;
+        case 'D':
+            cfg.dns.o.servers = optarg;
+            break;
         case 'j':
             cfg.json = true;
             break;
@@ -794,10 +822,8 @@ int cmd_blast(int argc, char **argv)
         enum addr_class cls;
         cfg.https |= u->https;
         if (!u->host_is_ip) {
-            return cmd_usage_error("blast",
-                                   "%s: host names need DNS, which this build does not "
-                                   "have yet; use an IP address",
-                                   u->host);
+            cfg.names = true;
+            continue; /* its addresses are checked when resolved */
         }
         if (!netguard_permits(&cfg.guard, (const struct sockaddr *)&u->addr, &cls)) {
             return cmd_usage_error("blast",

@@ -1,6 +1,8 @@
 /* cmd_common.c: helpers shared by the hookring commands. */
 #include "cmd.h"
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -110,4 +112,23 @@ int64_t cmd_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg)
+{
+    char *colon = strchr(arg, ':');
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    if (!colon || colon == arg || !colon[1] ||
+        (inet_pton(AF_INET, colon + 1, &a4.sin_addr) != 1 &&
+         inet_pton(AF_INET6, colon + 1, &a6.sin6_addr) != 1)) {
+        return cmd_usage_error(cmd, "--resolve wants HOST:ADDR (e.g. hooks.test:127.0.0.1)");
+    }
+    if (d->o.noverrides == CMD_MAX_RESOLVE) {
+        return cmd_usage_error(cmd, "at most %d --resolve options", CMD_MAX_RESOLVE);
+    }
+    *colon = '\0';
+    d->ov[d->o.noverrides++] = (struct dns_override){.host = arg, .addr = colon + 1};
+    d->o.overrides = d->ov;
+    return 0;
 }

@@ -14,7 +14,8 @@
 static const char send_help[] =
     "usage: hookring send --profile P --url URL --secret S [--secret S2...] [--retries]\n"
     "                     [--time-scale F] [--timeout MS] [--id ID] [--allow-net CIDR...]\n"
-    "                     [--ca-file PEM] [--insecure] [--enc-secret B64 --enc-salt SALT]\n"
+    "                     [--ca-file PEM] [--insecure] [--resolve HOST:ADDR...]\n"
+    "                     [--dns-server IP[:PORT]] [--enc-secret B64 --enc-salt SALT]\n"
     "                     EVENT.json\n"
     "\n"
     "Delivers one event to URL the way the profile does, and prints the request line, each\n"
@@ -22,7 +23,7 @@ static const char send_help[] =
     "\n"
     "  --profile P        humanconnection humiris humcli humanos aksita standard svix stripe "
     "github\n"
-    "  --url URL          http(s)://IP[:port]/path (host names come with DNS)\n"
+    "  --url URL          http(s)://HOST[:port]/path (a name or an IP address)\n"
     "  --secret S         the signing secret (repeatable during a rotation; see hookring sign)\n"
     "  --retries          follow the profile's retry schedule (±20 %% jitter, Retry-After\n"
     "                     honoured up to a day, 410 ends it) instead of one attempt\n"
@@ -32,6 +33,9 @@ static const char send_help[] =
     "  --allow-net CIDR   allow a refused range (loopback, private, ...); repeatable\n"
     "  --ca-file PEM      trust this CA too (https; the system's CAs are always trusted)\n"
     "  --insecure         https without verifying the certificate: test receivers only\n"
+    "  --resolve H:ADDR   answer host H with ADDR instead of asking DNS (repeatable)\n"
+    "  --dns-server S     ask this resolver (IP[:PORT], comma-separated) instead of\n"
+    "                     /etc/resolv.conf's\n"
     "  --enc-secret B64   humanos: the encryption secret\n"
     "  --enc-salt SALT    humanos: the encryption salt\n"
     "  -h, --help         this text\n"
@@ -120,11 +124,15 @@ int cmd_send(int argc, char **argv)
         {"enc-salt", required_argument, NULL, 'a'},
         {"ca-file", required_argument, NULL, 'C'},
         {"insecure", no_argument, NULL, 'K'},
+        {"resolve", required_argument, NULL, 'R'},
+        {"dns-server", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pname = NULL, *url_s = NULL, *id = NULL, *enc = "", *salt = "";
     struct tls_opts topts = {0};
+    static struct cmd_dns dopts;
+    memset(&dopts, 0, sizeof(dopts));
     struct slice secrets[SIGN_MAX_KEYS];
     size_t nsecrets = 0;
     struct netguard guard;
@@ -188,6 +196,16 @@ int cmd_send(int argc, char **argv)
             break;
         case 'K':
             topts.insecure = true;
+            break;
+        case 'R': {
+            int e = cmd_dns_resolve_opt("send", &dopts, optarg);
+            if (e) {
+                return e;
+            }
+            break;
+        }
+        case 'D':
+            dopts.o.servers = optarg;
             break;
         case 'h':
             fputs(send_help, stdout);
@@ -261,12 +279,23 @@ int cmd_send(int argc, char **argv)
         ret = EXIT_FAIL;
         goto out_buf;
     }
+    static struct dns dns;
+    bool dns_ok = false;
+    if (!url.host_is_ip) {
+        if (dns_init(&dns, &s.ring, &dopts.o, err, sizeof(err))) {
+            fprintf(stderr, "hookring send: %s\n", err);
+            ret = EXIT_USAGE;
+            goto out_ring;
+        }
+        dns_ok = true;
+    }
     struct client_opts co = {.max_conns = 2,
                              .max_inflight = 1,
                              .rbuf_size = 16384,
                              .max_response_body = 1u << 20,
                              .guard = &guard,
-                             .tls = url.https ? &tctx : NULL};
+                             .tls = url.https ? &tctx : NULL,
+                             .dns = dns_ok ? &dns : NULL};
     if (client_init(&s.client, &s.ring, &co) ||
         endpoint_init(&s.ep, &s.client, &url, &signer, (uint32_t)timeout_ms, 1, 1, err,
                       sizeof(err))) {
@@ -311,6 +340,9 @@ int cmd_send(int argc, char **argv)
     endpoint_cleanup(&s.ep);
     client_cleanup(&s.client);
 out_ring:
+    if (dns_ok) {
+        dns_cleanup(&dns);
+    }
     ring_cleanup(&s.ring);
 out_buf:
     tls_ctx_cleanup(&tctx);
