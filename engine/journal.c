@@ -540,6 +540,30 @@ static int seg_repair(struct journal *j, int fd, const struct journal_scan_resul
     return sync_fd(j, fd, true);
 }
 
+/* data_end is where the file's last data ends: past it, up to size, there are only holes or
+ * preallocated (unwritten) extents, which read as zeros. Scanning [0, data_end) finds what
+ * scanning the whole file would (trailing zeros are never a record), without reading the
+ * untouched part of a 64 MiB segment. Without SEEK_DATA support it is size. */
+static size_t data_end(int fd, size_t size)
+{
+    off_t pos = 0, end = 0;
+    for (;;) {
+        off_t data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0) {
+            return errno == ENXIO ? (size_t)end : size;
+        }
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            return size;
+        }
+        end = hole;
+        if ((size_t)hole >= size) {
+            return size;
+        }
+        pos = hole;
+    }
+}
+
 /* seg_check scans segment i (the last one when last is set, whose descriptor is kept in j->fd,
  * open for writing) and repairs the last one's torn tail. Returns 0 or -errno with err set. */
 static int seg_check(struct journal *j, size_t i, bool last, char *err, size_t errlen)
@@ -561,9 +585,10 @@ static int seg_check(struct journal *j, size_t i, bool last, char *err, size_t e
         return rc;
     }
     size_t size = (size_t)sb.st_size;
+    size_t len = data_end(fd, size);
     const uint8_t *map = (const uint8_t *)"";
-    if (size > 0) {
-        void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    if (len > 0) {
+        void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
             int rc = -errno;
             set_err(err, errlen, "%s/%s: mmap: %s", j->dir, name, strerror(-rc));
@@ -573,9 +598,9 @@ static int seg_check(struct journal *j, size_t i, bool last, char *err, size_t e
         map = m;
     }
     struct journal_scan_result sr;
-    journal_scan(map, size, s->base_seq, &sr);
-    if (size > 0) {
-        munmap((void *)map, size);
+    journal_scan(map, len, s->base_seq, &sr);
+    if (len > 0) {
+        munmap((void *)map, len);
     }
 
     int rc = 0;
@@ -849,15 +874,22 @@ int journal_replay(struct journal *j, journal_replay_cb *cb, void *arg)
 
 /* ======== group commit ====================================================================== */
 
-/* journal_fail stops the journal: no acknowledgement can be trusted after a failed write or
- * fdatasync, so every waiter gets err and so does every later append (as -EIO). */
-static void journal_fail(struct journal *j, int err, const char *what)
+/* journal_stop puts the journal in its failed state: no acknowledgement can be trusted after a
+ * failed write or fdatasync (the kernel may have dropped the dirty pages), so from now on every
+ * append gets -EIO. The waiters are told by journal_notify_failed. */
+static void journal_stop(struct journal *j, int err, const char *what)
 {
     if (j->failed) {
         return;
     }
     j->failed = err < 0 ? err : -EIO;
     set_err(j->errmsg, sizeof(j->errmsg), "%s: %s: %s", j->dir, what, strerror(-j->failed));
+}
+
+/* journal_notify_failed gives every waiter still pending the error, in sequence order. Never
+ * while a batch is in flight: its buffer is the kernel's until then. */
+static void journal_notify_failed(struct journal *j)
+{
     ring_timer_cancel(j->r, &j->timer);
     struct journal_waiter *lists[2] = {j->fly_head, j->cur_head};
     j->fly_head = j->cur_head = NULL;
@@ -869,6 +901,23 @@ static void journal_fail(struct journal *j, int err, const char *what)
             next = w->next;
             w->cb(j, w, j->failed);
         }
+    }
+}
+
+/* journal_fail stops the journal and tells the waiters now (from a completion). */
+static void journal_fail(struct journal *j, int err, const char *what)
+{
+    journal_stop(j, err, what);
+    journal_notify_failed(j);
+}
+
+/* journal_fail_later stops the journal and tells the waiters from the timer: the failure was
+ * found inside journal_append or journal_flush, whose callers do not expect callbacks. */
+static void journal_fail_later(struct journal *j, int err, const char *what)
+{
+    journal_stop(j, err, what);
+    if (ring_timer_arm_in(j->r, &j->timer, 0) != 0) {
+        journal_notify_failed(j);
     }
 }
 
@@ -978,7 +1027,7 @@ static void journal_submit(struct journal *j)
     if (take == 0) {
         int rc = journal_roll(j);
         if (rc) {
-            journal_fail(j, rc, "creating a new segment");
+            journal_fail_later(j, rc, "creating a new segment");
             return;
         }
         take = batch_prefix(j, j->seg_cap - j->seg_off, &nrec, &last_seq);
@@ -997,7 +1046,7 @@ static void journal_submit(struct journal *j)
     }
     int rc = journal_take(j, take, nrec, last_seq);
     if (rc) {
-        journal_fail(j, rc, "building a batch");
+        journal_fail_later(j, rc, "building a batch");
         return;
     }
     unsigned niov = 0;
@@ -1111,7 +1160,9 @@ static void journal_handle_dirsync(struct ring *r, struct op *op, int res, uint3
 static void journal_on_timer(struct ring *r, struct ring_timer *t)
 {
     struct journal *j = container_of(t, struct journal, timer);
-    if (!j->inflight && !j->failed && j->cur.len) {
+    if (j->failed) {
+        journal_notify_failed(j);
+    } else if (!j->inflight && j->cur.len) {
         journal_submit(j);
     }
 }
@@ -1213,9 +1264,12 @@ int journal_close(struct journal *j)
         if (j->inflight || (!j->failed && j->cur.len)) {
             int rc = ring_run_once(j->r, 100 * 1000000LL);
             if (rc < 0 && !j->inflight) {
-                journal_fail(j, rc, "running the ring while closing");
+                journal_stop(j, rc, "running the ring while closing");
             }
         }
+    }
+    if (j->failed) {
+        journal_notify_failed(j);
     }
     ring_timer_cancel(j->r, &j->timer);
     int rc = j->failed;

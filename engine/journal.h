@@ -137,8 +137,9 @@ struct journal;
 struct journal_waiter;
 
 /* journal_done_cb reports that w's record is durable (res 0) or never will be (res -errno: the
- * journal failed). It runs on the ring thread, from a completion or from journal_close; it may
- * call journal_append, not journal_close. */
+ * journal failed). It runs on the ring thread, from a completion, the journal's timer or
+ * journal_close, never from inside journal_append or journal_flush; it may call journal_append,
+ * not journal_close. */
 typedef void journal_done_cb(struct journal *j, struct journal_waiter *w, int res);
 
 /* A waiter is embedded in whatever waits for its record (an API request); it must stay valid
@@ -242,8 +243,8 @@ int journal_replay(struct journal *j, journal_replay_cb *cb, void *arg);
 /* journal_append queues a record and returns at once; w (may be NULL: nobody waits) gets its
  * sequence number now and its callback once the record is durable. Returns 0; -EAGAIN when the
  * bytes not yet durable would exceed max_pending (try later); -EMSGSIZE when the record can never
- * fit (a payload over JOURNAL_RECORD_MAX, max_pending or a segment); -EIO once the journal has
- * failed. On error nothing was queued and w is not called. */
+ * fit (a payload over JOURNAL_RECORD_MAX, max_pending or a segment); -ENOMEM; -EIO once the
+ * journal has failed. On error nothing was queued and w is not called. */
 int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
                    struct journal_waiter *w);
 

@@ -904,3 +904,57 @@ Test(journal, bad_options_are_refused)
                  -EINVAL);
     cr_assert_neq(err[0], '\0');
 }
+
+static bool in_append;
+
+static void tw_not_in_append(struct journal *j, struct journal_waiter *w, int res)
+{
+    cr_assert_not(in_append, "a waiter called from inside journal_append");
+    tw_done(j, w, res);
+}
+
+Test(journal, a_segment_that_cannot_be_created_fails_the_journal_outside_append)
+{
+    struct journal j;
+    jopen(&j, &(struct journal_opts){.segment_size = 4096, .batch_records = 4});
+    /* the names the next segment could take, made after open so that open does not see them:
+     * its creation (O_EXCL) fails */
+    for (uint64_t base = 2; base < 400; base++) {
+        char path[160];
+        seg_path(path, sizeof(path), base);
+        write_file(path, (const uint8_t *)"", 0);
+    }
+    static struct tw t[400];
+    tw_reset(t, 400);
+    uint8_t p[100] = {0};
+    size_t n = 0;
+    int rc = 0;
+    while (n < 400) {
+        t[n].w.cb = tw_not_in_append;
+        in_append = true;
+        rc = journal_append(&j, 1, p, sizeof(p), &t[n].w);
+        in_append = false;
+        if (rc) {
+            break;
+        }
+        n++;
+        if (n % 4 == 0) {
+            RUN_UNTIL(acked + failed_acks == (int)n);
+        }
+        if (failed_acks) {
+            break;
+        }
+    }
+    cr_assert_lt(n, 400);
+    RUN_UNTIL(acked + failed_acks == (int)n);
+    cr_assert_gt(acked, 0);
+    cr_assert_gt(failed_acks, 0);
+    cr_assert(journal_failed(&j));
+    cr_assert(strstr(journal_error(&j), "segment"), "%s", journal_error(&j));
+    cr_assert_eq(journal_append(&j, 1, p, 1, NULL), -EIO);
+    cr_assert_eq(journal_close(&j), -EEXIST);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(t[i].calls, 1);
+        cr_assert(t[i].res == 0 || t[i].res == -EEXIST);
+    }
+}
