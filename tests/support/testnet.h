@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define TN_MAX_LISTEN 4
+#define TN_MAX_LISTEN 8
 #define TN_IO_TIMEOUT_MS 5000
 
 struct tn_proc {
