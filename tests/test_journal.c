@@ -13,7 +13,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "journal.h"
@@ -125,9 +127,9 @@ static void append_n(struct journal *j, uint64_t first, size_t n, uint32_t salt,
 
 struct replayed {
     size_t n;
-    uint64_t seq[4096];
-    uint8_t type[4096];
-    bool payload_ok[4096];
+    uint64_t seq[1 << 16];
+    uint8_t type[1 << 16];
+    bool payload_ok[1 << 16];
     uint32_t salt_from_seq; /* records with seq >= this use salt2 */
     uint32_t salt, salt2;
 };
@@ -957,4 +959,87 @@ Test(journal, a_segment_that_cannot_be_created_fails_the_journal_outside_append)
         cr_assert_eq(t[i].calls, 1);
         cr_assert(t[i].res == 0 || t[i].res == -EEXIST);
     }
+}
+
+/* ---- a process killed while appending ------------------------------------------------------ */
+
+struct killed {
+    struct journal_waiter w;
+    int fd;
+};
+
+static void killed_done(struct journal *j, struct journal_waiter *w, int res)
+{
+    struct killed *k = container_of(w, struct killed, w);
+    if (res != 0 || write(k->fd, &w->seq, sizeof(w->seq)) != sizeof(w->seq)) {
+        _exit(3);
+    }
+    uint8_t p[128];
+    size_t len = payload_of(j->next_seq, 11, p, sizeof(p));
+    if (journal_append(j, (uint8_t)j->next_seq, p, len, w) != 0) {
+        _exit(4);
+    }
+}
+
+/* The child appends with 64 records in flight and reports each acknowledgement on a pipe until
+ * it is killed; every record it was told about must be there after a reopen. */
+static void killed_child(int fd)
+{
+    struct ring r;
+    struct ring_opts ro = {.entries = 64, .max_timers = 16};
+    struct journal j;
+    if (ring_init(&r, &ro) != 0 ||
+        journal_open(&j, &r, jdir, &(struct journal_opts){.segment_size = 1 << 16}, NULL, 0)) {
+        _exit(2);
+    }
+    static struct killed k[64];
+    for (size_t i = 0; i < 64; i++) {
+        k[i].fd = fd;
+        k[i].w.cb = killed_done;
+        uint8_t p[128];
+        size_t len = payload_of(j.next_seq, 11, p, sizeof(p));
+        if (journal_append(&j, (uint8_t)j.next_seq, p, len, &k[i].w) != 0) {
+            _exit(4);
+        }
+    }
+    for (;;) {
+        if (ring_run_once(&r, -1) < 0) {
+            _exit(5);
+        }
+    }
+}
+
+Test(journal, every_record_acknowledged_before_a_kill_is_there_after_it)
+{
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        killed_child(pfd[1]);
+    }
+    close(pfd[1]);
+    uint64_t max_acked = 0, seq;
+    int64_t until = ring_clock_ns() + 300 * 1000000LL;
+    while (ring_clock_ns() < until && read(pfd[0], &seq, sizeof(seq)) == sizeof(seq)) {
+        max_acked = seq > max_acked ? seq : max_acked;
+    }
+    kill(pid, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status), "the child stopped by itself: %d", status);
+    while (read(pfd[0], &seq, sizeof(seq)) == sizeof(seq)) {
+        max_acked = seq > max_acked ? seq : max_acked;
+    }
+    close(pfd[0]);
+    cr_assert_gt(max_acked, 64, "the child got some acknowledgements");
+
+    struct journal j;
+    jopen(&j, &(struct journal_opts){.segment_size = 1 << 16});
+    uint64_t last = journal_last_seq(&j);
+    cr_assert_geq(last, max_acked, "acknowledged %" PRIu64 ", recovered %" PRIu64, max_acked, last);
+    static struct replayed r = {.salt = 11};
+    check_replay(&j, 1, last, &r);
+    cr_assert_eq(journal_close(&j), 0);
 }
