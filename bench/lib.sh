@@ -26,9 +26,15 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     pin_client=(taskset -c 1)
 fi
 
-# start_nginx [WORKER_CONNECTIONS]: sets nginx_port and nginx_pid.
+# start_nginx [WORKER_CONNECTIONS [CERT KEY]]: sets nginx_port and nginx_pid; with CERT and KEY
+# it speaks TLS (with a session cache, so reconnecting clients can resume).
 start_nginx() {
     local wc=${1:-4096}
+    local tls="" ssl_conf=""
+    if [ -n "${2:-}" ]; then
+        tls=" ssl"
+        ssl_conf="ssl_certificate $2; ssl_certificate_key $3; ssl_session_cache shared:S:10m;"
+    fi
     nginx_port=$(free_port)
     mkdir -p "$tmp/nginx"
     cat > "$tmp/nginx/nginx.conf" <<NGX
@@ -48,7 +54,8 @@ http {
     uwsgi_temp_path $tmp/nginx/uwsgi;
     scgi_temp_path $tmp/nginx/scgi;
     server {
-        listen 127.0.0.1:$nginx_port backlog=16384;
+        listen 127.0.0.1:$nginx_port$tls backlog=16384;
+        $ssl_conf
         location / { return 200; }
     }
 }
@@ -77,4 +84,18 @@ with open(sys.argv[1], "wb") as out:
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 print("%.4f %d %d" % (ru.ru_utime + ru.ru_stime, ru.ru_maxrss, rc))
 PY
+}
+
+# make_pki DIR: a throw-away CA (DIR/ca.pem) and a server certificate for 127.0.0.1 and localhost
+# (DIR/server.pem, DIR/server.key), EC P-256, valid two days.
+make_pki() {
+    local d=$1
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" \
+        -out "$d/ca.pem" -days 2 -subj "/CN=hookring bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" \
+        -out "$d/server.csr" -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' > "$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -out "$d/server.pem" -days 2 -extfile "$d/server.ext" 2>/dev/null
 }

@@ -9,12 +9,14 @@
 #   dedup    the lock-free dedup table against the same table behind a mutex, 1 and 2 threads
 #   harness  the mock subscriber (verifying) against nginx, both under wrk
 #   blast    hookring blast against wrk, same nginx, c=256 and c=4096, and RSS at 10k conns
+#   blast_tls  the same over HTTPS: keep-alive, and a new connection per request (resumed)
+#   journal  durable appends with group commit against one fdatasync per record
 #
 # BENCHES="sign wheel" picks some. Environment of each script passes through (DURATION, ...).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-BENCHES=${BENCHES:-sign wheel dedup harness blast}
+BENCHES=${BENCHES:-sign wheel dedup journal harness blast blast_tls}
 out=bench/results
 mkdir -p "$out"
 failed=0
@@ -34,9 +36,10 @@ run() {
 
 for b in $BENCHES; do
     case $b in
-    sign | wheel | dedup) run "$b" "$BUILD/bench/$b" ;;
+    sign | wheel | dedup | journal) run "$b" "$BUILD/bench/$b" ;;
     harness) JSON="$out/harness.json" run harness bench/harness.sh "$BUILD" ;;
     blast) JSON="$out/blast.json" run blast bench/blast.sh "$BUILD" ;;
+    blast_tls) JSON="$out/blast_tls.json" run blast_tls bench/blast_tls.sh "$BUILD" ;;
     *) echo "bench/run.sh: unknown bench '$b'" >&2; failed=1 ;;
     esac
 done
