@@ -20,6 +20,7 @@
 
 #define SECRET "whsec_k9m2x4p7q1humiris"
 
+// cppcheck-suppress unknownMacro
 TestSuite(client, .timeout = 60);
 
 /* ---- a small delivery rig: one ring, one client, a signer, a batch of attempts ------------ */

@@ -64,7 +64,9 @@ static void parse_listening(struct tn_proc *p)
         if (!nl) {
             break;
         }
-        size_t n = (size_t)(nl - s);
+        /* the address ends at the line's end or at a note after it (" (tls)") */
+        const char *sp = memchr(s, ' ', (size_t)(nl - s));
+        size_t n = (size_t)((sp ? sp : nl) - s);
         if (n >= sizeof(p->addr[0])) {
             n = sizeof(p->addr[0]) - 1;
         }
