@@ -16,6 +16,7 @@ int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_send(int argc, char **argv);
 int cmd_blast(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* cmd_usage_error prints "hookring CMD: message (see hookring CMD --help)" and returns 2. */
 int cmd_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

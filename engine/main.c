@@ -15,6 +15,7 @@ static const char usage[] =
     "  verify   check a received request's signature as a receiver of that profile would\n"
     "  send     deliver one event to a URL, with the profile's retries when asked\n"
     "  blast    load-test a webhook receiver: signed deliveries at a concurrency or a rate\n"
+    "  serve    the durable delivery backend: HTTP API, journal, fan-out, retries\n"
     "\n"
     "profiles: humanconnection humiris humcli humanos aksita standard svix stripe github\n"
     "\n"
@@ -46,6 +47,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "blast") == 0) {
         return cmd_blast(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "serve") == 0) {
+        return cmd_serve(argc - 1, argv + 1);
     }
     fprintf(stderr, "hookring: unknown command '%s' (see 'hookring --help')\n", cmd);
     return EXIT_USAGE;

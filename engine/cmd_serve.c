@@ -1,0 +1,302 @@
+/* cmd_serve.c: hookring serve, the durable delivery backend (serve.h). */
+#include "cmd.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "apisrv.h"
+#include "serve.h"
+#include "tls.h"
+
+static const char serve_help[] =
+    "usage: hookring serve --data DIR --listen ADDR [--api-key KEY] [--allow-net CIDR...]\n"
+    "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
+    "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
+    "                      [--idle-timeout MS] [--workers 1] [--quiet]\n"
+    "\n"
+    "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
+    "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
+    "to every matching webhook, signed with the webhook's profile and delivered with its retry\n"
+    "schedule. A restart (even after kill -9) replays the journal and resumes every pending\n"
+    "delivery; an attempt in flight at the crash is made again with the same message id.\n"
+    "\n"
+    "  --data DIR          the journal directory (created if missing; one server at a time)\n"
+    "  --listen ADDR       the API's address, IP:PORT or [IPv6]:PORT (port 0: any free one);\n"
+    "                      prints 'listening on ADDR' once serving\n"
+    "  --api-key KEY       the key clients send as 'Authorization: Bearer KEY' (default: the\n"
+    "                      HOOKRING_API_KEY environment variable; one of the two is required)\n"
+    "  --allow-net CIDR    allow deliveries to a refused range (loopback, private, ...)\n"
+    "  --time-scale F      multiply every retry delay by F (tests: 0.001 runs a day in 86 s)\n"
+    "  --ca-file PEM       trust this CA too for https:// webhooks\n"
+    "  --insecure          https without verifying certificates: test receivers only\n"
+    "  --resolve H:ADDR    answer host H with ADDR instead of asking DNS (repeatable)\n"
+    "  --dns-server S      ask this resolver (IP[:PORT], comma-separated)\n"
+    "  --dedup-window S    an event id seen within S seconds (1-2 windows) is a duplicate\n"
+    "                      (default 86400)\n"
+    "  --max-body BYTES    the largest API request body (default 1 MiB; larger: 413)\n"
+    "  --idle-timeout MS   an API connection must deliver a whole request within MS of being\n"
+    "                      ready for one (default 30000)\n"
+    "  --workers N         only 1 for now: one thread and one io_uring run the API, the\n"
+    "                      journal, the delivery client and the retry wheel\n"
+    "  --quiet             no line per attempt on stdout\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "API (JSON; every path but /v1/health needs the bearer key):\n"
+    "  POST   /v1/webhooks {url, profile, events:[...], agent?, secret?, enc_secret?, enc_salt?,\n"
+    "                       retry_schedule?:[s...], timeout_ms?}          201 with signing_secret\n"
+    "  GET    /v1/webhooks;  GET|PATCH|DELETE /v1/webhooks/{id}\n"
+    "  POST   /v1/events {id?, type, created_at?, agent?, data}  202 {id, deliveries} once "
+    "durable,\n"
+    "                                                             200 {id, duplicate:true}\n"
+    "  GET    /v1/webhooks/{id}/deliveries?status=pending|sending|delivered|failed&limit=N\n"
+    "  GET    /v1/deliveries/{dlv}   every attempt: time, status, latency, error class, response\n"
+    "  GET    /v1/health;  GET /metrics (Prometheus text)\n"
+    "\n"
+    "SIGTERM or SIGINT stops accepting, waits up to 10 s for attempts in flight, syncs the\n"
+    "journal and exits 0; a second signal exits at once.\n"
+    "\n"
+    "exit status: 0 after a clean stop; 1 a failure (journal, io_uring); 2 bad usage.\n";
+
+static volatile sig_atomic_t stop_signals;
+static struct ring *signal_ring;
+
+static void on_signal(int sig)
+{
+    if (stop_signals++ > 0) {
+        _exit(1);
+    }
+    if (signal_ring) {
+        ring_wake(signal_ring);
+    }
+}
+
+static void on_wake(struct ring *r, void *arg)
+{
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"api-key", required_argument, NULL, 'k'},
+        {"allow-net", required_argument, NULL, 'A'},
+        {"time-scale", required_argument, NULL, 'T'},
+        {"ca-file", required_argument, NULL, 'C'},
+        {"insecure", no_argument, NULL, 'K'},
+        {"resolve", required_argument, NULL, 'R'},
+        {"dns-server", required_argument, NULL, 'D'},
+        {"dedup-window", required_argument, NULL, 'w'},
+        {"max-body", required_argument, NULL, 'b'},
+        {"idle-timeout", required_argument, NULL, 'i'},
+        {"workers", required_argument, NULL, 'W'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct cmd_dns dopts;
+    static struct netguard guard;
+    memset(&dopts, 0, sizeof(dopts));
+    netguard_init(&guard);
+    struct tls_opts topts = {0};
+    struct serve_opts so = {.time_scale = 1.0, .guard = &guard};
+    const char *listen_s = NULL;
+    uint64_t v;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            so.data_dir = optarg;
+            break;
+        case 'l':
+            listen_s = optarg;
+            break;
+        case 'k':
+            so.api_key = optarg;
+            break;
+        case 'A':
+            if (netguard_allow(&guard, optarg)) {
+                return cmd_usage_error("serve", "--allow-net wants a CIDR such as 127.0.0.0/8");
+            }
+            break;
+        case 'T': {
+            char *end;
+            so.time_scale = strtod(optarg, &end);
+            if (*end || !(so.time_scale >= 0) || !isfinite(so.time_scale) || so.time_scale > 1000) {
+                return cmd_usage_error("serve", "--time-scale must be a number from 0 to 1000");
+            }
+            break;
+        }
+        case 'C':
+            topts.ca_file = optarg;
+            break;
+        case 'K':
+            topts.insecure = true;
+            break;
+        case 'R': {
+            int e = cmd_dns_resolve_opt("serve", &dopts, optarg);
+            if (e) {
+                return e;
+            }
+            break;
+        }
+        case 'D':
+            dopts.o.servers = optarg;
+            break;
+        case 'w':
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 30 * 86400) {
+                return cmd_usage_error("serve", "--dedup-window must be 1-2592000 seconds");
+            }
+            so.dedup_window_ms = v * 1000;
+            break;
+        case 'b':
+            if (!cmd_parse_uint(optarg, &v) || v < 1024 || v > (16u << 20)) {
+                return cmd_usage_error("serve", "--max-body must be 1024-16777216 bytes");
+            }
+            so.max_body = v;
+            break;
+        case 'i':
+            if (!cmd_parse_uint(optarg, &v) || v < 100 || v > 3600000) {
+                return cmd_usage_error("serve", "--idle-timeout must be 100-3600000 ms");
+            }
+            so.idle_ms = (uint32_t)v;
+            break;
+        case 'W':
+            if (!cmd_parse_uint(optarg, &v) || v != 1) {
+                return cmd_usage_error("serve", "--workers: only 1 is supported for now (one "
+                                                "thread runs everything)");
+            }
+            break;
+        case 'q':
+            so.quiet = true;
+            break;
+        case 'h':
+            fputs(serve_help, stdout);
+            return EXIT_OK;
+        default:
+            return cmd_bad_option("serve", argc, argv, c);
+        }
+    }
+    if (optind != argc) {
+        return cmd_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    }
+    if (!so.data_dir) {
+        return cmd_usage_error("serve", "--data DIR is required");
+    }
+    if (!listen_s) {
+        return cmd_usage_error("serve", "--listen ADDR is required");
+    }
+    if (!so.api_key) {
+        so.api_key = getenv("HOOKRING_API_KEY");
+    }
+    if (!so.api_key || !so.api_key[0]) {
+        return cmd_usage_error("serve", "an API key is required: --api-key KEY or "
+                                        "HOOKRING_API_KEY");
+    }
+    char err[1024];
+    struct sockaddr_storage bound;
+    int lfd = apisrv_listen(listen_s, &bound, err, sizeof(err));
+    if (lfd < 0) {
+        return cmd_usage_error("serve", "%s", err);
+    }
+    int ret = EXIT_FAIL;
+    static struct tls_ctx tctx;
+    static struct dns dns;
+    static struct ring ring;
+    bool dns_ok = false;
+    struct serve *s = NULL;
+    if (tls_ctx_init(&tctx, &topts, err, sizeof(err))) {
+        fprintf(stderr, "hookring serve: %s\n", err);
+        close(lfd);
+        return EXIT_USAGE;
+    }
+    if (topts.insecure) {
+        fprintf(stderr, "hookring serve: WARNING: --insecure: https certificates are NOT "
+                        "verified\n");
+    }
+    struct ring_opts ro = {.entries = 4096, .max_timers = 8192};
+    int rc = ring_init(&ring, &ro);
+    if (rc) {
+        fprintf(stderr, "hookring serve: io_uring set-up failed: %s\n", strerror(-rc));
+        close(lfd);
+        goto out_tls;
+    }
+    if (ring_wake_init(&ring, on_wake, NULL)) {
+        fprintf(stderr, "hookring serve: eventfd: %s\n", strerror(errno));
+        close(lfd);
+        goto out_ring;
+    }
+    if (dns_init(&dns, &ring, &dopts.o, err, sizeof(err)) == 0) {
+        dns_ok = true;
+    } else {
+        fprintf(stderr, "hookring serve: no resolver (%s): only IP-literal URLs will work\n", err);
+    }
+    so.tls = &tctx;
+    so.dns = dns_ok ? &dns : NULL;
+    s = serve_new(&ring, &so, err, sizeof(err));
+    if (!s) {
+        fprintf(stderr, "hookring serve: %s\n", err);
+        close(lfd);
+        goto out_dns;
+    }
+    serve_recovered_summary(s, err, sizeof(err));
+    fprintf(stderr, "hookring serve: %s\n", err);
+    rc = serve_start(s, lfd);
+    if (rc) {
+        fprintf(stderr, "hookring serve: %s\n", strerror(-rc));
+        close(lfd);
+        goto out_serve;
+    }
+    signal_ring = &ring;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char addr[80];
+    apisrv_format_addr(&bound, addr, sizeof(addr));
+    printf("listening on %s\n", addr);
+    fflush(stdout);
+    bool stopping = false;
+    int64_t deadline = 0;
+    for (;;) {
+        serve_after_run(s);
+        rc = ring_run_once(&ring, stopping ? 50 * 1000000 : -1);
+        if (rc < 0) {
+            fprintf(stderr, "hookring serve: io_uring: %s\n", strerror(-rc));
+            goto out_serve;
+        }
+        if (stop_signals && !stopping) {
+            stopping = true;
+            deadline = ring_now_ns(&ring) + 10ll * 1000000000;
+            fprintf(stderr, "hookring serve: stopping: draining attempts in flight\n");
+            serve_shutdown(s);
+        }
+        if (stopping && (serve_idle(s) || ring_now_ns(&ring) > deadline)) {
+            break;
+        }
+    }
+    ret = EXIT_OK;
+out_serve:
+    signal_ring = NULL;
+    if (serve_free(s)) {
+        fprintf(stderr, "hookring serve: the journal failed; the last records may not be "
+                        "durable\n");
+        ret = EXIT_FAIL;
+    }
+out_dns:
+    if (dns_ok) {
+        dns_cleanup(&dns);
+    }
+out_ring:
+    ring_cleanup(&ring);
+out_tls:
+    tls_ctx_cleanup(&tctx);
+    return ret;
+}

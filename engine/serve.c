@@ -1,0 +1,1118 @@
+/* serve.c: `hookring serve`'s state: webhooks, events and deliveries, journaled and recovered
+ * (see serve.h). The HTTP API is serve_api.c. */
+#include "serve_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "json.h"
+
+int64_t serve_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *serve_dlv_status_name(enum dlv_status st)
+{
+    switch (st) {
+    case DLV_PENDING:
+        return "pending";
+    case DLV_SENDING:
+        return "sending";
+    case DLV_DELIVERED:
+        return "delivered";
+    case DLV_FAILED:
+        return "failed";
+    default:
+        return "unknown";
+    }
+}
+
+const char *serve_wh_status_name(enum wh_status st)
+{
+    switch (st) {
+    case WH_ACTIVE:
+        return "active";
+    case WH_DISABLED:
+        return "disabled";
+    case WH_DELETED:
+        return "deleted";
+    default:
+        return "unknown";
+    }
+}
+
+void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx)
+{
+    snprintf(out, DLV_ID_LEN + 1, "dlv_%016" PRIx64, idx);
+}
+
+/* ======== the record codec =================================================================== */
+
+static int put_u8(struct buf *b, uint8_t v)
+{
+    return buf_put(b, &v, 1);
+}
+
+static int put_u32(struct buf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return buf_put(b, x, 4);
+}
+
+static int put_u64(struct buf *b, uint64_t v)
+{
+    return put_u32(b, (uint32_t)v) | put_u32(b, (uint32_t)(v >> 32));
+}
+
+static int put_str(struct buf *b, const char *p, size_t n)
+{
+    return put_u32(b, (uint32_t)n) | buf_put(b, p, n);
+}
+
+static int put_cstr(struct buf *b, const char *p)
+{
+    return put_str(b, p, strlen(p));
+}
+
+/* A bounds-checked reader: any overrun sets bad and yields zeros. */
+struct rd {
+    const uint8_t *p;
+    size_t len, off;
+    bool bad;
+};
+
+static bool rd_take(struct rd *r, size_t n, const uint8_t **out)
+{
+    if (r->bad || r->len - r->off < n) {
+        r->bad = true;
+        return false;
+    }
+    *out = r->p + r->off;
+    r->off += n;
+    return true;
+}
+
+static uint8_t rd_u8(struct rd *r)
+{
+    const uint8_t *p;
+    return rd_take(r, 1, &p) ? p[0] : 0;
+}
+
+static uint32_t rd_u32(struct rd *r)
+{
+    const uint8_t *p;
+    if (!rd_take(r, 4, &p)) {
+        return 0;
+    }
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd_u64(struct rd *r)
+{
+    uint64_t lo = rd_u32(r);
+    return lo | (uint64_t)rd_u32(r) << 32;
+}
+
+static struct slice rd_str(struct rd *r)
+{
+    uint32_t n = rd_u32(r);
+    const uint8_t *p;
+    if (!rd_take(r, n, &p)) {
+        return (struct slice){(const uint8_t *)"", 0};
+    }
+    return slice_of(p, n);
+}
+
+/* rd_cstr copies a string into out (cap bytes with the NUL); too long marks the record bad. */
+static void rd_cstr(struct rd *r, char *out, size_t cap)
+{
+    struct slice s = rd_str(r);
+    if (s.len >= cap) {
+        r->bad = true;
+        out[0] = 0;
+        return;
+    }
+    memcpy(out, s.p, s.len);
+    out[s.len] = 0;
+}
+
+/* ======== webhooks ============================================================================ */
+
+struct webhook *serve_webhook_find(struct serve *s, struct slice id)
+{
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->status != WH_DELETED && slice_eq_cstr(id, s->whs[i]->id)) {
+            return s->whs[i];
+        }
+    }
+    return NULL;
+}
+
+static struct webhook *webhook_find_any(struct serve *s, struct slice id)
+{
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (slice_eq_cstr(id, s->whs[i]->id)) {
+            return s->whs[i];
+        }
+    }
+    return NULL;
+}
+
+int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
+{
+    struct url u;
+    if (url_parse(&u, wh->url_s, err, errlen)) {
+        return -EINVAL;
+    }
+    struct slice secret = slice_cstr(wh->secret);
+    struct signer sg;
+    if (signer_init(&sg, wh->p, &secret, wh->secret[0] ? 1 : 0, slice_cstr(wh->enc_secret),
+                    slice_cstr(wh->enc_salt), err, errlen)) {
+        return -EINVAL;
+    }
+    if (wh->ep_ok) {
+        if (wh->inflight) {
+            snprintf(err, errlen, "url: the webhook has attempts in flight; try again");
+            signer_wipe(&sg);
+            return -EBUSY;
+        }
+        endpoint_cleanup(&wh->ep);
+        wh->ep_ok = false;
+    }
+    signer_wipe(&wh->signer);
+    wh->signer = sg;
+    wh->url = u;
+    if (endpoint_init(&wh->ep, &s->cl, &wh->url, &wh->signer, wh->timeout_ms, 16, 64, err,
+                      errlen)) {
+        return -EINVAL;
+    }
+    wh->ep_ok = true;
+    return 0;
+}
+
+int serve_webhook_add(struct serve *s, struct webhook *wh)
+{
+    if (s->nwh == s->whcap) {
+        size_t cap = s->whcap ? s->whcap * 2 : 16;
+        struct webhook **n = realloc(s->whs, cap * sizeof(*n));
+        if (!n) {
+            return -ENOMEM;
+        }
+        s->whs = n;
+        s->whcap = cap;
+    }
+    s->whs[s->nwh++] = wh;
+    return 0;
+}
+
+static int webhook_encode(struct buf *b, const struct webhook *wh)
+{
+    int rc = put_cstr(b, wh->id) | put_cstr(b, wh->url_s) | put_cstr(b, wh->p->name) |
+             put_u32(b, (uint32_t)wh->nevents);
+    for (size_t i = 0; i < wh->nevents; i++) {
+        rc |= put_cstr(b, wh->events[i]);
+    }
+    rc |= put_u8(b, wh->has_agent) | put_cstr(b, wh->agent) | put_cstr(b, wh->secret) |
+          put_cstr(b, wh->enc_secret) | put_cstr(b, wh->enc_salt) | put_u8(b, wh->has_sched) |
+          put_u32(b, (uint32_t)wh->nsched);
+    for (size_t i = 0; i < wh->nsched; i++) {
+        rc |= put_u32(b, wh->sched[i]);
+    }
+    rc |= put_u32(b, wh->timeout_ms) | put_u8(b, (uint8_t)wh->status) |
+          put_u64(b, (uint64_t)wh->created_ms);
+    return rc ? -ENOMEM : 0;
+}
+
+int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journal_waiter *w)
+{
+    s->scratch.len = 0;
+    int rc = webhook_encode(&s->scratch, wh);
+    if (!rc) {
+        rc = journal_append(&s->j, SREC_WEBHOOK, s->scratch.p, s->scratch.len, w);
+    }
+    if (rc) {
+        s->m.journal_errors++;
+    }
+    return rc;
+}
+
+static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errlen)
+{
+    struct webhook *wh = calloc(1, sizeof(*wh));
+    if (!wh) {
+        return -ENOMEM;
+    }
+    char pname[32];
+    rd_cstr(r, wh->id, sizeof(wh->id));
+    rd_cstr(r, wh->url_s, sizeof(wh->url_s));
+    rd_cstr(r, pname, sizeof(pname));
+    wh->nevents = rd_u32(r);
+    if (wh->nevents > WH_MAX_EVENTS) {
+        r->bad = true;
+        wh->nevents = 0;
+    }
+    for (size_t i = 0; i < wh->nevents; i++) {
+        rd_cstr(r, wh->events[i], sizeof(wh->events[i]));
+    }
+    wh->has_agent = rd_u8(r);
+    rd_cstr(r, wh->agent, sizeof(wh->agent));
+    rd_cstr(r, wh->secret, sizeof(wh->secret));
+    rd_cstr(r, wh->enc_secret, sizeof(wh->enc_secret));
+    rd_cstr(r, wh->enc_salt, sizeof(wh->enc_salt));
+    wh->has_sched = rd_u8(r);
+    wh->nsched = rd_u32(r);
+    if (wh->nsched > WH_MAX_SCHEDULE) {
+        r->bad = true;
+        wh->nsched = 0;
+    }
+    for (size_t i = 0; i < wh->nsched; i++) {
+        wh->sched[i] = rd_u32(r);
+    }
+    wh->timeout_ms = rd_u32(r);
+    wh->status = (enum wh_status)rd_u8(r);
+    wh->created_ms = (int64_t)rd_u64(r);
+    wh->p = profile_find(pname);
+    if (r->bad || !wh->p || wh->status > WH_DELETED) {
+        free(wh);
+        snprintf(err, errlen, "a webhook record is malformed");
+        return -EINVAL;
+    }
+    struct webhook *old = webhook_find_any(s, slice_cstr(wh->id));
+    if (old) {
+        /* a later state of a known webhook: keep the object (deliveries point at it) */
+        if (old->ep_ok) {
+            endpoint_cleanup(&old->ep);
+            old->ep_ok = false;
+        }
+        signer_wipe(&old->signer);
+        struct webhook keep = *old;
+        *old = *wh;
+        old->delivered = keep.delivered;
+        old->failed = keep.failed;
+        free(wh);
+        wh = old;
+    } else if (serve_webhook_add(s, wh)) {
+        free(wh);
+        return -ENOMEM;
+    }
+    wh->ep_ok = false;
+    if (wh->status != WH_DELETED) {
+        char why[EVENT_ERR_MAX];
+        if (serve_webhook_apply(s, wh, why, sizeof(why))) {
+            /* what was valid then may not be now (a narrower --allow-net): keep it, disabled */
+            fprintf(stderr, "hookring serve: webhook %s cannot deliver: %s\n", wh->id, why);
+        }
+    }
+    return 0;
+}
+
+bool serve_match(const struct webhook *wh, const struct event *ev)
+{
+    if (wh->status != WH_ACTIVE) {
+        return false;
+    }
+    if (wh->has_agent &&
+        (!ev->has_agent || !slice_eq(slice_of(ev->agent, ev->agent_len), slice_cstr(wh->agent)))) {
+        return false;
+    }
+    struct slice type = slice_of(ev->type, ev->type_len);
+    for (size_t i = 0; i < wh->nevents; i++) {
+        const char *f = wh->events[i];
+        size_t n = strlen(f);
+        if (strcmp(f, "*") == 0 || slice_eq_cstr(type, f)) {
+            return true;
+        }
+        /* "meeting.*" takes every type starting with "meeting." */
+        if (n >= 2 && f[n - 1] == '*' && f[n - 2] == '.' && type.len > n - 1 &&
+            memcmp(type.p, f, n - 1) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ======== deliveries ========================================================================= */
+
+struct delivery *serve_delivery_find(struct serve *s, struct slice id)
+{
+    if (id.len != DLV_ID_LEN || memcmp(id.p, "dlv_", 4) != 0) {
+        return NULL;
+    }
+    uint64_t idx = 0;
+    for (size_t i = 4; i < id.len; i++) {
+        uint8_t ch = id.p[i];
+        int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (v < 0) {
+            return NULL;
+        }
+        idx = idx << 4 | (uint64_t)v;
+    }
+    return idx < s->ndlv ? s->dlvs[idx] : NULL;
+}
+
+static int dlv_slot(struct serve *s, uint64_t idx)
+{
+    if (idx >= (1ull << 40)) {
+        return -EINVAL;
+    }
+    if (idx >= s->dlvcap) {
+        size_t cap = s->dlvcap ? s->dlvcap : 1024;
+        while (cap <= idx) {
+            cap *= 2;
+        }
+        struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
+        if (!n) {
+            return -ENOMEM;
+        }
+        memset(n + s->dlvcap, 0, (cap - s->dlvcap) * sizeof(*n));
+        s->dlvs = n;
+        s->dlvcap = cap;
+    }
+    if (idx >= s->ndlv) {
+        s->ndlv = idx + 1;
+    }
+    return 0;
+}
+
+static void dlv_fire(struct wheel *w, struct wheel_timer *t);
+static void dlv_done(struct attempt *a);
+
+static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
+                                struct webhook *wh)
+{
+    if (dlv_slot(s, idx)) {
+        return NULL;
+    }
+    struct delivery *d = calloc(1, sizeof(*d));
+    if (!d) {
+        return NULL;
+    }
+    d->s = s;
+    d->idx = idx;
+    d->ev = ev;
+    d->wh = wh;
+    d->status = DLV_PENDING;
+    wheel_timer_init(&d->timer, dlv_fire);
+    buf_init(&d->body, 64u << 20);
+    const struct profile *p = wh->p;
+    if (p->message_id) {
+        d->msg_id_len = p->message_id(&ev->ev, d->msg_id);
+    } else {
+        memcpy(d->msg_id, ev->ev.id, ev->ev.id_len + 1);
+        d->msg_id_len = ev->ev.id_len;
+    }
+    s->dlvs[idx] = d;
+    return d;
+}
+
+static void dlv_free(struct serve *s, struct delivery *d)
+{
+    if (!d) {
+        return;
+    }
+    wheel_del(&d->timer);
+    if (d->idx < s->ndlv && s->dlvs[d->idx] == d) {
+        s->dlvs[d->idx] = NULL;
+    }
+    buf_free(&d->body);
+    free(d->hist);
+    free(d);
+}
+
+static int attempt_encode(struct buf *b, const struct delivery *d, const struct dlv_attempt *h)
+{
+    int rc = put_u64(b, d->idx) | put_u32(b, d->attempts) | put_u8(b, (uint8_t)d->status) |
+             put_u64(b, (uint64_t)d->next_at_ms) | put_cstr(b, d->why);
+    if (h) {
+        rc |= put_u8(b, 1) | put_u64(b, (uint64_t)h->at_ms) | put_u32(b, (uint32_t)h->status) |
+              put_u8(b, h->result) | put_u32(b, h->latency_us) | put_cstr(b, h->excerpt);
+    } else {
+        rc |= put_u8(b, 0);
+    }
+    return rc ? -ENOMEM : 0;
+}
+
+/* dlv_record journals d's state after an attempt (h) or a decision without one. Nobody waits:
+ * a record lost in a crash only repeats an attempt (at least once). */
+static void dlv_record(struct serve *s, const struct delivery *d, const struct dlv_attempt *h)
+{
+    s->scratch.len = 0;
+    if (attempt_encode(&s->scratch, d, h) ||
+        journal_append(&s->j, SREC_ATTEMPT, s->scratch.p, s->scratch.len, NULL)) {
+        s->m.journal_errors++;
+    }
+}
+
+static int hist_push(struct delivery *d, const struct dlv_attempt *h)
+{
+    struct dlv_attempt *n = realloc(d->hist, (d->nhist + 1) * sizeof(*n));
+    if (!n) {
+        return -ENOMEM;
+    }
+    d->hist = n;
+    d->hist[d->nhist++] = *h;
+    return 0;
+}
+
+static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, const char *why,
+                      const struct dlv_attempt *h)
+{
+    d->status = st;
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    d->next_at_ms = 0;
+    buf_free(&d->body);
+    buf_init(&d->body, 64u << 20);
+    if (st == DLV_DELIVERED) {
+        s->m.delivered++;
+        d->wh->delivered++;
+    } else {
+        s->m.failed++;
+        d->wh->failed++;
+    }
+    dlv_record(s, d, h);
+}
+
+static void dlv_send(struct serve *s, struct delivery *d)
+{
+    struct webhook *wh = d->wh;
+    if (wh->status != WH_ACTIVE || !wh->ep_ok) {
+        dlv_final(s, d, DLV_FAILED,
+                  wh->status == WH_DELETED ? "webhook_deleted"
+                  : wh->ep_ok              ? "webhook_disabled"
+                                           : "endpoint_unusable",
+                  NULL);
+        return;
+    }
+    if (d->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
+        /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
+        char err[EVENT_ERR_MAX];
+        d->body.len = 0;
+        if (wh->p->build_body(&wh->signer, &d->ev->ev, &d->body, err, sizeof(err))) {
+            char why[sizeof(d->why)];
+            snprintf(why, sizeof(why), "bad_event: %.170s", err);
+            dlv_final(s, d, DLV_FAILED, why, NULL);
+            return;
+        }
+    }
+    d->status = DLV_SENDING;
+    d->a = (struct attempt){.ep = &wh->ep,
+                            .event = &d->ev->ev,
+                            .body = buf_slice(&d->body),
+                            .id = slice_of(d->msg_id, d->msg_id_len),
+                            .done = dlv_done};
+    s->inflight++;
+    wh->inflight++;
+    client_submit(&d->a);
+}
+
+static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
+{
+    if (delay_ms < 0) {
+        delay_ms = 0;
+    }
+    d->status = DLV_PENDING;
+    wheel_add(&s->wheel, &d->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
+}
+
+static void dlv_fire(struct wheel *w, struct wheel_timer *t)
+{
+    struct delivery *d = container_of(t, struct delivery, timer);
+    if (d->s->stopping) {
+        return; /* its retry time is journaled: the next start resumes it */
+    }
+    dlv_send(d->s, d);
+}
+
+static void dlv_done(struct attempt *a)
+{
+    struct delivery *d = container_of(a, struct delivery, a);
+    struct serve *s = d->s;
+    struct webhook *wh = d->wh;
+    s->inflight--;
+    wh->inflight--;
+    s->m.attempts++;
+    d->attempts++;
+    struct dlv_attempt h = {.at_ms = a->sent_unix_ms ? a->sent_unix_ms : serve_now_ms(),
+                            .status = a->status,
+                            .result = (uint8_t)a->result};
+    int64_t lat = (a->done_ns - a->submit_ns) / 1000;
+    h.latency_us = lat < 0 ? 0 : lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
+    size_t n = a->excerpt_len < DLV_EXCERPT ? a->excerpt_len : DLV_EXCERPT;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = a->excerpt[i];
+        h.excerpt[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
+    }
+    h.excerpt[n] = 0;
+    hist_push(d, &h);
+    struct retry_policy pol = retry_policy_of(wh->p, s->o.time_scale);
+    if (wh->has_sched) {
+        pol.schedule_s = wh->sched;
+        pol.n = wh->nsched;
+    }
+    int64_t delay = 0;
+    enum retry_verdict v = retry_decide(&pol, a, d->attempts, &s->rng, &delay);
+    if (!s->o.quiet) {
+        printf("delivery %016" PRIx64 " %s attempt %u: %s %d -> %s\n", d->idx, wh->id, d->attempts,
+               attempt_result_name(a->result), a->status, retry_verdict_name(v));
+    }
+    switch (v) {
+    case RETRY_DELIVERED:
+        dlv_final(s, d, DLV_DELIVERED, "", &h);
+        break;
+    case RETRY_AGAIN:
+        if (wh->status != WH_ACTIVE) {
+            dlv_final(s, d, DLV_FAILED, "webhook_disabled", &h);
+            break;
+        }
+        s->m.retries++;
+        d->next_at_ms = serve_now_ms() + delay;
+        dlv_schedule(s, d, delay);
+        dlv_record(s, d, &h);
+        break;
+    case RETRY_EXHAUSTED:
+        dlv_final(s, d, DLV_FAILED, pol.n ? "retries_exhausted" : "failed_no_retries", &h);
+        break;
+    case RETRY_GONE:
+        dlv_final(s, d, DLV_FAILED, "gone", &h);
+        if (wh->status == WH_ACTIVE) {
+            wh->status = WH_DISABLED;
+            fprintf(stderr, "hookring serve: webhook %s answered 410 Gone: disabled\n", wh->id);
+            serve_webhook_record(s, wh, NULL);
+        }
+        break;
+    }
+}
+
+/* ======== events ============================================================================= */
+
+/* canonical_event writes ev as the JSON text the journal keeps: every member event_parse reads,
+ * data verbatim, so replaying it gives the same event. */
+static int canonical_event(struct buf *b, const struct event *ev)
+{
+    int rc = buf_puts(b, "{\"id\":") | json_put_string(b, slice_of(ev->id, ev->id_len)) |
+             buf_puts(b, ",\"type\":") | json_put_string(b, slice_of(ev->type, ev->type_len)) |
+             buf_puts(b, ",\"created_at\":") |
+             json_put_string(b, slice_of(ev->created_at, ev->created_at_len));
+    if (ev->has_agent) {
+        rc |= buf_puts(b, ",\"agent\":") | json_put_string(b, slice_of(ev->agent, ev->agent_len));
+    }
+    rc |= buf_puts(b, ",\"data\":") | buf_put_slice(b, ev->data) | buf_puts(b, "}");
+    return rc ? -ENOMEM : 0;
+}
+
+static int ev_keep(struct serve *s, struct sevent *e)
+{
+    if (s->nev == s->evcap) {
+        size_t cap = s->evcap ? s->evcap * 2 : 1024;
+        struct sevent **n = realloc(s->evs, cap * sizeof(*n));
+        if (!n) {
+            return -ENOMEM;
+        }
+        s->evs = n;
+        s->evcap = cap;
+    }
+    s->evs[s->nev++] = e;
+    return 0;
+}
+
+static void ev_free(struct sevent *e)
+{
+    if (e) {
+        event_clear(&e->ev);
+        buf_free(&e->json);
+        free(e);
+    }
+}
+
+/* sevent_new parses json (copied) into a kept event. */
+static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
+                                 size_t errlen)
+{
+    struct sevent *e = calloc(1, sizeof(*e));
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    buf_init(&e->json, len + 1);
+    e->ingest_ms = ingest_ms;
+    if (buf_put(&e->json, json, len) ||
+        event_parse(&e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
+        ev_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void dedup_key_of(uint8_t key[DEDUP_KEY_LEN], const struct event *ev)
+{
+    dedup_key(key, "event", (const uint8_t *)ev->id, ev->id_len);
+}
+
+static void reply_done(struct journal *j, struct journal_waiter *w, int res)
+{
+    struct sreply *r = container_of(w, struct sreply, w);
+    struct serve *s = r->s;
+    if (res == 0) {
+        if (r->ev) {
+            s->m.ingested++;
+            for (size_t i = 0; i < r->ndl; i++) {
+                if (s->stopping) {
+                    dlv_schedule(s, r->dl[i], 0);
+                } else {
+                    dlv_send(s, r->dl[i]);
+                }
+            }
+        }
+        apisrv_reply(r->c, r->status, NULL, NULL, r->body.p, r->body.len);
+    } else {
+        /* never durable: forget the event (its deliveries never started) */
+        if (r->ev) {
+            for (size_t i = 0; i < r->ndl; i++) {
+                dlv_free(s, r->dl[i]);
+            }
+        }
+        /* the event itself stays in memory, unused: the journal is dead anyway */
+        serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
+    }
+    buf_free(&r->body);
+    free(r->dl);
+    free(r);
+}
+
+struct sreply *serve_reply_new(struct serve *s, struct apiconn *c, int status)
+{
+    struct sreply *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return NULL;
+    }
+    r->s = s;
+    r->c = c;
+    r->status = status;
+    r->w.cb = reply_done;
+    buf_init(&r->body, 64u << 20);
+    return r;
+}
+
+void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len)
+{
+    int rc = journal_append(&r->s->j, type, payload, len, &r->w);
+    if (rc) {
+        r->s->m.journal_errors++;
+        if (rc == -EAGAIN) {
+            apisrv_reply(r->c, 503, NULL, "Retry-After: 1\r\n",
+                         "{\"error\":\"the journal is behind; retry\"}\n", 41);
+        } else {
+            serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
+        }
+        buf_free(&r->body);
+        free(r->dl);
+        free(r);
+    }
+}
+
+void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms)
+{
+    if (in->callback) {
+        serve_api_error(c, 400,
+                        "field 'callback_url': per-event callbacks are not supported by serve yet");
+        return;
+    }
+    /* the journal's room is checked before the dedup insert: an insert cannot be undone, so an
+     * event refused for backpressure must not leave its key behind */
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    if (journal_failed(&s->j)) {
+        serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
+        return;
+    }
+    if (js.pending_bytes + 2 * s->o.max_body + 65536 > (8u << 20)) {
+        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
+                     "{\"error\":\"the journal is behind; retry\"}\n", 41);
+        return;
+    }
+    uint8_t key[DEDUP_KEY_LEN];
+    dedup_key_of(key, in);
+    enum dedup_result dr = dedup_insert(s->dd, key, (uint64_t)now_ms);
+    if (dr == DEDUP_FULL) {
+        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
+                     "{\"error\":\"the dedup window is full; retry\"}\n", 44);
+        return;
+    }
+    struct sreply *r = serve_reply_new(s, c, dr == DEDUP_NEW ? 202 : 200);
+    if (!r) {
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    if (dr == DEDUP_DUPLICATE) {
+        /* answered once everything appended before is durable (the first copy included), so
+         * "duplicate" never names an event a crash could still lose */
+        s->m.duplicates++;
+        buf_puts(&r->body, "{\"id\":");
+        json_put_string(&r->body, slice_of(in->id, in->id_len));
+        buf_puts(&r->body, ",\"duplicate\":true}\n");
+        serve_reply_commit(r, SREC_NOP, "", 0);
+        return;
+    }
+    char err[EVENT_ERR_MAX];
+    struct buf canon;
+    buf_init(&canon, 64u << 20);
+    struct sevent *e = NULL;
+    if (canonical_event(&canon, in) ||
+        !(e = sevent_new(canon.p, canon.len, now_ms, err, sizeof(err))) || ev_keep(s, e)) {
+        buf_free(&canon);
+        ev_free(e);
+        free(r);
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    buf_free(&canon);
+    r->ev = e;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nwh; i++) {
+        n += serve_match(s->whs[i], &e->ev);
+    }
+    r->dl = calloc(n ? n : 1, sizeof(*r->dl));
+    s->scratch.len = 0;
+    int rc = r->dl ? 0 : -ENOMEM;
+    rc |= put_u64(&s->scratch, (uint64_t)now_ms) |
+          put_str(&s->scratch, (const char *)e->json.p, e->json.len) |
+          put_u32(&s->scratch, (uint32_t)n);
+    for (size_t i = 0; i < s->nwh && !rc; i++) {
+        struct webhook *wh = s->whs[i];
+        if (!serve_match(wh, &e->ev)) {
+            continue;
+        }
+        struct delivery *d = dlv_new(s, s->ndlv, e, wh);
+        if (!d) {
+            rc = -ENOMEM;
+            break;
+        }
+        r->dl[r->ndl++] = d;
+        rc |= put_u64(&s->scratch, d->idx) | put_cstr(&s->scratch, wh->id);
+    }
+    if (rc) {
+        for (size_t i = 0; i < r->ndl; i++) {
+            dlv_free(s, r->dl[i]);
+        }
+        s->nev--;
+        ev_free(e);
+        free(r->dl);
+        free(r);
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    buf_puts(&r->body, "{\"id\":");
+    json_put_string(&r->body, slice_of(e->ev.id, e->ev.id_len));
+    buf_printf(&r->body, ",\"deliveries\":%zu}\n", r->ndl);
+    int arc = journal_append(&s->j, SREC_EVENT, s->scratch.p, s->scratch.len, &r->w);
+    if (arc) {
+        /* room was checked above: only a failed journal gets here */
+        s->m.journal_errors++;
+        for (size_t i = 0; i < r->ndl; i++) {
+            dlv_free(s, r->dl[i]);
+        }
+        s->nev--;
+        ev_free(e);
+        free(r->dl);
+        buf_free(&r->body);
+        free(r);
+        serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
+    }
+}
+
+/* ======== recovery ============================================================================ */
+
+struct replay_ctx {
+    struct serve *s;
+    char *err;
+    size_t errlen;
+};
+
+static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
+{
+    int64_t ingest_ms = (int64_t)rd_u64(r);
+    struct slice json = rd_str(r);
+    uint32_t n = rd_u32(r);
+    if (r->bad) {
+        snprintf(err, errlen, "an event record is malformed");
+        return -EINVAL;
+    }
+    char why[EVENT_ERR_MAX];
+    struct sevent *e = sevent_new(json.p, json.len, ingest_ms, why, sizeof(why));
+    if (!e) {
+        snprintf(err, errlen, "an event record does not parse: %s", why);
+        return -EINVAL;
+    }
+    if (ev_keep(s, e)) {
+        ev_free(e);
+        return -ENOMEM;
+    }
+    uint8_t key[DEDUP_KEY_LEN];
+    dedup_key_of(key, &e->ev);
+    dedup_insert(s->dd, key, (uint64_t)ingest_ms);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t idx = rd_u64(r);
+        struct slice whid = rd_str(r);
+        struct webhook *wh = r->bad ? NULL : webhook_find_any(s, whid);
+        if (!wh) {
+            snprintf(err, errlen, "an event record names an unknown webhook");
+            return -EINVAL;
+        }
+        struct delivery *d = dlv_new(s, idx, e, wh);
+        if (!d) {
+            return -ENOMEM;
+        }
+        d->next_at_ms = ingest_ms;
+    }
+    s->m.ingested++;
+    return 0;
+}
+
+static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errlen)
+{
+    uint64_t idx = rd_u64(r);
+    uint32_t attempts = rd_u32(r);
+    uint8_t st = rd_u8(r);
+    int64_t next_at = (int64_t)rd_u64(r);
+    char why[200];
+    rd_cstr(r, why, sizeof(why));
+    struct dlv_attempt h = {0};
+    bool has = rd_u8(r);
+    if (has) {
+        h.at_ms = (int64_t)rd_u64(r);
+        h.status = (int)rd_u32(r);
+        h.result = rd_u8(r);
+        h.latency_us = rd_u32(r);
+        rd_cstr(r, h.excerpt, sizeof(h.excerpt));
+    }
+    struct delivery *d = idx < s->ndlv ? s->dlvs[idx] : NULL;
+    if (r->bad || !d || st > DLV_FAILED) {
+        snprintf(err, errlen, "an attempt record is malformed");
+        return -EINVAL;
+    }
+    if (has) {
+        hist_push(d, &h);
+        s->m.attempts++;
+    }
+    bool was_pending = d->status == DLV_PENDING;
+    if (d->status != DLV_PENDING && st == DLV_PENDING) {
+        was_pending = false;
+    }
+    d->attempts = attempts;
+    d->status = (enum dlv_status)st;
+    d->next_at_ms = next_at;
+    memcpy(d->why, why, sizeof(why));
+    if (was_pending && d->status != DLV_PENDING) {
+        if (d->status == DLV_DELIVERED) {
+            s->m.delivered++;
+            d->wh->delivered++;
+        } else {
+            s->m.failed++;
+            d->wh->failed++;
+        }
+    }
+    return 0;
+}
+
+static int replay_one(void *arg, const struct journal_record *rec)
+{
+    struct replay_ctx *x = arg;
+    struct rd r = {.p = rec->payload, .len = rec->len};
+    int rc = 0;
+    switch (rec->type) {
+    case SREC_WEBHOOK:
+        rc = replay_webhook(x->s, &r, x->err, x->errlen);
+        break;
+    case SREC_EVENT:
+        rc = replay_event(x->s, &r, x->err, x->errlen);
+        break;
+    case SREC_ATTEMPT:
+        rc = replay_attempt(x->s, &r, x->err, x->errlen);
+        break;
+    case SREC_NOP:
+        break;
+    default:
+        snprintf(x->err, x->errlen, "unknown record type %u", rec->type);
+        rc = -EINVAL;
+    }
+    if (rc) {
+        size_t l = strlen(x->err);
+        snprintf(x->err + l, x->errlen - l, " (journal record %" PRIu64 ")", rec->seq);
+    }
+    return rc;
+}
+
+/* ======== life cycle ========================================================================== */
+
+struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, size_t errlen)
+{
+    struct serve *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->r = r;
+    s->o = *o;
+    if (!s->o.dedup_window_ms) {
+        s->o.dedup_window_ms = 24ull * 3600 * 1000;
+    }
+    if (!s->o.dedup_capacity) {
+        s->o.dedup_capacity = 200000;
+    }
+    if (!s->o.max_body) {
+        s->o.max_body = 1 << 20;
+    }
+    buf_init(&s->scratch, 64u << 20);
+    RAND_bytes((uint8_t *)&s->rng, sizeof(s->rng));
+    s->rng |= 1;
+    SHA256((const uint8_t *)o->api_key, strlen(o->api_key), (uint8_t *)s->key_hash);
+    s->dd = dedup_new(s->o.dedup_capacity, s->o.dedup_window_ms);
+    if (!s->dd) {
+        snprintf(err, errlen, "the dedup table: %s", strerror(errno));
+        goto fail;
+    }
+    ring_attach_wheel(r, &s->wheel);
+    struct client_opts co = {.max_conns = 1024,
+                             .max_inflight = 4096,
+                             .rbuf_size = 16384,
+                             .max_response_body = 64 << 10,
+                             .guard = o->guard,
+                             .tls = o->tls,
+                             .dns = o->dns};
+    if (client_init(&s->cl, r, &co)) {
+        snprintf(err, errlen, "the delivery client: out of memory");
+        goto fail;
+    }
+    s->client_ok = true;
+    char jerr[512];
+    int rc = journal_open(&s->j, r, o->data_dir, NULL, jerr, sizeof(jerr));
+    if (rc) {
+        snprintf(err, errlen, "the journal in %s: %s", o->data_dir, jerr);
+        goto fail;
+    }
+    s->journal_open = true;
+    struct replay_ctx x = {.s = s, .err = err, .errlen = errlen};
+    err[0] = 0;
+    rc = journal_replay(&s->j, replay_one, &x);
+    if (rc) {
+        if (!err[0]) {
+            snprintf(err, errlen, "replaying the journal: %s", journal_error(&s->j));
+        }
+        goto fail;
+    }
+    return s;
+fail:
+    serve_free(s);
+    return NULL;
+}
+
+int serve_start(struct serve *s, int lfd)
+{
+    struct apisrv_opts ao = {
+        .max_body = s->o.max_body, .idle_ms = s->o.idle_ms, .max_conns = s->o.max_conns};
+    int rc = apisrv_init(&s->api, s->r, lfd, &ao, serve_api_handle, s);
+    if (rc) {
+        return rc;
+    }
+    s->api_ok = true;
+    /* every delivery recovered pending goes on at its journaled time (at once if that is past:
+     * an attempt in flight at the crash left no record and is made again) */
+    int64_t now = serve_now_ms();
+    for (size_t i = 0; i < s->ndlv; i++) {
+        struct delivery *d = s->dlvs[i];
+        if (d && d->status == DLV_PENDING) {
+            dlv_schedule(s, d, d->next_at_ms - now);
+            s->recovered_pending++;
+        } else if (d && d->status == DLV_SENDING) {
+            d->status = DLV_PENDING;
+            dlv_schedule(s, d, 0);
+        }
+    }
+    return 0;
+}
+
+void serve_after_run(struct serve *s)
+{
+    if (s->client_ok) {
+        client_flush(&s->cl);
+    }
+}
+
+void serve_shutdown(struct serve *s)
+{
+    s->stopping = true;
+    if (s->api_ok) {
+        apisrv_stop_accepting(&s->api);
+        apisrv_quiesce(&s->api);
+    }
+}
+
+bool serve_idle(const struct serve *s)
+{
+    return s->inflight == 0 && (!s->api_ok || s->api.open == 0);
+}
+
+void serve_recovered_summary(const struct serve *s, char *out, size_t outlen)
+{
+    size_t active = 0;
+    for (size_t i = 0; i < s->nwh; i++) {
+        active += s->whs[i]->status == WH_ACTIVE;
+    }
+    snprintf(out, outlen,
+             "recovered %zu webhooks (%zu active), %zu events, %" PRIu64
+             " deliveries pending (journal: %" PRIu64 " records)",
+             s->nwh, active, s->nev, s->recovered_pending, journal_last_seq(&s->j));
+}
+
+int serve_free(struct serve *s)
+{
+    int rc = 0;
+    if (!s) {
+        return 0;
+    }
+    if (s->journal_open) {
+        rc = journal_close(&s->j);
+    }
+    if (s->api_ok) {
+        apisrv_cleanup(&s->api);
+    }
+    if (s->r->wheel == &s->wheel) {
+        wheel_cleanup(&s->wheel);
+        s->r->wheel = NULL;
+    }
+    for (size_t i = 0; i < s->ndlv; i++) {
+        if (s->dlvs[i]) {
+            buf_free(&s->dlvs[i]->body);
+            free(s->dlvs[i]->hist);
+            free(s->dlvs[i]);
+        }
+    }
+    free(s->dlvs);
+    for (size_t i = 0; i < s->nev; i++) {
+        ev_free(s->evs[i]);
+    }
+    free(s->evs);
+    if (s->client_ok) {
+        client_cleanup(&s->cl);
+    }
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->ep_ok) {
+            endpoint_cleanup(&s->whs[i]->ep);
+        }
+        signer_wipe(&s->whs[i]->signer);
+        free(s->whs[i]);
+    }
+    free(s->whs);
+    dedup_free(s->dd);
+    buf_free(&s->scratch);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* serve.h: `hookring serve`, the durable delivery backend: webhooks (endpoints), ingested
+ * events, their deliveries, all rebuilt from the journal at start-up.
+ *
+ * One thread, one ring (for now): the API server (apisrv), the journal, the delivery client and
+ * the retry wheel all run on the caller's ring. An event is acknowledged (202) only once its
+ * journal record is durable; its deliveries start then. Every attempt's outcome is journaled, so
+ * a restart resumes every pending delivery with its attempt count and retry time; an attempt in
+ * flight at a crash left no record and is made again (same message id, so receivers dedup). */
+#ifndef HOOKRING_SERVE_H
+#define HOOKRING_SERVE_H
+
+#include "client.h"
+#include "dns.h"
+#include "netguard.h"
+#include "ring.h"
+#include "tls.h"
+
+struct serve;
+
+struct serve_opts {
+    const char *data_dir;
+    const char *api_key;
+    double time_scale; /* multiplies every retry delay */
+    const struct netguard *guard;
+    struct tls_ctx *tls;      /* for https:// webhooks (may be NULL) */
+    struct dns *dns;          /* for host names (may be NULL) */
+    uint64_t dedup_window_ms; /* 0: 24 h */
+    size_t dedup_capacity;    /* events per window; 0: 200 000 */
+    size_t max_body;          /* API request bodies; 0: 1 MiB */
+    uint32_t idle_ms;         /* API connections; 0: 30 s */
+    uint32_t max_conns;       /* API connections; 0: 1024 */
+    bool quiet;               /* no per-event log lines */
+};
+
+/* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,
+ * deliveries, attempts, the dedup window) and returns the service, not yet serving. NULL with err
+ * filled on failure (a corrupt journal names the file and offset). */
+struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, size_t errlen);
+
+/* serve_start serves the API on listening socket lfd (taken over) and schedules every pending
+ * delivery recovered. Returns 0 or -errno. */
+int serve_start(struct serve *s, int lfd);
+
+/* serve_after_run is called after every ring_run_once: it sends what the loop made ready. */
+void serve_after_run(struct serve *s);
+
+/* serve_shutdown stops accepting API connections and new attempts; serve_idle then tells when
+ * no attempt is in flight any more. */
+void serve_shutdown(struct serve *s);
+bool serve_idle(const struct serve *s);
+
+/* serve_free syncs and closes the journal and frees everything. Returns 0, or the journal's
+ * error. */
+int serve_free(struct serve *s);
+
+/* serve_recovered_summary writes one line about what recovery found into out. */
+void serve_recovered_summary(const struct serve *s, char *out, size_t outlen);
+
+#endif

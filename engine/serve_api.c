@@ -1,0 +1,785 @@
+/* serve_api.c: the HTTP API of `hookring serve` (DESIGN.md, "Interfaces users see"): JSON in
+ * and out, every path but /v1/health behind `Authorization: Bearer <key>`. */
+#include "serve_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "json.h"
+
+#define API_MAX_TOKS 1024
+
+void serve_api_error(struct apiconn *c, int status, const char *msg)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_puts(&b, "{\"error\":");
+    json_put_string(&b, slice_cstr(msg));
+    buf_puts(&b, "}\n");
+    apisrv_reply(c, status, NULL, NULL, b.p, b.len);
+    buf_free(&b);
+}
+
+static void reply_buf(struct apiconn *c, int status, struct buf *b)
+{
+    apisrv_reply(c, status, NULL, NULL, b->p, b->len);
+}
+
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
+
+static bool authorized(const struct serve *s, const struct httpreq *req)
+{
+    const struct slice *h = httpreq_header(req, "Authorization");
+    if (!h || h->len < 7 || memcmp(h->p, "Bearer ", 7) != 0) {
+        return false;
+    }
+    /* hashing both sides makes the comparison constant-time whatever the lengths */
+    uint8_t got[32];
+    SHA256(h->p + 7, h->len - 7, got);
+    return ct_equal(got, s->key_hash, sizeof(got));
+}
+
+static void put_time(struct buf *b, int64_t ms)
+{
+    char t[40];
+    size_t n = event_format_time(t, ms, true);
+    buf_putc(b, '"');
+    buf_put(b, t, n);
+    buf_putc(b, '"');
+}
+
+/* query_get finds name=value in a query string (no decoding: values here are plain tokens). */
+static bool query_get(struct slice q, const char *name, struct slice *out)
+{
+    size_t nl = strlen(name);
+    size_t i = 0;
+    while (i < q.len) {
+        size_t j = i;
+        while (j < q.len && q.p[j] != '&') {
+            j++;
+        }
+        if (j - i > nl && memcmp(q.p + i, name, nl) == 0 && q.p[i + nl] == '=') {
+            *out = slice_of(q.p + i + nl + 1, j - i - nl - 1);
+            return true;
+        }
+        i = j + 1;
+    }
+    return false;
+}
+
+static bool slice_uint(struct slice s, uint64_t max, uint64_t *out)
+{
+    if (s.len == 0 || s.len > 19) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.p[i] < '0' || s.p[i] > '9') {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(s.p[i] - '0');
+    }
+    if (v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* get_string decodes string token t into out; -EINVAL with err naming field otherwise. */
+static int get_string(const struct json_tok *t, const uint8_t *in, const char *field, char *out,
+                      size_t cap, bool allow_empty, char *err, size_t errlen)
+{
+    size_t n;
+    if (t->type != JSON_STRING) {
+        snprintf(err, errlen, "field '%s': must be a string", field);
+        return -EINVAL;
+    }
+    int rc = json_unescape(t, in, out, cap, &n);
+    if (rc == -ENOSPC) {
+        snprintf(err, errlen, "field '%s': longer than %zu bytes", field, cap - 1);
+        return -EINVAL;
+    }
+    if (rc || memchr(out, 0, n) || (!allow_empty && n == 0)) {
+        snprintf(err, errlen, "field '%s': %s", field, rc ? "bad escape" : "empty or has NUL");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static bool valid_filter(const char *f)
+{
+    size_t n = strlen(f);
+    if (strcmp(f, "*") == 0) {
+        return true;
+    }
+    if (n >= 3 && f[n - 1] == '*' && f[n - 2] == '.') {
+        return event_valid_type(slice_of(f, n - 2));
+    }
+    return event_valid_type(slice_of(f, n));
+}
+
+static void random_secret(char *out, size_t cap, const char *prefix, size_t nbytes)
+{
+    uint8_t r[48];
+    char b64[80];
+    RAND_bytes(r, nbytes);
+    b64[b64_encode(b64, r, nbytes)] = 0;
+    snprintf(out, cap, "%s%s", prefix, b64);
+}
+
+/* ---- webhooks -------------------------------------------------------------------------------- */
+
+static void webhook_json(struct buf *b, const struct webhook *wh, bool with_secret)
+{
+    buf_printf(b, "{\"id\":\"%s\",\"url\":", wh->id);
+    json_put_string(b, slice_cstr(wh->url_s));
+    buf_printf(b, ",\"profile\":\"%s\",\"events\":[", wh->p->name);
+    for (size_t i = 0; i < wh->nevents; i++) {
+        buf_puts(b, i ? "," : "");
+        json_put_string(b, slice_cstr(wh->events[i]));
+    }
+    buf_puts(b, "],\"agent\":");
+    if (wh->has_agent) {
+        json_put_string(b, slice_cstr(wh->agent));
+    } else {
+        buf_puts(b, "null");
+    }
+    if (with_secret) {
+        buf_puts(b, ",\"signing_secret\":");
+        json_put_string(b, slice_cstr(wh->secret));
+        if (wh->p->needs_enc) {
+            buf_puts(b, ",\"enc_secret\":");
+            json_put_string(b, slice_cstr(wh->enc_secret));
+            buf_puts(b, ",\"enc_salt\":");
+            json_put_string(b, slice_cstr(wh->enc_salt));
+        }
+    }
+    buf_puts(b, ",\"retry_schedule\":[");
+    const uint32_t *sch = wh->has_sched ? wh->sched : wh->p->retry_s;
+    size_t n = wh->has_sched ? wh->nsched : wh->p->nretry;
+    for (size_t i = 0; i < n; i++) {
+        buf_printf(b, "%s%u", i ? "," : "", sch[i]);
+    }
+    buf_printf(b, "],\"timeout_ms\":%u,\"status\":\"%s\",\"created_at\":",
+               wh->timeout_ms ? wh->timeout_ms : wh->p->timeout_ms,
+               serve_wh_status_name(wh->status));
+    put_time(b, wh->created_ms);
+    buf_printf(b, ",\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64 "}", wh->delivered, wh->failed);
+}
+
+enum wh_field {
+    F_URL = 1 << 0,
+    F_PROFILE = 1 << 1,
+    F_EVENTS = 1 << 2,
+    F_AGENT = 1 << 3,
+    F_SECRET = 1 << 4,
+    F_ENC = 1 << 5,
+    F_SALT = 1 << 6,
+    F_SCHED = 1 << 7,
+    F_TIMEOUT = 1 << 8,
+    F_STATUS = 1 << 9,
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} wh_fields[] = {
+    {"url", F_URL},       {"profile", F_PROFILE},      {"events", F_EVENTS},
+    {"agent", F_AGENT},   {"secret", F_SECRET},        {"enc_secret", F_ENC},
+    {"enc_salt", F_SALT}, {"retry_schedule", F_SCHED}, {"timeout_ms", F_TIMEOUT},
+    {"status", F_STATUS},
+};
+
+/* parse_webhook reads the members of the object in toks into wh; allowed names the members
+ * accepted; *seen gets those present. Returns 0 or -EINVAL with err naming the field. */
+static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const uint8_t *in,
+                         unsigned allowed, unsigned *seen, char *err, size_t errlen)
+{
+    char name[64];
+    *seen = 0;
+    if (toks[0].type != JSON_OBJECT) {
+        snprintf(err, errlen, "the body must be a JSON object");
+        return -EINVAL;
+    }
+    size_t k = 1;
+    for (uint32_t m = 0; m < toks[0].size; m++) {
+        const struct json_tok *kt = &toks[k];
+        const struct json_tok *vt = &toks[k + 1];
+        size_t vi = k + 1;
+        k = kt[1].next;
+        size_t nl;
+        if (json_unescape(kt, in, name, sizeof(name), &nl)) {
+            snprintf(err, errlen, "a member name is too long or badly escaped");
+            return -EINVAL;
+        }
+        unsigned bit = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(wh_fields); i++) {
+            if (strcmp(name, wh_fields[i].name) == 0) {
+                bit = wh_fields[i].bit;
+            }
+        }
+        if (!bit) {
+            snprintf(err, errlen, "field '%s': unknown", name);
+            return -EINVAL;
+        }
+        if (!(allowed & bit)) {
+            snprintf(err, errlen, "field '%s': cannot be changed", name);
+            return -EINVAL;
+        }
+        if (*seen & bit) {
+            snprintf(err, errlen, "field '%s': given twice", name);
+            return -EINVAL;
+        }
+        *seen |= bit;
+        int rc = 0;
+        switch (bit) {
+        case F_URL: {
+            rc = get_string(vt, in, "url", wh->url_s, sizeof(wh->url_s), false, err, errlen);
+            struct url u;
+            char why[EVENT_ERR_MAX];
+            if (!rc && url_parse(&u, wh->url_s, why, sizeof(why))) {
+                snprintf(err, errlen, "field 'url': %s", why);
+                rc = -EINVAL;
+            }
+            break;
+        }
+        case F_PROFILE: {
+            char pn[32];
+            rc = get_string(vt, in, "profile", pn, sizeof(pn), false, err, errlen);
+            if (!rc && !(wh->p = profile_find(pn))) {
+                snprintf(err, errlen,
+                         "field 'profile': unknown (humanconnection humiris humcli humanos "
+                         "aksita standard svix stripe github)");
+                rc = -EINVAL;
+            }
+            break;
+        }
+        case F_EVENTS:
+            if (vt->type != JSON_ARRAY || vt->size == 0 || vt->size > WH_MAX_EVENTS) {
+                snprintf(err, errlen, "field 'events': must be an array of 1-%d event types",
+                         WH_MAX_EVENTS);
+                return -EINVAL;
+            }
+            wh->nevents = vt->size;
+            for (uint32_t i = 0, t = (uint32_t)vi + 1; i < vt->size && !rc; i++) {
+                rc = get_string(&toks[t], in, "events", wh->events[i], sizeof(wh->events[i]), false,
+                                err, errlen);
+                if (!rc && !valid_filter(wh->events[i])) {
+                    snprintf(err, errlen,
+                             "field 'events': '%s' is not a type, '*' or 'prefix.*' (types are "
+                             "[a-z0-9._-])",
+                             wh->events[i]);
+                    rc = -EINVAL;
+                }
+                t = toks[t].next;
+            }
+            break;
+        case F_AGENT:
+            if (vt->type == JSON_NULL) {
+                wh->has_agent = false;
+                wh->agent[0] = 0;
+            } else {
+                rc = get_string(vt, in, "agent", wh->agent, sizeof(wh->agent), false, err, errlen);
+                wh->has_agent = true;
+            }
+            break;
+        case F_SECRET:
+            rc = get_string(vt, in, "secret", wh->secret, sizeof(wh->secret), false, err, errlen);
+            break;
+        case F_ENC:
+            rc = get_string(vt, in, "enc_secret", wh->enc_secret, sizeof(wh->enc_secret), false,
+                            err, errlen);
+            break;
+        case F_SALT:
+            rc = get_string(vt, in, "enc_salt", wh->enc_salt, sizeof(wh->enc_salt), false, err,
+                            errlen);
+            break;
+        case F_SCHED:
+            if (vt->type != JSON_ARRAY || vt->size > WH_MAX_SCHEDULE) {
+                snprintf(err, errlen,
+                         "field 'retry_schedule': must be an array of at most %d delays in "
+                         "seconds",
+                         WH_MAX_SCHEDULE);
+                return -EINVAL;
+            }
+            wh->has_sched = true;
+            wh->nsched = vt->size;
+            for (uint32_t i = 0, t = (uint32_t)vi + 1; i < vt->size; i++) {
+                uint64_t v;
+                if (toks[t].type != JSON_NUMBER ||
+                    !slice_uint(json_tok_slice(&toks[t], in), 7 * 86400, &v)) {
+                    snprintf(err, errlen,
+                             "field 'retry_schedule': each delay is whole seconds, 0-604800");
+                    return -EINVAL;
+                }
+                wh->sched[i] = (uint32_t)v;
+                t = toks[t].next;
+            }
+            break;
+        case F_TIMEOUT: {
+            uint64_t v;
+            if (vt->type != JSON_NUMBER || !slice_uint(json_tok_slice(vt, in), 120000, &v) ||
+                v == 0) {
+                snprintf(err, errlen, "field 'timeout_ms': must be 1-120000");
+                return -EINVAL;
+            }
+            wh->timeout_ms = (uint32_t)v;
+            break;
+        }
+        case F_STATUS: {
+            char st[16];
+            rc = get_string(vt, in, "status", st, sizeof(st), false, err, errlen);
+            if (!rc && strcmp(st, "active") == 0) {
+                wh->status = WH_ACTIVE;
+            } else if (!rc && strcmp(st, "disabled") == 0) {
+                wh->status = WH_DISABLED;
+            } else if (!rc) {
+                snprintf(err, errlen, "field 'status': must be \"active\" or \"disabled\"");
+                rc = -EINVAL;
+            }
+            break;
+        }
+        }
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int parse_body(const struct httpreq *req, struct json_tok *toks, char *err, size_t errlen)
+{
+    size_t ntoks, off;
+    enum json_status st = json_parse(toks, API_MAX_TOKS, req->body.p, req->body.len, &ntoks, &off);
+    if (st != JSON_OK) {
+        snprintf(err, errlen, "the body is not valid JSON (%s at byte %zu)",
+                 st == JSON_TOO_MANY ? "too many values" : "invalid", off);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* commit_webhook journals wh and answers status with its JSON once durable. */
+static void commit_webhook(struct serve *s, struct apiconn *c, struct webhook *wh, int status,
+                           bool with_secret)
+{
+    struct sreply *r = serve_reply_new(s, c, status);
+    if (!r) {
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    webhook_json(&r->body, wh, with_secret);
+    buf_putc(&r->body, '\n');
+    int rc = serve_webhook_record(s, wh, &r->w);
+    if (rc) {
+        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
+                     "{\"error\":\"the journal is behind or failed; retry\"}\n", 51);
+        buf_free(&r->body);
+        free(r);
+    }
+}
+
+static void webhook_create(struct serve *s, struct apiconn *c, const struct httpreq *req)
+{
+    static struct json_tok toks[API_MAX_TOKS];
+    char err[EVENT_ERR_MAX + 64];
+    struct webhook *wh = calloc(1, sizeof(*wh));
+    if (!wh) {
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    unsigned seen;
+    if (parse_body(req, toks, err, sizeof(err)) ||
+        parse_webhook(wh, toks, req->body.p, ~(unsigned)F_STATUS, &seen, err, sizeof(err))) {
+        goto bad;
+    }
+    const char *missing = !(seen & F_URL)       ? "url"
+                          : !(seen & F_PROFILE) ? "profile"
+                          : !(seen & F_EVENTS)  ? "events"
+                                                : NULL;
+    if (missing) {
+        snprintf(err, sizeof(err), "field '%s': required", missing);
+        goto bad;
+    }
+    if (!(seen & F_SECRET)) {
+        random_secret(wh->secret, sizeof(wh->secret), "whsec_", 24);
+    }
+    if (wh->p->needs_enc) {
+        if (!(seen & F_ENC)) {
+            random_secret(wh->enc_secret, sizeof(wh->enc_secret), "", 32);
+        }
+        if (!(seen & F_SALT)) {
+            random_secret(wh->enc_salt, sizeof(wh->enc_salt), "salt-", 12);
+        }
+    } else if (seen & (F_ENC | F_SALT)) {
+        snprintf(err, sizeof(err), "field '%s': only the humanos profile encrypts",
+                 seen & F_ENC ? "enc_secret" : "enc_salt");
+        goto bad;
+    }
+    uint8_t rid[8];
+    RAND_bytes(rid, sizeof(rid));
+    memcpy(wh->id, "whk_", 4);
+    hex_encode(wh->id + 4, rid, sizeof(rid));
+    wh->id[WH_ID_LEN] = 0;
+    wh->created_ms = serve_now_ms();
+    wh->status = WH_ACTIVE;
+    if (serve_webhook_apply(s, wh, err, sizeof(err))) {
+        goto bad;
+    }
+    if (serve_webhook_add(s, wh)) {
+        endpoint_cleanup(&wh->ep);
+        signer_wipe(&wh->signer);
+        free(wh);
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    commit_webhook(s, c, wh, 201, true);
+    return;
+bad:
+    signer_wipe(&wh->signer);
+    free(wh);
+    serve_api_error(c, 400, err);
+}
+
+static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpreq *req,
+                          struct webhook *wh)
+{
+    static struct json_tok toks[API_MAX_TOKS];
+    static struct webhook tmp;
+    char err[EVENT_ERR_MAX + 64];
+    unsigned seen;
+    memcpy(&tmp, wh, sizeof(tmp));
+    if (parse_body(req, toks, err, sizeof(err)) ||
+        parse_webhook(&tmp, toks, req->body.p,
+                      F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS, &seen, err,
+                      sizeof(err))) {
+        serve_api_error(c, 400, err);
+        return;
+    }
+    bool rebuild = (seen & (F_URL | F_TIMEOUT)) != 0;
+    if (rebuild && wh->inflight) {
+        serve_api_error(c, 409, "the webhook has attempts in flight; retry the change");
+        return;
+    }
+    char old_url[WH_URL_MAX + 1];
+    uint32_t old_timeout = wh->timeout_ms;
+    memcpy(old_url, wh->url_s, sizeof(old_url));
+    memcpy(wh->url_s, tmp.url_s, sizeof(wh->url_s));
+    wh->timeout_ms = tmp.timeout_ms;
+    if (rebuild && serve_webhook_apply(s, wh, err, sizeof(err))) {
+        memcpy(wh->url_s, old_url, sizeof(old_url));
+        wh->timeout_ms = old_timeout;
+        serve_webhook_apply(s, wh, err, sizeof(err));
+        serve_api_error(c, 400, err);
+        return;
+    }
+    memcpy(wh->events, tmp.events, sizeof(wh->events));
+    wh->nevents = tmp.nevents;
+    wh->has_agent = tmp.has_agent;
+    memcpy(wh->agent, tmp.agent, sizeof(wh->agent));
+    memcpy(wh->sched, tmp.sched, sizeof(wh->sched));
+    wh->nsched = tmp.nsched;
+    wh->has_sched = tmp.has_sched;
+    wh->status = tmp.status;
+    commit_webhook(s, c, wh, 200, false);
+}
+
+static void webhook_list(struct serve *s, struct apiconn *c)
+{
+    struct buf b;
+    buf_init(&b, 64u << 20);
+    buf_puts(&b, "{\"data\":[");
+    size_t n = 0;
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->status == WH_DELETED) {
+            continue;
+        }
+        buf_puts(&b, n++ ? "," : "");
+        webhook_json(&b, s->whs[i], false);
+    }
+    buf_printf(&b, "],\"count\":%zu}\n", n);
+    reply_buf(c, 200, &b);
+    buf_free(&b);
+}
+
+/* ---- deliveries -------------------------------------------------------------------------------
+ */
+
+static void delivery_json(struct buf *b, const struct delivery *d, bool full)
+{
+    char id[DLV_ID_LEN + 1];
+    serve_format_dlv_id(id, d->idx);
+    buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":\"%s\",\"event_id\":", id, d->wh->id);
+    json_put_string(b, slice_of(d->ev->ev.id, d->ev->ev.id_len));
+    buf_printf(b, ",\"event_type\":\"%s\",\"status\":\"%s\",\"attempt_count\":%u", d->ev->ev.type,
+               serve_dlv_status_name(d->status), d->attempts);
+    if (d->status == DLV_PENDING && d->next_at_ms) {
+        buf_puts(b, ",\"next_attempt_at\":");
+        put_time(b, d->next_at_ms);
+    }
+    if (d->why[0]) {
+        buf_puts(b, ",\"error\":");
+        json_put_string(b, slice_cstr(d->why));
+    }
+    if (d->nhist) {
+        const struct dlv_attempt *h = &d->hist[d->nhist - 1];
+        buf_printf(b, ",\"last_status\":%d", h->status);
+    }
+    if (full) {
+        buf_puts(b, ",\"message_id\":");
+        json_put_string(b, slice_of(d->msg_id, d->msg_id_len));
+        buf_puts(b, ",\"attempts\":[");
+        for (size_t i = 0; i < d->nhist; i++) {
+            const struct dlv_attempt *h = &d->hist[i];
+            buf_puts(b, i ? ",{\"at\":" : "{\"at\":");
+            put_time(b, h->at_ms);
+            buf_printf(b, ",\"status\":%d,\"result\":\"%s\",\"latency_ms\":%.3f,\"response\":",
+                       h->status, attempt_result_name((enum attempt_result)h->result),
+                       (double)h->latency_us / 1000.0);
+            json_put_string(b, slice_cstr(h->excerpt));
+            buf_putc(b, '}');
+        }
+        buf_putc(b, ']');
+    }
+    buf_putc(b, '}');
+}
+
+static void delivery_list(struct serve *s, struct apiconn *c, const struct httpreq *req,
+                          const struct webhook *wh)
+{
+    struct slice v;
+    int want = -1;
+    uint64_t limit = 50;
+    if (query_get(req->query, "status", &v)) {
+        for (int st = DLV_PENDING; st <= DLV_FAILED; st++) {
+            if (slice_eq_cstr(v, serve_dlv_status_name((enum dlv_status)st))) {
+                want = st;
+            }
+        }
+        if (want < 0) {
+            serve_api_error(c, 400, "query 'status': one of pending, sending, delivered, failed");
+            return;
+        }
+    }
+    if (query_get(req->query, "limit", &v) && (!slice_uint(v, 1000, &limit) || limit == 0)) {
+        serve_api_error(c, 400, "query 'limit': 1-1000");
+        return;
+    }
+    struct buf b;
+    buf_init(&b, 64u << 20);
+    buf_puts(&b, "{\"data\":[");
+    size_t n = 0;
+    for (size_t i = s->ndlv; i-- > 0 && n < limit;) {
+        const struct delivery *d = s->dlvs[i];
+        if (!d || d->wh != wh || (want >= 0 && (int)d->status != want)) {
+            continue;
+        }
+        buf_puts(&b, n++ ? "," : "");
+        delivery_json(&b, d, false);
+    }
+    buf_printf(&b, "],\"count\":%zu}\n", n);
+    reply_buf(c, 200, &b);
+    buf_free(&b);
+}
+
+/* ---- health and metrics -----------------------------------------------------------------------
+ */
+
+static size_t count_waiting(const struct serve *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->ndlv; i++) {
+        n += s->dlvs[i] && s->dlvs[i]->status == DLV_PENDING;
+    }
+    return n;
+}
+
+static void health(struct serve *s, struct apiconn *c)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    bool ok = !journal_failed(&s->j);
+    buf_printf(&b,
+               "{\"status\":\"%s\",\"webhooks\":%zu,\"events\":%zu,\"in_flight\":%u,"
+               "\"pending\":%zu}\n",
+               ok ? "ok" : "journal_failed", s->nwh, s->nev, s->inflight, count_waiting(s));
+    reply_buf(c, ok ? 200 : 503, &b);
+    buf_free(&b);
+}
+
+static void metrics(struct serve *s, struct apiconn *c)
+{
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    size_t by[3] = {0};
+    for (size_t i = 0; i < s->nwh; i++) {
+        by[s->whs[i]->status]++;
+    }
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    buf_printf(&b,
+               "# TYPE hookring_events_ingested_total counter\n"
+               "hookring_events_ingested_total %" PRIu64 "\n"
+               "# TYPE hookring_events_duplicate_total counter\n"
+               "hookring_events_duplicate_total %" PRIu64 "\n"
+               "# TYPE hookring_deliveries_delivered_total counter\n"
+               "hookring_deliveries_delivered_total %" PRIu64 "\n"
+               "# TYPE hookring_deliveries_failed_total counter\n"
+               "hookring_deliveries_failed_total %" PRIu64 "\n"
+               "# TYPE hookring_attempts_total counter\n"
+               "hookring_attempts_total %" PRIu64 "\n"
+               "# TYPE hookring_retries_scheduled_total counter\n"
+               "hookring_retries_scheduled_total %" PRIu64 "\n"
+               "# TYPE hookring_retries_pending gauge\n"
+               "hookring_retries_pending %zu\n"
+               "# TYPE hookring_attempts_in_flight gauge\n"
+               "hookring_attempts_in_flight %u\n"
+               "# TYPE hookring_journal_bytes_total counter\n"
+               "hookring_journal_bytes_total %" PRIu64 "\n"
+               "# TYPE hookring_journal_records_total counter\n"
+               "hookring_journal_records_total %" PRIu64 "\n"
+               "# TYPE hookring_journal_fsync_seconds gauge\n"
+               "hookring_journal_fsync_seconds{stat=\"last\"} %.6f\n"
+               "hookring_journal_fsync_seconds{stat=\"max\"} %.6f\n"
+               "# TYPE hookring_journal_errors_total counter\n"
+               "hookring_journal_errors_total %" PRIu64 "\n"
+               "# TYPE hookring_webhooks gauge\n"
+               "hookring_webhooks{status=\"active\"} %zu\n"
+               "hookring_webhooks{status=\"disabled\"} %zu\n"
+               "hookring_webhooks{status=\"deleted\"} %zu\n",
+               s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
+               s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
+               (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
+               by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED]);
+    apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);
+    buf_free(&b);
+}
+
+/* ---- routing ----------------------------------------------------------------------------------
+ */
+
+static bool path_take(struct slice *rest, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (rest->len < n || memcmp(rest->p, prefix, n) != 0) {
+        return false;
+    }
+    rest->p += n;
+    rest->len -= n;
+    return true;
+}
+
+static void not_allowed(struct apiconn *c, const char *allow)
+{
+    char h[96];
+    snprintf(h, sizeof(h), "Allow: %s\r\n", allow);
+    apisrv_reply(c, 405, NULL, h, "{\"error\":\"method not allowed\"}\n", 31);
+}
+
+void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
+{
+    struct serve *s = arg;
+    struct slice m = req->method;
+    struct slice p = req->path;
+    bool get = slice_eq_cstr(m, "GET"), post = slice_eq_cstr(m, "POST");
+    if (slice_eq_cstr(p, "/v1/health")) {
+        get ? health(s, c) : not_allowed(c, "GET");
+        return;
+    }
+    if (!authorized(s, req)) {
+        apisrv_reply(c, 401, NULL, "WWW-Authenticate: Bearer\r\n",
+                     "{\"error\":\"missing or wrong API key (Authorization: Bearer KEY)\"}\n", 65);
+        return;
+    }
+    if (s->stopping) {
+        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n", "{\"error\":\"shutting down\"}\n", 27);
+        return;
+    }
+    if (slice_eq_cstr(p, "/metrics")) {
+        get ? metrics(s, c) : not_allowed(c, "GET");
+        return;
+    }
+    if (slice_eq_cstr(p, "/v1/events")) {
+        if (!post) {
+            not_allowed(c, "POST");
+            return;
+        }
+        static struct event ev;
+        char err[EVENT_ERR_MAX];
+        int64_t now = serve_now_ms();
+        if (event_parse(&ev, req->body.p, req->body.len, now, err, sizeof(err))) {
+            serve_api_error(c, 400, err);
+            return;
+        }
+        serve_ingest(s, c, &ev, now);
+        event_clear(&ev);
+        return;
+    }
+    if (slice_eq_cstr(p, "/v1/webhooks")) {
+        if (post) {
+            webhook_create(s, c, req);
+        } else if (get) {
+            webhook_list(s, c);
+        } else {
+            not_allowed(c, "GET, POST");
+        }
+        return;
+    }
+    struct slice rest = p;
+    if (path_take(&rest, "/v1/deliveries/")) {
+        struct delivery *d = serve_delivery_find(s, rest);
+        if (!get) {
+            not_allowed(c, "GET");
+        } else if (!d) {
+            serve_api_error(c, 404, "no such delivery");
+        } else {
+            struct buf b;
+            buf_init(&b, 64u << 20);
+            delivery_json(&b, d, true);
+            buf_putc(&b, '\n');
+            reply_buf(c, 200, &b);
+            buf_free(&b);
+        }
+        return;
+    }
+    if (path_take(&rest, "/v1/webhooks/")) {
+        const uint8_t *slash = memchr(rest.p, '/', rest.len);
+        struct slice id = slice_of(rest.p, slash ? (size_t)(slash - rest.p) : rest.len);
+        struct slice sub = slash ? slice_of(slash, rest.len - id.len) : slice_of("", 0);
+        struct webhook *wh = serve_webhook_find(s, id);
+        if (!wh) {
+            serve_api_error(c, 404, "no such webhook");
+            return;
+        }
+        if (sub.len == 0) {
+            if (get) {
+                struct buf b;
+                buf_init(&b, 1 << 20);
+                webhook_json(&b, wh, false);
+                buf_putc(&b, '\n');
+                reply_buf(c, 200, &b);
+                buf_free(&b);
+            } else if (slice_eq_cstr(m, "PATCH")) {
+                webhook_patch(s, c, req, wh);
+            } else if (slice_eq_cstr(m, "DELETE")) {
+                wh->status = WH_DELETED;
+                commit_webhook(s, c, wh, 200, false);
+            } else {
+                not_allowed(c, "GET, PATCH, DELETE");
+            }
+            return;
+        }
+        if (slice_eq_cstr(sub, "/deliveries")) {
+            get ? delivery_list(s, c, req, wh) : not_allowed(c, "GET");
+            return;
+        }
+    }
+    serve_api_error(c, 404, "no such path");
+}

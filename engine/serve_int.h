@@ -1,0 +1,176 @@
+/* serve_int.h: the state `hookring serve` shares between serve.c (webhooks, deliveries, the
+ * journal) and serve_api.c (the HTTP API). Not a public interface. */
+#ifndef HOOKRING_SERVE_INT_H
+#define HOOKRING_SERVE_INT_H
+
+#include "apisrv.h"
+#include "dedup.h"
+#include "event.h"
+#include "journal.h"
+#include "retry.h"
+#include "serve.h"
+#include "wheel.h"
+
+#define WH_ID_LEN 20 /* "whk_" + 16 hex */
+#define DLV_ID_LEN 20
+#define WH_MAX_EVENTS 32
+#define WH_MAX_SCHEDULE 32
+#define WH_URL_MAX 2048
+#define DLV_EXCERPT 96
+
+/* journal record types */
+enum {
+    SREC_WEBHOOK = 1, /* a webhook's whole state, after every change */
+    SREC_EVENT = 2,   /* an ingested event and its deliveries */
+    SREC_ATTEMPT = 3, /* one attempt's outcome and what follows */
+    SREC_NOP = 4,     /* nothing: its durability means every earlier record is durable */
+};
+
+enum wh_status { WH_ACTIVE = 0, WH_DISABLED, WH_DELETED };
+
+struct webhook {
+    char id[WH_ID_LEN + 1];
+    char url_s[WH_URL_MAX + 1];
+    struct url url;
+    const struct profile *p;
+    char events[WH_MAX_EVENTS][EVENT_TYPE_MAX + 1];
+    size_t nevents;
+    bool has_agent;
+    char agent[EVENT_AGENT_MAX + 1];
+    char secret[EVENT_SECRET_MAX + 1];
+    char enc_secret[EVENT_SECRET_MAX + 1];
+    char enc_salt[EVENT_SECRET_MAX + 1];
+    uint32_t sched[WH_MAX_SCHEDULE];
+    size_t nsched;
+    bool has_sched;
+    uint32_t timeout_ms; /* 0: the profile's */
+    enum wh_status status;
+    int64_t created_ms;
+    struct signer signer;
+    struct endpoint ep;
+    bool ep_ok;
+    uint32_t inflight;
+    uint64_t delivered, failed;
+};
+
+enum dlv_status { DLV_PENDING = 0, DLV_SENDING, DLV_DELIVERED, DLV_FAILED };
+
+struct dlv_attempt {
+    int64_t at_ms; /* unix ms */
+    int status;
+    uint8_t result; /* enum attempt_result */
+    uint32_t latency_us;
+    char excerpt[DLV_EXCERPT + 1];
+};
+
+struct sevent {
+    struct buf json; /* canonical text: event.data points into it */
+    struct event ev;
+    int64_t ingest_ms;
+};
+
+struct serve;
+
+struct delivery {
+    struct serve *s;
+    uint64_t idx;
+    struct sevent *ev;
+    struct webhook *wh;
+    enum dlv_status status;
+    uint32_t attempts;
+    int64_t next_at_ms; /* unix ms of the next attempt (pending) */
+    char why[200];      /* why it failed */
+    struct dlv_attempt *hist;
+    size_t nhist;
+    struct wheel_timer timer;
+    struct attempt a;
+    struct buf body;
+    char msg_id[SIGN_ID_MAX + 1];
+    size_t msg_id_len;
+};
+
+/* A reply owed once a journal record is durable (and, for an ingest, deliveries to start). */
+struct sreply {
+    struct journal_waiter w;
+    struct serve *s;
+    struct apiconn *c;
+    int status;
+    struct buf body;
+    struct sevent *ev;
+    struct delivery **dl;
+    size_t ndl;
+};
+
+struct serve_metrics {
+    uint64_t ingested, duplicates, delivered, failed, attempts, retries;
+    uint64_t journal_errors;
+};
+
+struct serve {
+    struct ring *r;
+    struct serve_opts o;
+    char key_hash[32];
+    struct journal j;
+    bool journal_open;
+    struct dedup *dd;
+    struct client cl;
+    bool client_ok;
+    struct wheel wheel;
+    struct apisrv api;
+    bool api_ok;
+    bool stopping;
+    struct webhook **whs;
+    size_t nwh, whcap;
+    struct delivery **dlvs; /* by idx; NULL holes where an ingest failed */
+    size_t ndlv, dlvcap;
+    struct sevent **evs;
+    size_t nev, evcap;
+    uint64_t rng;
+    uint32_t inflight;
+    uint64_t recovered_pending;
+    struct serve_metrics m;
+    struct buf scratch;
+};
+
+/* ---- serve.c, for serve_api.c ---- */
+
+struct webhook *serve_webhook_find(struct serve *s, struct slice id);
+struct delivery *serve_delivery_find(struct serve *s, struct slice id);
+
+/* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. Returns 0 or -EINVAL
+ * with err filled (naming the field). */
+int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);
+
+/* serve_webhook_add takes wh (malloc'ed, applied) into the table. Returns 0 or -ENOMEM. */
+int serve_webhook_add(struct serve *s, struct webhook *wh);
+
+/* serve_webhook_record appends wh's state to the journal with waiter w (may be NULL). */
+int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journal_waiter *w);
+
+/* serve_reply_new allocates a reply owed on c; serve_reply_commit appends a record of type with
+ * payload and answers once it is durable (503 if it never is); it frees r on failure to append
+ * after answering. */
+struct sreply *serve_reply_new(struct serve *s, struct apiconn *c, int status);
+void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len);
+
+/* serve_ingest handles a parsed event (ev owned by the caller until it returns: it is copied):
+ * dedup, fan-out, journal, and the answer on c. */
+void serve_ingest(struct serve *s, struct apiconn *c, struct event *ev, int64_t now_ms);
+
+/* serve_match tells whether wh takes ev (active, type filter, agent filter). */
+bool serve_match(const struct webhook *wh, const struct event *ev);
+
+void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx);
+const char *serve_dlv_status_name(enum dlv_status st);
+const char *serve_wh_status_name(enum wh_status st);
+int64_t serve_now_ms(void);
+
+/* ---- serve_api.c ---- */
+
+/* serve_api_handle is the apisrv handler of the whole API. */
+void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req);
+
+/* serve_api_error answers c with status and {"error": msg}. */
+void serve_api_error(struct apiconn *c, int status, const char *msg);
+
+#endif
