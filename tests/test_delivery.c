@@ -514,6 +514,7 @@ static void schedule_exhausted(const struct prof *p)
         stop_harness(&H);                                                                          \
     }
 
+// cppcheck-suppress unknownMacro
 PROFILE_TEST(humanconnection)
 PROFILE_TEST(humiris)
 PROFILE_TEST(humcli)
