@@ -59,12 +59,16 @@ struct conn {
     bool got_bytes;
     uint32_t requests;
     const char *fail_detail; /* a reason for the excerpt when there is no HTTP answer */
-    char detail_buf[80];
+
     /* DNS: the query while resolving (allocated the first time this conn resolves a name:
      * an answer holds several addresses), then the address connected to */
     struct conn_dns *dns;
     bool dns_timed_out;
-    struct sockaddr_storage addr;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } addr; /* the address connected to (an IPv4 or IPv6 one: not a whole sockaddr_storage) */
     socklen_t addrlen;
     /* TLS */
     struct tls_conn tls;
@@ -507,20 +511,20 @@ static void conn_connect_to(struct conn *k)
     struct client *c = k->cl;
     struct endpoint *ep = k->ep;
     enum addr_class cls = ADDR_PUBLIC;
-    if (c->o.guard && !netguard_permits(c->o.guard, (struct sockaddr *)&k->addr, &cls)) {
-        snprintf(k->detail_buf, sizeof(k->detail_buf), "%.40s resolves to a %s address",
-                 ep->url.host, addr_class_name(cls));
-        k->fail_detail = k->detail_buf;
+    if (c->o.guard && !netguard_permits(c->o.guard, &k->addr.sa, &cls)) {
+        snprintf(c->detail_buf, sizeof(c->detail_buf), "%.40s %s a %s address", ep->url.host,
+                 ep->url.host_is_ip ? "is" : "resolves to", addr_class_name(cls));
+        k->fail_detail = k->cl->detail_buf;
         attempt_finish(k, ATTEMPT_BLOCKED, 0);
         return;
     }
     if (ep->signer->profile->pid == PROFILE_HUMCLI && !ep->url.https &&
-        !(c->o.guard && netguard_allows_explicitly(c->o.guard, (struct sockaddr *)&k->addr))) {
+        !(c->o.guard && netguard_allows_explicitly(c->o.guard, &k->addr.sa))) {
         k->fail_detail = "humcli delivers over https:// only";
         attempt_finish(k, ATTEMPT_BLOCKED, 0);
         return;
     }
-    int fd = socket(k->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(k->addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         attempt_finish(k, ATTEMPT_ERROR, errno);
         return;
@@ -531,7 +535,7 @@ static void conn_connect_to(struct conn *k)
      * this kept-alive connection skips the per-op file lookup. */
     k->fd = ring_fd_install(c->ring, fd);
     k->state = CONN_CONNECTING;
-    if (ring_connect(c->ring, &k->connect_op, k->fd, (struct sockaddr *)&k->addr, k->addrlen)) {
+    if (ring_connect(c->ring, &k->connect_op, k->fd, &k->addr.sa, k->addrlen)) {
         attempt_finish(k, ATTEMPT_ERROR, EBUSY);
     }
 }
@@ -568,15 +572,15 @@ static void conn_resolved(struct conn *k)
     uint32_t bad = 0;
     enum addr_class cls = ADDR_PUBLIC;
     if (c->o.guard && !dns_result_permitted(res, c->o.guard, &bad, &cls)) {
-        snprintf(k->detail_buf, sizeof(k->detail_buf), "%.40s resolves to a %s address",
+        snprintf(k->cl->detail_buf, sizeof(k->cl->detail_buf), "%.40s resolves to a %s address",
                  k->ep->url.host, addr_class_name(cls));
-        k->fail_detail = k->detail_buf;
+        k->fail_detail = k->cl->detail_buf;
         attempt_finish(k, ATTEMPT_BLOCKED, 0);
         return;
     }
-    memcpy(&k->addr, &res->addrs[0], sizeof(k->addr));
-    k->addrlen =
-        k->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    k->addrlen = res->addrs[0].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in);
+    memcpy(&k->addr, &res->addrs[0], k->addrlen);
     conn_connect_to(k);
 }
 
@@ -596,7 +600,7 @@ static void conn_start_connect(struct conn *k)
     struct client *c = k->cl;
     conn_arm_timer(k, ring_now_ns(c->ring) + (int64_t)ep->connect_timeout_ms * 1000000);
     if (ep->url.host_is_ip) {
-        memcpy(&k->addr, &ep->url.addr, sizeof(k->addr));
+        memcpy(&k->addr, &ep->url.addr, ep->url.addrlen);
         k->addrlen = ep->url.addrlen;
         conn_connect_to(k);
         return;

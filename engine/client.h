@@ -26,7 +26,7 @@
 #include "url.h"
 #include "dns.h"
 
-#define ATTEMPT_EXCERPT 128
+#define ATTEMPT_EXCERPT HTTPRESP_EXCERPT
 
 enum attempt_result {
     ATTEMPT_OK = 0,             /* a 2xx answer */
@@ -153,10 +153,11 @@ struct client {
     struct conn *ready_head, *ready_tail; /* connected, attempt assigned, waiting to be signed */
     struct endpoint *waiting_head, *waiting_tail;
     uint32_t inflight;
-    uint32_t queued;   /* attempts waiting in endpoint queues */
-    uint32_t nconns;   /* open connections, idle ones included */
-    uint32_t nclosing; /* connections waiting for the kernel to hand back their ops */
-    bool direct;       /* sockets are the ring's direct descriptors */
+    uint32_t queued;     /* attempts waiting in endpoint queues */
+    uint32_t nconns;     /* open connections, idle ones included */
+    uint32_t nclosing;   /* connections waiting for the kernel to hand back their ops */
+    bool direct;         /* sockets are the ring's direct descriptors */
+    char detail_buf[80]; /* a failure's reason, formatted just before it is copied out */
     uint64_t stat_batches;
     uint64_t stat_signed;
 };

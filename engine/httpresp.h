@@ -12,7 +12,7 @@
 
 #include "common.h"
 
-#define HTTPRESP_EXCERPT 256
+#define HTTPRESP_EXCERPT 128 /* per connection: kept small, 10k connections hold one each */
 
 enum httpresp_status {
     HTTPRESP_DONE = 0,         /* the whole response is read */
