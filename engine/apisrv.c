@@ -94,7 +94,15 @@ int apisrv_listen(const char *addr, struct sockaddr_storage *bound, char *err, s
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1024)) {
+    /* a server killed a moment ago may still hold the port while the kernel tears its ring
+     * down (asynchronously): a restart waits for it, up to 5 s */
+    int brc;
+    for (int tries = 0;
+         (brc = bind(fd, (struct sockaddr *)&ss, len)) && errno == EADDRINUSE && tries < 100;
+         tries++) {
+        usleep(50 * 1000);
+    }
+    if (brc || listen(fd, 1024)) {
         int e = errno;
         snprintf(err, errlen, "--listen %s: %s", addr, strerror(e));
         close(fd);

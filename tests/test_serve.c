@@ -1,0 +1,662 @@
+/* test_serve.c: hookring serve end to end: the real server and the real harness on loopback,
+ * each test with its own temporary --data directory. The API's round trips and 4xx paths, every
+ * profile delivered and verified by the harness, dedup at ingest (also 100 concurrent posts of
+ * one id), retries on a flaky route, a restart in the middle of a retry schedule, and a kill test:
+ * SIGKILL at random moments while events are being posted, 20 cycles, then every acknowledged
+ * event must have been delivered and verified. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support/testnet.h"
+
+TestSuite(serve);
+
+/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libcriterion.so\n";
+}
+
+#define KEY "test-api-key-1"
+#define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+struct prof {
+    const char *name;
+    const char *secret;
+    const char *enc;
+    const char *salt;
+};
+
+static const struct prof profs[] = {
+    {"humanconnection", "whsec_your_signing_secret", NULL, NULL},
+    {"humiris", "whsec_k9m2x4p7q1humiris", NULL, NULL},
+    {"humcli", "whsec_my_secret_key_123", NULL, NULL},
+    {"humanos", "your-signature-secret",
+     "eW91ci1lbmNyeXB0aW9uLXNlY3JldA==", "your-encryption-salt"},
+    {"aksita", "aksita-webhook-secret", NULL, NULL},
+    {"standard", STD_SECRET, NULL, NULL},
+    {"svix", STD_SECRET, NULL, NULL},
+    {"stripe", "whsec_stripe_test_secret_4eC39HqLyjWDarjtT1", NULL, NULL},
+    {"github", "It's a Secret to Everybody", NULL, NULL},
+};
+
+/* ---- processes ------------------------------------------------------------------------------ */
+
+static struct tn_proc H, S;
+static char data_dir[64];
+
+static void make_data_dir(void)
+{
+    strcpy(data_dir, "/tmp/hookring-serve-XXXXXX");
+    cr_assert_not_null(mkdtemp(data_dir));
+}
+
+static void remove_data_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* start_harness runs the harness with a verifying route per profile (/NAME/) and /std/. */
+static void start_harness(struct tn_proc *h)
+{
+    static char specs[16][256];
+    const char *args[48] = {"--listen", "127.0.0.1:0", "--quiet"};
+    size_t n = 3;
+    for (size_t i = 0; i < sizeof(profs) / sizeof(profs[0]); i++) {
+        const struct prof *p = &profs[i];
+        if (p->enc) {
+            snprintf(specs[i], sizeof(specs[i]), "/%s/=%s:%s:%s:%s", p->name, p->name, p->secret,
+                     p->enc, p->salt);
+        } else {
+            snprintf(specs[i], sizeof(specs[i]), "/%s/=%s:%s", p->name, p->name, p->secret);
+        }
+        args[n++] = "--route";
+        args[n++] = specs[i];
+    }
+    args[n++] = "--route";
+    args[n++] = "/std/=standard:" STD_SECRET;
+    args[n] = NULL;
+    cr_assert_eq(tn_start(h, "hookring-harness", args, 1), 0, "the harness did not start");
+}
+
+/* start_serve runs hookring serve on data_dir at listen with extra arguments. */
+static void start_serve_at(struct tn_proc *s, const char *listen, const char *const *extra)
+{
+    const char *args[32] = {"serve",     "--data", data_dir,      "--listen",    listen,
+                            "--api-key", KEY,      "--allow-net", "127.0.0.0/8", "--quiet"};
+    size_t n = 10;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        args[n++] = extra[i];
+    }
+    args[n] = NULL;
+    cr_assert_eq(tn_start(s, "hookring", args, 1), 0, "hookring serve did not start");
+}
+
+#define SERVE(s, ...) start_serve_at(s, "127.0.0.1:0", (const char *const[]){__VA_ARGS__, NULL})
+
+static void stop_clean(struct tn_proc *p)
+{
+    int st = tn_stop(p, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; output:\n%s", st, p->out);
+}
+
+/* ---- the API -------------------------------------------------------------------------------- */
+
+/* api sends one request (key: the bearer key, or NULL for none) and returns the status. */
+static int api_key(const struct tn_proc *s, const char *key, const char *method, const char *path,
+                   const char *body, struct tn_resp *r)
+{
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = blen + 1024;
+    char *raw = malloc(cap);
+    cr_assert_not_null(raw);
+    int n = snprintf(raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                     method, path, key ? "Authorization: Bearer " : "", key ? key : "",
+                     key ? "\r\n" : "", blen);
+    memcpy(raw + n, body ? body : "", blen);
+    int rc = tn_request(s->addr[0], raw, (size_t)n + blen, r);
+    free(raw);
+    return rc < 0 ? rc : r->status;
+}
+
+static int api(const struct tn_proc *s, const char *method, const char *path, const char *body,
+               struct tn_resp *r)
+{
+    return api_key(s, KEY, method, path, body, r);
+}
+
+/* jstr copies the first string member named key of a JSON text into out. */
+static bool jstr(const char *json, const char *key, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = json ? strstr(json, pat) : NULL;
+    if (!p) {
+        return false;
+    }
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= n) {
+        return false;
+    }
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return true;
+}
+
+/* create_webhook registers a webhook and returns its id in id. */
+static void create_webhook(const struct tn_proc *s, const char *body, char *id, size_t n)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(s, "POST", "/v1/webhooks", body, &r), 201, "create: %s", r.body);
+    cr_assert(jstr(r.body, "id", id, n));
+    tn_resp_free(&r);
+}
+
+static int post_event(const struct tn_proc *s, const char *json, struct tn_resp *r)
+{
+    return api(s, "POST", "/v1/events", json, r);
+}
+
+/* wait_delivery polls webhook wh's newest delivery until its status is want; returns its JSON
+ * (GET /v1/deliveries/{dlv}) in r. */
+static bool wait_delivery(const struct tn_proc *s, const char *wh, const char *want,
+                          struct tn_resp *r, int ms)
+{
+    char path[128], dlv[64], st[32];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", wh);
+    int64_t end = tn_now_ms() + ms;
+    while (tn_now_ms() < end) {
+        struct tn_resp l;
+        if (api(s, "GET", path, NULL, &l) == 200 && jstr(l.body, "id", dlv, sizeof(dlv))) {
+            tn_resp_free(&l);
+            char dp[128];
+            snprintf(dp, sizeof(dp), "/v1/deliveries/%s", dlv);
+            if (api(s, "GET", dp, NULL, r) == 200 && jstr(r->body, "status", st, sizeof(st)) &&
+                strcmp(st, want) == 0) {
+                return true;
+            }
+            tn_resp_free(r);
+        } else {
+            tn_resp_free(&l);
+        }
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+static uint64_t harness_id(const struct tn_proc *h, const char *id, const char *field)
+{
+    char path[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
+    uint64_t v = 0;
+    if (tn_get(h->addr[0], path, &r) == 200) {
+        tn_json_u64(r.body, field, &v);
+    }
+    tn_resp_free(&r);
+    return v;
+}
+
+/* ---- API round trips and errors ------------------------------------------------------------- */
+
+// cppcheck-suppress unknownMacro
+Test(serve, webhook_round_trip, .timeout = 30)
+{
+    make_data_dir();
+    SERVE(&S, "--time-scale", "0.01");
+    struct tn_resp r;
+    char id[64], secret[128], st[32];
+    cr_assert_eq(api(&S, "POST", "/v1/webhooks",
+                     "{\"url\":\"http://127.0.0.1:9/std/ok/x\",\"profile\":\"standard\","
+                     "\"events\":[\"meeting.*\"],\"agent\":\"bot\"}",
+                     &r),
+                 201, "%s", r.body);
+    cr_assert(jstr(r.body, "id", id, sizeof(id)));
+    cr_assert_eq(strncmp(id, "whk_", 4), 0);
+    cr_assert(jstr(r.body, "signing_secret", secret, sizeof(secret)));
+    cr_assert_eq(strncmp(secret, "whsec_", 6), 0, "generated secret %s", secret);
+    cr_assert_eq(strlen(secret), 6 + 32, "whsec_ + base64 of 24 bytes: %s", secret);
+    cr_assert(jstr(r.body, "status", st, sizeof(st)) && strcmp(st, "active") == 0);
+    cr_assert_not_null(strstr(r.body, "\"agent\":\"bot\""));
+    tn_resp_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", id);
+    cr_assert_eq(api(&S, "GET", "/v1/webhooks", NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, id));
+    cr_assert_null(strstr(r.body, secret), "a listing must not show secrets");
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "meeting.*"));
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "PATCH", path, "{\"events\":[\"*\"],\"status\":\"disabled\"}", &r), 200,
+                 "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"events\":[\"*\"]"));
+    cr_assert(jstr(r.body, "status", st, sizeof(st)) && strcmp(st, "disabled") == 0);
+    tn_resp_free(&r);
+
+    /* the change is durable: a restart shows it */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"events\":[\"*\"]"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"status\":\"disabled\""), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 404);
+    tn_resp_free(&r);
+    cr_assert_eq(api_key(&S, NULL, "GET", "/v1/health", NULL, &r), 200, "health needs no key");
+    tn_resp_free(&r);
+    stop_clean(&S);
+    remove_data_dir();
+}
+
+/* expect_400 posts body to path and checks the error names field. */
+static void expect_400(const char *path, const char *body, const char *field)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", path, body, &r), 400, "%s -> %d %s", body, r.status, r.body);
+    cr_assert_not_null(strstr(r.body, field), "the error for %s should name %s: %s", body, field,
+                       r.body);
+    tn_resp_free(&r);
+}
+
+Test(serve, every_4xx_path, .timeout = 30)
+{
+    make_data_dir();
+    SERVE(&S, "--max-body", "2048");
+    struct tn_resp r;
+    cr_assert_eq(api_key(&S, NULL, "GET", "/v1/webhooks", NULL, &r), 401);
+    tn_resp_free(&r);
+    cr_assert_eq(api_key(&S, "wrong-key", "GET", "/v1/webhooks", NULL, &r), 401);
+    tn_resp_free(&r);
+    cr_assert_eq(api_key(&S, KEY "x", "POST", "/v1/events", "{}", &r), 401);
+    tn_resp_free(&r);
+    cr_assert_eq(api_key(&S, NULL, "GET", "/metrics", NULL, &r), 401);
+    tn_resp_free(&r);
+
+    expect_400("/v1/webhooks", "{\"profile\":\"standard\",\"events\":[\"a\"]}", "url");
+    expect_400("/v1/webhooks", "{\"url\":\"ftp://x/\",\"profile\":\"standard\",\"events\":[\"a\"]}",
+               "url");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"nope\","
+               "\"events\":[\"a\"]}",
+               "profile");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":\"a\"}",
+               "events");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":[\"Bad Type\"]}",
+               "events");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":[\"a\"],\"colour\":1}",
+               "colour");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":[\"a\"],\"secret\":\"whsec_!!\"}",
+               "secret");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":[\"a\"],\"timeout_ms\":0}",
+               "timeout_ms");
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://127.0.0.1:9/\",\"profile\":\"standard\","
+               "\"events\":[\"a\"],\"retry_schedule\":[-1]}",
+               "retry_schedule");
+    /* the address guard: without --allow-net this would be refused; here 10/8 is */
+    expect_400("/v1/webhooks",
+               "{\"url\":\"http://10.1.2.3/\",\"profile\":\"standard\","
+               "\"events\":[\"a\"]}",
+               "url");
+    expect_400("/v1/webhooks", "{not json", "JSON");
+    expect_400("/v1/events", "{\"data\":{}}", "type");
+    expect_400("/v1/events", "{\"type\":\"a\",\"data\":{},\"id\":\"a.b\"}", "id");
+    expect_400("/v1/events", "{\"type\":\"a\"}", "data");
+
+    cr_assert_eq(api(&S, "GET", "/v1/webhooks/whk_0000000000000000", NULL, &r), 404);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "GET", "/v1/deliveries/dlv_00000000000000ff", NULL, &r), 404);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "GET", "/v1/nothing", NULL, &r), 404);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "PUT", "/v1/events", "{}", &r), 405);
+    tn_resp_free(&r);
+
+    char big[4096];
+    memset(big, ' ', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    cr_assert_eq(api(&S, "POST", "/v1/events", big, &r), 413);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    remove_data_dir();
+}
+
+/* ---- every profile -------------------------------------------------------------------------- */
+
+/* event_for builds an event of profile p's test data with id and agent = the profile name. */
+static void event_for(const struct prof *p, const char *id, char *out, size_t n)
+{
+    char path[128], file[8192];
+    snprintf(path, sizeof(path), "tests/data/events/%s.json", p->name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    size_t len = fread(file, 1, sizeof(file) - 1, f);
+    fclose(f);
+    file[len] = 0;
+    while (len && (file[len - 1] == '\n' || file[len - 1] == '}')) {
+        if (file[--len] == '}') {
+            break;
+        }
+    }
+    file[len] = 0; /* the event's closing brace is gone */
+    char type[128];
+    cr_assert(jstr(file, "type", type, sizeof(type)));
+    const char *data = strstr(file, "\"data\":");
+    cr_assert_not_null(data);
+    snprintf(out, n, "{\"id\":\"%s\",\"type\":\"%s\",\"agent\":\"%s\",%s}", id, type, p->name,
+             data);
+}
+
+Test(serve, all_nine_profiles_are_delivered_and_verified, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[9][64];
+    for (size_t i = 0; i < 9; i++) {
+        const struct prof *p = &profs[i];
+        char body[1024];
+        int n = snprintf(body, sizeof(body),
+                         "{\"url\":\"http://%s/%s/ok/x\",\"profile\":\"%s\",\"events\":[\"*\"],"
+                         "\"agent\":\"%s\",\"secret\":\"%s\"",
+                         H.addr[0], p->name, p->name, p->name, p->secret);
+        if (p->enc) {
+            n += snprintf(body + n, sizeof(body) - (size_t)n,
+                          ",\"enc_secret\":\"%s\",\"enc_salt\":\"%s\"", p->enc, p->salt);
+        }
+        snprintf(body + n, sizeof(body) - (size_t)n, "}");
+        create_webhook(&S, body, wh[i], sizeof(wh[i]));
+    }
+    for (size_t i = 0; i < 9; i++) {
+        char ev[8192], id[64];
+        snprintf(id, sizeof(id), "evt_all_%s", profs[i].name);
+        event_for(&profs[i], id, ev, sizeof(ev));
+        struct tn_resp r;
+        cr_assert_eq(post_event(&S, ev, &r), 202, "%s: %s", profs[i].name, r.body);
+        cr_assert_not_null(strstr(r.body, "\"deliveries\":1"), "%s: agent filter: %s",
+                           profs[i].name, r.body);
+        tn_resp_free(&r);
+    }
+    for (size_t i = 0; i < 9; i++) {
+        struct tn_resp r;
+        cr_assert(wait_delivery(&S, wh[i], "delivered", &r, 10000), "%s not delivered",
+                  profs[i].name);
+        /* delivered means the harness answered 200, which it does only to a verified request */
+        cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s: %s", profs[i].name, r.body);
+        cr_assert_not_null(strstr(r.body, "\"status\":200"), "%s: %s", profs[i].name, r.body);
+        tn_resp_free(&r);
+    }
+    struct tn_resp r;
+    cr_assert_eq(tn_get(H.addr[0], "/_harness/stats", &r), 200);
+    uint64_t bad = 1;
+    cr_assert(tn_json_u64(r.body, "totals.bad_signature", &bad) ||
+                  tn_json_u64(r.body, "bad_signature", &bad),
+              "%s", r.body);
+    cr_assert_eq(bad, 0, "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- dedup ---------------------------------------------------------------------------------- */
+
+static const struct tn_proc *conc_s;
+static int conc_status[100];
+
+static void *conc_post(void *arg)
+{
+    size_t i = (size_t)arg;
+    struct tn_resp r;
+    conc_status[i] =
+        post_event(conc_s, "{\"id\":\"evt_conc_1\",\"type\":\"a.b\",\"data\":{\"n\":1}}", &r);
+    tn_resp_free(&r);
+    return NULL;
+}
+
+Test(serve, dedup_at_ingest_and_100_concurrent_posts_one_new, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    struct tn_resp r;
+    const char *ev = "{\"id\":\"evt_dup_1\",\"type\":\"a.b\",\"data\":{}}";
+    cr_assert_eq(post_event(&S, ev, &r), 202, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(post_event(&S, ev, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"duplicate\":true"), "%s", r.body);
+    tn_resp_free(&r);
+
+    conc_s = &S;
+    pthread_t th[100];
+    for (size_t i = 0; i < 100; i++) {
+        cr_assert_eq(pthread_create(&th[i], NULL, conc_post, (void *)i), 0);
+    }
+    for (size_t i = 0; i < 100; i++) {
+        pthread_join(th[i], NULL);
+    }
+    int n202 = 0, n200 = 0;
+    for (size_t i = 0; i < 100; i++) {
+        n202 += conc_status[i] == 202;
+        n200 += conc_status[i] == 200;
+    }
+    cr_assert_eq(n202, 1, "exactly one post is new (%d were, %d duplicates)", n202, n200);
+    cr_assert_eq(n200, 99);
+
+    /* the dedup window survives a restart */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    cr_assert_eq(post_event(&S, ev, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 10000;
+    while (harness_id(&H, "evt_conc_1", "verified") < 1 && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    cr_assert_eq(harness_id(&H, "evt_conc_1", "verified"), 1);
+    cr_assert_eq(harness_id(&H, "evt_dup_1", "verified"), 1);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- retries -------------------------------------------------------------------------------- */
+
+Test(serve, flaky_route_is_retried_until_delivered, .timeout = 30)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/flaky/2/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    struct tn_resp r;
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_flaky\",\"type\":\"a\",\"data\":[1,2]}", &r), 202);
+    tn_resp_free(&r);
+    /* standard: 5 s then 300 s, x 0.01 */
+    cr_assert(wait_delivery(&S, wh, "delivered", &r, 15000), "not delivered");
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":3"), "%s", r.body);
+    const char *a1 = strstr(r.body, "\"status\":500");
+    cr_assert_not_null(a1, "%s", r.body);
+    cr_assert_not_null(strstr(a1 + 1, "\"status\":500"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"status\":200"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(harness_id(&H, "evt_flaky", "attempts"), 3);
+    cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "hookring_deliveries_delivered_total 1"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "hookring_retries_scheduled_total 2"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+Test(serve, a_restart_in_the_middle_of_a_retry_schedule_resumes_it, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "1");
+    char wh[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/flaky/2/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[3,1]}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    struct tn_resp r;
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_resume\",\"type\":\"a\",\"data\":{}}", &r), 202);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 5000;
+    while (harness_id(&H, "evt_resume", "attempts") < 1 && tn_now_ms() < end) {
+        usleep(10000);
+    }
+    cr_assert_eq(harness_id(&H, "evt_resume", "attempts"), 1);
+    usleep(300 * 1000); /* the attempt's record is durable (a batch is ~1 ms) */
+    tn_stop(&S, SIGKILL);
+
+    SERVE(&S, "--time-scale", "1");
+    cr_assert(wait_delivery(&S, wh, "pending", &r, 2000), "not pending after the restart");
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "next_attempt_at"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, wh, "delivered", &r, 15000), "not delivered");
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":3"), "%s", r.body);
+    tn_resp_free(&r);
+    /* no attempt was repeated: exactly the schedule's three */
+    cr_assert_eq(harness_id(&H, "evt_resume", "attempts"), 3);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- the kill test -------------------------------------------------------------------------- */
+
+#define KILL_MAX_IDS 20000
+
+static char kill_addr[64];
+static volatile int kill_stop;
+static char (*acked)[40];
+static size_t nacked;
+static pthread_mutex_t kill_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* kill_poster posts fresh events one after another from its own thread, recording every id that
+ * was answered 202; failures (the server is down or was killed mid-request) are normal. */
+static void *kill_poster(void *arg)
+{
+    size_t who = (size_t)arg;
+    for (unsigned k = 0; !kill_stop; k++) {
+        char ev[256], raw[512];
+        char id[40];
+        snprintf(id, sizeof(id), "evt_kill_%zu_%u", who, k);
+        int n = snprintf(ev, sizeof(ev),
+                         "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u}}", id, k);
+        int m = snprintf(raw, sizeof(raw),
+                         "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                         "\r\nContent-Length: %d\r\n\r\n%s",
+                         n, ev);
+        struct tn_resp r;
+        pthread_mutex_lock(&kill_lock);
+        char addr[64];
+        memcpy(addr, kill_addr, sizeof(addr));
+        pthread_mutex_unlock(&kill_lock);
+        int rc = tn_request(addr, raw, (size_t)m, &r);
+        if (rc == 0 && r.status == 202) {
+            pthread_mutex_lock(&kill_lock);
+            if (nacked < KILL_MAX_IDS) {
+                memcpy(acked[nacked++], id, sizeof(id));
+            }
+            pthread_mutex_unlock(&kill_lock);
+        } else {
+            usleep(2000);
+        }
+        tn_resp_free(&r);
+    }
+    return NULL;
+}
+
+Test(serve, sigkill_at_random_moments_loses_no_acknowledged_event, .timeout = 60)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.001");
+    char wh[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    acked = calloc(KILL_MAX_IDS, sizeof(*acked));
+    cr_assert_not_null(acked);
+    memcpy(kill_addr, S.addr[0], sizeof(kill_addr));
+    char listen[64];
+    memcpy(listen, S.addr[0], sizeof(listen)); /* restarts reuse the port */
+    pthread_t th[4];
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_eq(pthread_create(&th[i], NULL, kill_poster, (void *)i), 0);
+    }
+    srand((unsigned)tn_now_ms());
+    const char *const extra[] = {"--time-scale", "0.001", NULL};
+    for (int cycle = 0; cycle < 20; cycle++) {
+        usleep((useconds_t)(50 + rand() % 250) * 1000);
+        tn_stop(&S, SIGKILL);
+        start_serve_at(&S, listen, extra);
+    }
+    usleep(200 * 1000);
+    kill_stop = 1;
+    for (size_t i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    cr_assert_gt(nacked, 100, "too few events were acknowledged (%zu) to mean anything", nacked);
+    size_t missing = 0;
+    int64_t end = tn_now_ms() + 20000;
+    for (size_t i = 0; i < nacked; i++) {
+        while (harness_id(&H, acked[i], "verified") < 1 && tn_now_ms() < end) {
+            usleep(20000);
+        }
+        if (harness_id(&H, acked[i], "verified") < 1) {
+            missing++;
+            fprintf(stderr, "acknowledged but never delivered: %s\n", acked[i]);
+        }
+    }
+    cr_assert_eq(missing, 0, "%zu of %zu acknowledged events were lost", missing, nacked);
+    fprintf(stderr, "kill test: %zu events acknowledged over 20 SIGKILLs, all delivered\n", nacked);
+    stop_clean(&S);
+    stop_clean(&H);
+    free(acked);
+    remove_data_dir();
+}
