@@ -733,7 +733,7 @@ void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t 
         serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
         return;
     }
-    if (js.pending_bytes + 2 * s->o.max_body + 65536 > (8u << 20)) {
+    if (js.pending_bytes + 2 * s->o.max_body + 65536 > s->j.o.max_pending) {
         apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
                      "{\"error\":\"the journal is behind; retry\"}\n", 41);
         return;
@@ -993,7 +993,10 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     }
     s->client_ok = true;
     char jerr[512];
-    int rc = journal_open(&s->j, r, o->data_dir, NULL, jerr, sizeof(jerr));
+    /* room for several of the largest events at once beyond the default, so that the check
+     * before each ingest (serve_ingest) never refuses an empty journal */
+    struct journal_opts jo = {.max_pending = 4 * s->o.max_body + (8u << 20)};
+    int rc = journal_open(&s->j, r, o->data_dir, &jo, jerr, sizeof(jerr));
     if (rc) {
         snprintf(err, errlen, "the journal in %s: %s", o->data_dir, jerr);
         goto fail;
