@@ -10,11 +10,16 @@
 # send delivers tests/data/events/P.json to server.js running P's published verifier, accepted
 # (exit 0, counted once), refused with a wrong secret (4xx, exit 1, counted once), and with two
 # secrets (rotation) accepted by a receiver knowing only the second (standard, svix, stripe).
-# The nine receivers start once, together; every one is stopped on exit, failure or signal.
+# Then, over HTTPS (a throw-away CA made with openssl in the temp dir): every profile delivered
+# with --ca-file to a receiver whose certificate is for 127.0.0.1 (accepted, counted once), and
+# refused as tls_wrong_host by one whose certificate is for other.example (nothing reaches it);
+# tls_untrusted without --ca-file; the other-host receiver accepted when reached by its name.
+# The nine HTTP receivers start once, together, and stop before the eighteen HTTPS ones start;
+# every one is stopped on exit, failure or signal, and the temp dir (keys included) removed.
 #
 # Prints "ok N - ..." / "not ok N - ..." (with the verifier's output) per check, then exactly
 # "verifiers: N passed, N failed"; exits 1 if any check failed. A missing prerequisite (node,
-# node_modules, python3, timeout(1), hookring) is a failure, never a skip.
+# node_modules, python3, openssl, timeout(1), hookring) is a failure, never a skip.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,6 +76,14 @@ if command -v python3 >/dev/null 2>&1; then
     pass "python3 present for humcli's published (Python) verifier"
 else
     fail "python3 not found: humcli's published verifier is Python"
+fi
+# openssl(1) makes the throw-away PKI of the HTTPS checks and is their /_count client
+if command -v openssl >/dev/null 2>&1; then
+    pass "openssl present for the HTTPS receivers' throw-away CA ($(openssl version 2>&1 | head -n 1))"
+    have_openssl=1
+else
+    fail "openssl not found: the HTTPS checks need it to make their CA and certificates"
+    have_openssl=0
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hookring-verifiers.XXXXXX") || { fail "mktemp -d failed"; finish; }
@@ -366,43 +379,72 @@ wrong_secret() {
     esac
 }
 
+# Receivers are named by KEY: PROFILE (plain HTTP), PROFILE.good (HTTPS, certificate for
+# 127.0.0.1/localhost from the suite's CA) or PROFILE.other (HTTPS, certificate for other.example
+# only, same CA); every one runs PROFILE's verifier with the secrets of tests/data/secrets.sh.
 declare -A server_pid=() server_port=() server_down=()
-for p in $profiles; do
-    mapfile -t extra < <(data_enc_args "$p")
-    node "$here/server.js" --profile "$p" --port 0 --secret "$(data_secret "$p")" "${extra[@]}" \
-        >"$tmp/server_$p.out" 2>"$tmp/server_$p.err" &
-    server_pid[$p]=$!
-    server_pids+=("$!")
-done
-# all nine start at once; wait (at most 15 s) until each prints "listening" or dies
-for _ in $(seq 1 150); do
-    waiting=0
-    for p in $profiles; do
-        grep -q '^listening$' "$tmp/server_$p.out" 2>/dev/null && continue
-        kill -0 "${server_pid[$p]}" 2>/dev/null && waiting=1
+pki="$tmp/pki" # made below, before the HTTPS receivers start
+# start_receivers WAIT_S KEY...: starts a server.js per KEY, all at once, then waits (at most
+# WAIT_S seconds) until each prints "listening" or dies; sets server_port[KEY], or
+# server_down[KEY] to the reason it is not there
+start_receivers() {
+    local wait_s=$1 k p _ waiting extra=() tls=()
+    shift
+    for k in "$@"; do
+        p=${k%%.*}
+        case $k in
+            *.good | *.other) tls=(--tls-cert "$pki/${k#*.}.pem" --tls-key "$pki/${k#*.}.key") ;;
+            *) tls=() ;;
+        esac
+        mapfile -t extra < <(data_enc_args "$p")
+        node "$here/server.js" --profile "$p" --port 0 --secret "$(data_secret "$p")" "${extra[@]}" "${tls[@]}" \
+            >"$tmp/server_$k.out" 2>"$tmp/server_$k.err" &
+        server_pid[$k]=$!
+        server_pids+=("$!")
     done
-    [ "$waiting" -eq 0 ] && break
-    sleep 0.1
-done
-for p in $profiles; do
-    server_port[$p]=$(sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/server_$p.err" | head -n 1)
-    if ! grep -q '^listening$' "$tmp/server_$p.out" 2>/dev/null || [ -z "${server_port[$p]}" ]; then
-        server_down[$p]="server.js for $p did not start: $(cat "$tmp/server_$p.err")"
-    fi
-done
+    for _ in $(seq 1 $((wait_s * 10))); do
+        waiting=0
+        for k in "$@"; do
+            grep -q '^listening$' "$tmp/server_$k.out" 2>/dev/null && continue
+            kill -0 "${server_pid[$k]}" 2>/dev/null && waiting=1
+        done
+        [ "$waiting" -eq 0 ] && break
+        sleep 0.1
+    done
+    for k in "$@"; do
+        server_port[$k]=$(sed -n 's|.*https\{0,1\}://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/server_$k.err" | head -n 1)
+        if ! grep -q '^listening$' "$tmp/server_$k.out" 2>/dev/null || [ -z "${server_port[$k]}" ]; then
+            server_down[$k]="server.js for $k did not start within $wait_s s: $(cat "$tmp/server_$k.err")"
+        fi
+    done
+}
+# the nine HTTP receivers start at once (15 s at most)
+# shellcheck disable=SC2086 # $profiles is a list of words
+start_receivers 15 $profiles
 
-# get_count PROFILE: "ACCEPTED REJECTED" from the receiver's GET /_count (bash's /dev/tcp: no
-# client process to start); fails when the receiver does not answer
+# get_count KEY: "ACCEPTED REJECTED" from the receiver's GET /_count; fails when the receiver does
+# not answer. HTTP: bash's /dev/tcp (no client process to start). HTTPS: openssl s_client,
+# verifying the receiver's certificate against the suite's CA for the name it was made for.
 get_count() {
-    local resp
-    resp=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-        printf "GET /_count HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "${server_port[$1]}" 2>/dev/null) ||
-        return 1
+    local resp req=$'GET /_count HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'
+    case $1 in
+        *.good)
+            resp=$(printf '%s' "$req" | timeout 5 openssl s_client -quiet -connect "127.0.0.1:${server_port[$1]}" \
+                -CAfile "$pki/ca.pem" -verify_return_error -verify_ip 127.0.0.1 2>/dev/null) || return 1 ;;
+        *.other)
+            resp=$(printf '%s' "$req" | timeout 5 openssl s_client -quiet -connect "127.0.0.1:${server_port[$1]}" \
+                -CAfile "$pki/ca.pem" -verify_return_error -servername other.example \
+                -verify_hostname other.example 2>/dev/null) || return 1 ;;
+        *)
+            resp=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+                printf "GET /_count HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' _ "${server_port[$1]}" 2>/dev/null) ||
+                return 1 ;;
+    esac
     resp=${resp##*$'\r\n\r\n'}
     resp=$(printf '%s' "$resp" | sed -n 's/^{"accepted":\([0-9]*\),"rejected":\([0-9]*\)}$/\1 \2/p')
     [ -n "$resp" ] && printf '%s' "$resp"
 }
-# server_log PROFILE FROM_LINE: the receiver's verdict lines since FROM_LINE (for diagnostics)
+# server_log KEY FROM_LINE: the receiver's verdict lines since FROM_LINE (for diagnostics)
 server_log() { tail -n +"$(($2 + 1))" "$tmp/server_$1.err" | head -n 20 | cut -c1-300; }
 log_lines() { wc -l <"$tmp/server_$1.err" | tr -d ' '; }
 # exit_desc RC: hookring's exit status in words (signals and timeout(1) named)
@@ -514,6 +556,129 @@ for p in standard svix stripe; do
     check_send "$p" accept "$p: hookring send with two --secret (rotation), accepted by ${verifier[$p]} knowing only the second (200, exit 0, counted 1 accepted)" \
         "/webhooks/$p/rotation" "$(wrong_secret "$p")" "$(data_secret "$p")"
 done
+
+# the HTTP receivers are done: stop them before the HTTPS ones start (a loaded machine)
+for pid in "${server_pids[@]}"; do stop_server "$pid"; done
+server_pids=()
+
+# --- HTTPS: hookring send over TLS, trusting the suite's CA through --ca-file ---------------------
+# A throw-away CA made here (EC P-256, 2 days, in $tmp: removed at exit) signs two server
+# certificates: "good" for IP:127.0.0.1 and DNS:localhost, "other" for DNS:other.example only.
+# Each profile gets two HTTPS receivers (server.js --tls-cert/--tls-key), the good and the other.
+# make_pki: prints openssl's complaint and fails when something did not work
+make_pki() {
+    (
+        set -e
+        mkdir -p "$pki"
+        cd "$pki"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+            -days 2 -subj "/CN=hookring verifiers test CA"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >good.ext
+        printf 'subjectAltName=DNS:other.example\n' >other.ext
+        for leaf in good other; do
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$leaf.key" -out "$leaf.csr" \
+                -subj "/CN=$leaf"
+            openssl x509 -req -in "$leaf.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$leaf.pem" -days 2 \
+                -extfile "$leaf.ext"
+        done
+        # both chain to the CA; each is valid for its own names and not for the other's
+        openssl verify -CAfile ca.pem -verify_ip 127.0.0.1 good.pem
+        openssl verify -CAfile ca.pem -verify_hostname localhost good.pem
+        openssl verify -CAfile ca.pem -verify_hostname other.example other.pem
+        if openssl verify -CAfile ca.pem -verify_ip 127.0.0.1 other.pem; then exit 1; fi
+        if openssl verify -CAfile ca.pem -verify_hostname other.example good.pem; then exit 1; fi
+    ) >"$tmp/pki.log" 2>&1
+}
+tls_keys=()
+for p in $profiles; do tls_keys+=("$p.good" "$p.other"); done
+pki_desc="openssl made a throw-away CA, a certificate for IP:127.0.0.1+DNS:localhost and one for DNS:other.example only (openssl verify: each valid for its names only)"
+if [ "$have_openssl" -ne 1 ]; then
+    fail "$pki_desc" "openssl not found"
+    for k in "${tls_keys[@]}"; do server_down[$k]="no HTTPS receiver: openssl not found"; done
+elif ! make_pki; then
+    fail "$pki_desc" "$(tail -n 20 "$tmp/pki.log")"
+    for k in "${tls_keys[@]}"; do server_down[$k]="no HTTPS receiver: the certificates could not be made"; done
+else
+    pass "$pki_desc"
+    # all eighteen start at once (30 s at most: node on a loaded machine)
+    start_receivers 30 "${tls_keys[@]}"
+fi
+
+# check_tls_send KEY WANT DESC PATH URL_HOST [hookring send args...]: hookring send --profile
+# PROFILE (KEY's) of tests/data/events/PROFILE.json to https://URL_HOST:PORT/PATH, PORT being KEY's
+# receiver, with PROFILE's secret (tests/data/secrets.sh), one attempt. WANT accept: exit 0,
+# "attempt 1: 2xx" on stdout, the receiver counted exactly one more acceptance and no refusal.
+# WANT a failure class (tls_wrong_host, tls_untrusted): exit 1, stdout "attempt 1: CLASS", and the
+# receiver counted nothing and logged no request: the handshake was refused before one was sent.
+check_tls_send() {
+    local k=$1 want=$2 desc=$3 path=$4 host=$5
+    shift 5
+    local p=${k%%.*}
+    if [ -n "${server_down[$k]:-}" ]; then fail "$desc" "${server_down[$k]}"; return; fi
+    local extra=() from before after out err rc delta ok=1 why=() url
+    mapfile -t extra < <(data_enc_args "$p")
+    url="https://$host:${server_port[$k]}$path"
+    from=$(log_lines "$k")
+    before=$(get_count "$k")
+    timeout -k 2 30 "$hookring" send --profile "$p" --url "$url" --secret "$(data_secret "$p")" \
+        --allow-net 127.0.0.0/8 --timeout 20000 "${extra[@]}" "$@" "$data/events/$p.json" \
+        >"$tmp/send.out" 2>"$tmp/send.err"
+    rc=$?
+    out=$(cat "$tmp/send.out")
+    err=$(cat "$tmp/send.err")
+    after=$(get_count "$k")
+
+    if [ -z "$before" ] || [ -z "$after" ]; then
+        ok=0; why+=("/_count did not answer (before: '${before}', after: '${after}')")
+        delta=
+    else
+        delta="$((${after% *} - ${before% *})) $((${after#* } - ${before#* }))"
+    fi
+    printf '%s\n' "$out" | grep -Eq "^POST $path HTTP/1\.1 -> $host:${server_port[$k]} " ||
+        { ok=0; why+=("no request line 'POST $path HTTP/1.1 -> $host:${server_port[$k]} ...' on stdout"); }
+    if printf '%s\n' "$out" | grep -q '^attempt 2:'; then ok=0; why+=("more than one attempt"); fi
+    if [ "$want" = accept ]; then
+        [ "$rc" -eq 0 ] || { ok=0; why+=("exit status $(exit_desc "$rc"), expected 0"); }
+        printf '%s\n' "$out" | grep -Eq '^attempt 1: 2[0-9][0-9] in [0-9.]+ ms' ||
+            { ok=0; why+=("no 'attempt 1: 2xx in X ms' on stdout"); }
+        [ "$delta" = "1 0" ] || { ok=0; why+=("receiver counted ${delta:-?} (accepted rejected), expected 1 0"); }
+    else
+        [ "$rc" -eq 1 ] || { ok=0; why+=("exit status $(exit_desc "$rc"), expected 1"); }
+        printf '%s\n' "$out" | grep -Eq "^attempt 1: $want( |\$)" ||
+            { ok=0; why+=("no 'attempt 1: $want' on stdout"); }
+        [ "$delta" = "0 0" ] || { ok=0; why+=("receiver counted ${delta:-?} (accepted rejected), expected 0 0"); }
+        if server_log "$k" "$from" | grep -q ' POST '; then
+            ok=0; why+=("a request reached the receiver")
+        fi
+    fi
+    if [ "$ok" -eq 1 ]; then
+        pass "$desc"
+    else
+        fail "$desc" "$(printf '%s\n' "${why[@]}")
+--- hookring send $url: stdout:
+$(printf '%s\n' "$out" | head -n 20 | cut -c1-300)
+--- stderr:
+$(printf '%s\n' "$err" | head -n 10 | cut -c1-300)
+--- server log:
+$(server_log "$k" "$from")"
+    fi
+}
+
+for p in $profiles; do
+    check_tls_send "$p.good" accept "$p: hookring send over HTTPS (--ca-file: the suite's CA) to a certificate for 127.0.0.1, accepted by ${verifier[$p]} (200, exit 0, counted 1 accepted)" \
+        "/webhooks/$p/tls" 127.0.0.1 --ca-file "$pki/ca.pem"
+    check_tls_send "$p.other" tls_wrong_host "$p: hookring send over HTTPS to 127.0.0.1 presenting the CA's certificate for other.example -> tls_wrong_host (exit 1, nothing reached the receiver)" \
+        "/webhooks/$p/wrong-host" 127.0.0.1 --ca-file "$pki/ca.pem"
+done
+# without --ca-file the suite's CA is not trusted (the system's CAs are, and none of them made it)
+check_tls_send github.good tls_untrusted "github: hookring send over HTTPS without --ca-file -> tls_untrusted (exit 1, nothing reached the receiver)" \
+    /webhooks/github/untrusted 127.0.0.1
+# the name, not the certificate, is what refused the other-host receiver: reached as other.example
+# (--resolve, no DNS) it is accepted; and the good receiver reached as other.example is refused
+check_tls_send github.other accept "github: the other.example receiver reached as other.example (--resolve) is accepted (200, exit 0, counted 1 accepted): its refusal above was the host name" \
+    /webhooks/github/right-name other.example --ca-file "$pki/ca.pem" --resolve other.example:127.0.0.1
+check_tls_send github.good tls_wrong_host "github: the 127.0.0.1/localhost receiver reached as other.example (--resolve) -> tls_wrong_host (a DNS name mismatch too)" \
+    /webhooks/github/wrong-name other.example --ca-file "$pki/ca.pem" --resolve other.example:127.0.0.1
 
 for pid in "${server_pids[@]}"; do stop_server "$pid"; done
 server_pids=()
