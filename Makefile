@@ -20,6 +20,7 @@ endif
 
 CC ?= gcc
 FUZZ_CC ?= clang
+comma := ,
 BSSL_INC := /usr/include/android
 BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
 
@@ -59,6 +60,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
+.SECONDARY:
 .PHONY: all deps test test-plain test-asan check format fuzz fuzz-smoke bench demo clean
 
 all: $(HOOKRING) $(if $(HARNESS_SRC),$(HARNESS)) $(TESTS) $(BENCHES)
@@ -109,10 +111,12 @@ deps:
 		cd tests/verifiers && npm install --no-audit --no-fund --loglevel=error; fi
 
 # --- tests -----------------------------------------------------------------------------------
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	$(MAKE) all
-	$(MAKE) SAN=asan all
-	$(MAKE) SAN=tsan build/tsan/tests/test_dedup
+	$(MAKE) -j$(NPROC) all
+	$(MAKE) -j$(NPROC) SAN=asan all
+	$(MAKE) -j$(NPROC) SAN=tsan build/tsan/tests/test_dedup
 	tests/run.sh build build/asan build/tsan
 
 test-plain: all
@@ -134,13 +138,25 @@ FUZZ_FLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitiz
 	-D_GNU_SOURCE -DFUZZING -I$(BSSL_INC) -Iengine -pthread
 FUZZ_SECONDS ?= 30
 
-build/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard engine/*.h engine/sign/*.h)
+# The library is compiled once for every target (instrumented, without libFuzzer's main), then
+# each target links its own harness against those objects.
+FUZZ_LIB_FLAGS := $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_FLAGS))
+FUZZ_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
+
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+	$(FUZZ_CC) $(FUZZ_LIB_FLAGS) -MMD -MP -c $< -o $@
+
+build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_OBJ) $(LIBS)
+
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null)
 
 fuzz: $(FUZZERS)
 
-fuzz-smoke: deps fuzz
+fuzz-smoke: deps
+	$(MAKE) -j$(NPROC) fuzz
 	fuzz/smoke.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 # --- benchmarks and demo ---------------------------------------------------------------------
