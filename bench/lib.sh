@@ -99,3 +99,11 @@ make_pki() {
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
         -out "$d/server.pem" -days 2 -extfile "$d/server.ext" 2>/dev/null
 }
+
+# nginx_cpu: CPU seconds (user + system) the nginx worker has used so far; its growth over a
+# run says whether the receiver was the bottleneck (a worker busy ~100 % of the run).
+nginx_cpu() {
+    local w
+    w=$(pgrep -P "$nginx_pid" | head -n 1)
+    python3 -c "import os; f = open('/proc/$w/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
+}
