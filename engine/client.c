@@ -753,11 +753,19 @@ static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t fl
     k->ep->transport->sent(k, res);
 }
 
+/* conn_was_stale tells whether a failure may be a kept-alive connection the peer closed
+ * before reading our request (nothing came back yet on a reused connection): the request then
+ * goes out again, once, on a fresh connection. */
+static bool conn_was_stale(const struct conn *k)
+{
+    return k->requests > 1 && !k->got_bytes && k->cur->stale_retries < STALE_RETRIES;
+}
+
 /* conn_send_failed ends an exchange whose request could not be written: a kept-alive
  * connection the peer had closed sends the request again on a fresh one. */
 static void conn_send_failed(struct conn *k, int res)
 {
-    if (k->requests > 1 && !k->got_bytes && k->cur->stale_retries < STALE_RETRIES) {
+    if (conn_was_stale(k)) {
         attempt_requeue(k);
     } else {
         attempt_finish(k, classify_errno(-res), -res);
@@ -814,8 +822,7 @@ static void conn_eof(struct conn *k, int res)
     }
     /* A kept-alive connection the peer had already closed: nothing of ours was read, so the
      * request goes out again on a fresh connection. */
-    if (!k->got_bytes && k->requests > 1 && k->cur->stale_retries < STALE_RETRIES &&
-        (res == 0 || res == -ECONNRESET)) {
+    if (conn_was_stale(k) && (res == 0 || res == -ECONNRESET)) {
         attempt_requeue(k);
         return;
     }

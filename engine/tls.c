@@ -164,6 +164,19 @@ static enum tls_status fail(struct tls_conn *c, int ssl_err)
     return TLS_FAILED;
 }
 
+/* status_of maps a failed SSL call's result: waiting for the peer, closed, or failed. */
+static enum tls_status status_of(struct tls_conn *c, int rc)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        return TLS_AGAIN;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return TLS_CLOSED;
+    }
+    return fail(c, e);
+}
+
 enum tls_status tls_conn_handshake(struct tls_conn *c, struct tls_ctx *t)
 {
     if (c->established) {
@@ -178,14 +191,7 @@ enum tls_status tls_conn_handshake(struct tls_conn *c, struct tls_ctx *t)
         }
         return TLS_OK;
     }
-    int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        return TLS_AGAIN;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        return TLS_CLOSED;
-    }
-    return fail(c, e);
+    return status_of(c, rc);
 }
 
 int tls_conn_write(struct tls_conn *c, struct tls_ctx *t, const struct iovec *iov, int n)
@@ -225,14 +231,7 @@ enum tls_status tls_conn_read(struct tls_conn *c, uint8_t *buf, size_t cap, size
         *got = (size_t)rc;
         return TLS_OK;
     }
-    int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        return TLS_AGAIN;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        return TLS_CLOSED;
-    }
-    return fail(c, e);
+    return status_of(c, rc);
 }
 
 size_t tls_conn_pending(const struct tls_conn *c)
