@@ -30,6 +30,15 @@ enum conn_state {
     CONN_CLOSING,    /* cancelled; waiting for the kernel to hand back its ops */
 };
 
+/* A TLS origin: the endpoints of one host and port share its latest session, so a connection
+ * to any of them resumes what another negotiated. */
+struct tls_origin {
+    struct tls_origin *next;
+    SSL_SESSION *session;
+    uint16_t port;
+    char host[URL_HOST_MAX + 1];
+};
+
 struct conn_dns {
     struct dns_query q;
     struct conn *k;
@@ -168,6 +177,32 @@ void client_cleanup(struct client *c)
     }
     free(c->conns);
     c->conns = NULL;
+    while (c->origins) {
+        struct tls_origin *o = c->origins;
+        c->origins = o->next;
+        if (o->session) {
+            SSL_SESSION_free(o->session);
+        }
+        free(o);
+    }
+}
+
+static struct tls_origin *origin_get(struct client *c, const struct url *url)
+{
+    for (struct tls_origin *o = c->origins; o; o = o->next) {
+        if (o->port == url->port && strcmp(o->host, url->host) == 0) {
+            return o;
+        }
+    }
+    struct tls_origin *o = calloc(1, sizeof(*o));
+    if (!o) {
+        return NULL;
+    }
+    o->port = url->port;
+    snprintf(o->host, sizeof(o->host), "%s", url->host);
+    o->next = c->origins;
+    c->origins = o;
+    return o;
 }
 
 int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
@@ -185,6 +220,11 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
             return -EINVAL;
         }
         ep->transport = &transport_tls;
+        ep->origin = origin_get(c, url);
+        if (!ep->origin) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
     }
     if (!url->host_is_ip && !c->o.dns) {
         snprintf(err, errlen, "url: host names need a resolver, which this client lacks");
@@ -267,10 +307,7 @@ static void endpoint_adapt(struct endpoint *ep, const struct attempt *a)
 void endpoint_cleanup(struct endpoint *ep)
 {
     buf_free(&ep->prefix);
-    if (ep->session) {
-        SSL_SESSION_free(ep->session);
-        ep->session = NULL;
-    }
+    ep->origin = NULL; /* the client owns the origins */
 }
 
 const char *attempt_result_name(enum attempt_result r)
@@ -921,12 +958,12 @@ static void tls_failed(struct conn *k)
 
 static void tls_keep_session(void *arg, SSL_SESSION *s)
 {
-    struct endpoint *ep = arg;
+    struct tls_origin *o = arg;
     SSL_SESSION_up_ref(s);
-    if (ep->session) {
-        SSL_SESSION_free(ep->session);
+    if (o->session) {
+        SSL_SESSION_free(o->session);
     }
-    ep->session = s;
+    o->session = s;
 }
 
 /* tls_flush sends the ciphertext waiting in the engine, unless a send is in flight (its
@@ -1009,8 +1046,8 @@ static void tls_start(struct conn *k)
         return;
     }
     k->cout.len = k->cout_off = 0;
-    if (tls_conn_start(&k->tls, c->o.tls, ep->url.host, ep->url.host_is_ip, ep->session,
-                       tls_keep_session, ep)) {
+    if (tls_conn_start(&k->tls, c->o.tls, ep->url.host, ep->url.host_is_ip, ep->origin->session,
+                       tls_keep_session, ep->origin)) {
         attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
         return;
     }

@@ -78,6 +78,7 @@ extern const struct transport transport_plain;
 extern const struct transport transport_tls;
 
 struct tls_ctx;
+struct tls_origin;
 
 struct endpoint {
     struct client *cl;
@@ -102,7 +103,7 @@ struct endpoint {
     uint32_t queued;
     bool waiting; /* on the client's list of endpoints starved by the global cap */
     struct endpoint *next_waiting;
-    void *session; /* TLS: the origin's last session (SSL_SESSION), offered on reconnects */
+    struct tls_origin *origin; /* TLS: the origin (host, port) whose sessions it shares */
     uint64_t stat_connects;
     uint64_t stat_reuses;
     uint64_t stat_slowdowns;
@@ -153,11 +154,12 @@ struct client {
     struct conn *ready_head, *ready_tail; /* connected, attempt assigned, waiting to be signed */
     struct endpoint *waiting_head, *waiting_tail;
     uint32_t inflight;
-    uint32_t queued;     /* attempts waiting in endpoint queues */
-    uint32_t nconns;     /* open connections, idle ones included */
-    uint32_t nclosing;   /* connections waiting for the kernel to hand back their ops */
-    bool direct;         /* sockets are the ring's direct descriptors */
-    char detail_buf[80]; /* a failure's reason, formatted just before it is copied out */
+    uint32_t queued;            /* attempts waiting in endpoint queues */
+    uint32_t nconns;            /* open connections, idle ones included */
+    uint32_t nclosing;          /* connections waiting for the kernel to hand back their ops */
+    bool direct;                /* sockets are the ring's direct descriptors */
+    struct tls_origin *origins; /* TLS session cache: one entry per https origin */
+    char detail_buf[80];        /* a failure's reason, formatted just before it is copied out */
     uint64_t stat_batches;
     uint64_t stat_signed;
 };

@@ -360,8 +360,10 @@ Test(tls, reconnects_resume_the_session)
 {
     start();
     const struct prof *p = prof("github");
-    char url[256];
-    snprintf(url, sizeof(url), "%s", url_at(L_GOOD, "127.0.0.1", "/github/ok/r"));
+    char url[512];
+    /* two paths of one origin: they share its sessions */
+    snprintf(url, sizeof(url), "%s,%s", url_at(L_GOOD, "127.0.0.1", "/github/ok/r1"),
+             url_at(L_GOOD, "127.0.0.1", "/github/ok/r2"));
     RUN("blast", "--profile", "github", "--secret", p->secret, "--url", url, "--allow-net",
         "127.0.0.0/8", "--ca-file", file("ca.pem"), "--count", "60", "--concurrency", "2",
         "--workers", "1", "--new-connections", "--json", "--quiet");
