@@ -30,11 +30,15 @@ enum conn_state {
     CONN_CLOSING,    /* cancelled; waiting for the kernel to hand back its ops */
 };
 
-/* A TLS origin: the endpoints of one host and port share its latest session, so a connection
- * to any of them resumes what another negotiated. */
-struct tls_origin {
-    struct tls_origin *next;
+/* An origin (scheme, host, port): the endpoints of one origin share its idle keep-alive
+ * connections (a connection moves to another endpoint of its origin when that endpoint's caps
+ * allow) and, for https, its latest TLS session, so a connection to any of them resumes what
+ * another negotiated. */
+struct origin {
+    struct origin *next;
     SSL_SESSION *session;
+    struct conn *idle; /* most recently used first */
+    bool https;
     uint16_t port;
     char host[URL_HOST_MAX + 1];
 };
@@ -67,7 +71,9 @@ struct conn {
     bool send_done;
     bool got_bytes;
     uint32_t requests;
-    const char *fail_detail; /* a reason for the excerpt when there is no HTTP answer */
+    struct conn *idle_prev, *idle_next; /* in its origin's idle list, while idle */
+    struct conn *lru_prev, *lru_next;   /* in the client's list of idle connections */
+    const char *fail_detail;            /* a reason for the excerpt when there is no HTTP answer */
 
     /* DNS: the query while resolving (allocated the first time this conn resolves a name:
      * an answer holds several addresses), then the address connected to */
@@ -117,6 +123,8 @@ static void conn_handle_send(struct ring *r, struct op *op, int res, uint32_t fl
 static void conn_handle_recv(struct ring *r, struct op *op, int res, uint32_t flags);
 static void conn_handle_timer(struct ring *r, struct ring_timer *t);
 static void endpoint_dispatch(struct endpoint *ep);
+static void conn_close(struct conn *k);
+static void idle_remove(struct conn *k);
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
@@ -178,7 +186,7 @@ void client_cleanup(struct client *c)
     free(c->conns);
     c->conns = NULL;
     while (c->origins) {
-        struct tls_origin *o = c->origins;
+        struct origin *o = c->origins;
         c->origins = o->next;
         if (o->session) {
             SSL_SESSION_free(o->session);
@@ -187,18 +195,19 @@ void client_cleanup(struct client *c)
     }
 }
 
-static struct tls_origin *origin_get(struct client *c, const struct url *url)
+static struct origin *origin_get(struct client *c, const struct url *url)
 {
-    for (struct tls_origin *o = c->origins; o; o = o->next) {
-        if (o->port == url->port && strcmp(o->host, url->host) == 0) {
+    for (struct origin *o = c->origins; o; o = o->next) {
+        if (o->port == url->port && o->https == url->https && strcmp(o->host, url->host) == 0) {
             return o;
         }
     }
-    struct tls_origin *o = calloc(1, sizeof(*o));
+    struct origin *o = calloc(1, sizeof(*o));
     if (!o) {
         return NULL;
     }
     o->port = url->port;
+    o->https = url->https;
     snprintf(o->host, sizeof(o->host), "%s", url->host);
     o->next = c->origins;
     c->origins = o;
@@ -220,11 +229,11 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
             return -EINVAL;
         }
         ep->transport = &transport_tls;
-        ep->origin = origin_get(c, url);
-        if (!ep->origin) {
-            snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
+    }
+    ep->origin = origin_get(c, url);
+    if (!ep->origin) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
     if (!url->host_is_ip && !c->o.dns) {
         snprintf(err, errlen, "url: host names need a resolver, which this client lacks");
@@ -306,6 +315,18 @@ static void endpoint_adapt(struct endpoint *ep, const struct attempt *a)
 
 void endpoint_cleanup(struct endpoint *ep)
 {
+    /* its idle connections close now: nothing may point at the endpoint afterwards */
+    if (ep->origin) {
+        struct conn *k = ep->origin->idle;
+        while (k) {
+            struct conn *next = k->idle_next;
+            if (k->ep == ep) {
+                idle_remove(k);
+                conn_close(k);
+            }
+            k = next;
+        }
+    }
     buf_free(&ep->prefix);
     ep->origin = NULL; /* the client owns the origins */
 }
@@ -389,6 +410,73 @@ static void conn_close(struct conn *k)
     conn_release(k);
 }
 
+/* idle_push parks k, kept alive, in its origin's idle list and at the head of the client's
+ * LRU list. */
+static void idle_push(struct conn *k)
+{
+    struct origin *o = k->ep->origin;
+    struct client *c = k->cl;
+    k->state = CONN_IDLE;
+    k->idle_prev = NULL;
+    k->idle_next = o->idle;
+    if (o->idle) {
+        o->idle->idle_prev = k;
+    }
+    o->idle = k;
+    k->lru_prev = NULL;
+    k->lru_next = c->lru_head;
+    if (c->lru_head) {
+        c->lru_head->lru_prev = k;
+    } else {
+        c->lru_tail = k;
+    }
+    c->lru_head = k;
+}
+
+static void idle_remove(struct conn *k)
+{
+    struct origin *o = k->ep->origin;
+    struct client *c = k->cl;
+    if (k->idle_prev) {
+        k->idle_prev->idle_next = k->idle_next;
+    } else {
+        o->idle = k->idle_next;
+    }
+    if (k->idle_next) {
+        k->idle_next->idle_prev = k->idle_prev;
+    }
+    if (k->lru_prev) {
+        k->lru_prev->lru_next = k->lru_next;
+    } else {
+        c->lru_head = k->lru_next;
+    }
+    if (k->lru_next) {
+        k->lru_next->lru_prev = k->lru_prev;
+    } else {
+        c->lru_tail = k->lru_prev;
+    }
+    k->idle_prev = k->idle_next = k->lru_prev = k->lru_next = NULL;
+}
+
+/* idle_take gives ep an idle connection of its origin: its own, or another endpoint's when
+ * ep may hold one more (the connection then counts against ep). NULL when there is none. */
+static struct conn *idle_take(struct endpoint *ep)
+{
+    for (struct conn *k = ep->origin->idle; k; k = k->idle_next) {
+        if (k->ep != ep && ep->nconns >= ep->max_conns) {
+            continue;
+        }
+        idle_remove(k);
+        if (k->ep != ep) {
+            k->ep->nconns--;
+            k->ep = ep;
+            ep->nconns++;
+        }
+        return k;
+    }
+    return NULL;
+}
+
 static enum attempt_result classify_errno(int err)
 {
     switch (err) {
@@ -450,9 +538,7 @@ static void attempt_finish(struct conn *k, enum attempt_result result, int err)
         ring_timer_cancel(c->ring, &k->timer);
     }
     if (reuse) {
-        k->state = CONN_IDLE;
-        k->next = ep->idle;
-        ep->idle = k;
+        idle_push(k);
     } else if (k->state != CONN_CLOSING) {
         conn_close(k);
     }
@@ -512,6 +598,13 @@ static void ready_push(struct conn *k)
 static struct conn *conn_open(struct endpoint *ep)
 {
     struct client *c = ep->cl;
+    if (!c->free_conns && c->lru_tail) {
+        /* The table is full: the least recently used idle connection (of any origin) makes
+         * room, so idle keep-alives never starve an endpoint that has work. */
+        struct conn *old = c->lru_tail;
+        idle_remove(old);
+        conn_close(old);
+    }
     struct conn *k = c->free_conns;
     if (!k) {
         errno = EMFILE;
@@ -681,10 +774,9 @@ static void endpoint_dispatch(struct endpoint *ep)
             endpoint_wait(ep);
             return;
         }
-        struct conn *k = ep->idle;
+        struct conn *k = idle_take(ep);
         bool fresh = false;
         if (k) {
-            ep->idle = k->next;
             ep->stat_reuses++;
         } else if (ep->nconns < ep->max_conns && (k = conn_open(ep)) != NULL) {
             fresh = true;
@@ -958,7 +1050,7 @@ static void tls_failed(struct conn *k)
 
 static void tls_keep_session(void *arg, SSL_SESSION *s)
 {
-    struct tls_origin *o = arg;
+    struct origin *o = arg;
     SSL_SESSION_up_ref(s);
     if (o->session) {
         SSL_SESSION_free(o->session);

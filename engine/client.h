@@ -78,7 +78,7 @@ extern const struct transport transport_plain;
 extern const struct transport transport_tls;
 
 struct tls_ctx;
-struct tls_origin;
+struct origin;
 
 struct endpoint {
     struct client *cl;
@@ -98,12 +98,12 @@ struct endpoint {
     bool keep_alive; /* reuse connections (default); off: one connection per request */
     uint32_t nconns;
     uint32_t inflight;
-    struct conn *idle; /* keep-alive connections ready for reuse (LIFO) */
     struct attempt *qhead, *qtail;
     uint32_t queued;
     bool waiting; /* on the client's list of endpoints starved by the global cap */
     struct endpoint *next_waiting;
-    struct tls_origin *origin; /* TLS: the origin (host, port) whose sessions it shares */
+    struct origin *origin; /* scheme, host and port: its pool of idle connections and its TLS
+                              session are shared by every endpoint of that origin */
     uint64_t stat_connects;
     uint64_t stat_reuses;
     uint64_t stat_slowdowns;
@@ -154,12 +154,13 @@ struct client {
     struct conn *ready_head, *ready_tail; /* connected, attempt assigned, waiting to be signed */
     struct endpoint *waiting_head, *waiting_tail;
     uint32_t inflight;
-    uint32_t queued;            /* attempts waiting in endpoint queues */
-    uint32_t nconns;            /* open connections, idle ones included */
-    uint32_t nclosing;          /* connections waiting for the kernel to hand back their ops */
-    bool direct;                /* sockets are the ring's direct descriptors */
-    struct tls_origin *origins; /* TLS session cache: one entry per https origin */
-    char detail_buf[80];        /* a failure's reason, formatted just before it is copied out */
+    uint32_t queued;        /* attempts waiting in endpoint queues */
+    uint32_t nconns;        /* open connections, idle ones included */
+    uint32_t nclosing;      /* connections waiting for the kernel to hand back their ops */
+    bool direct;            /* sockets are the ring's direct descriptors */
+    struct origin *origins; /* one per origin: the keep-alive pools and TLS sessions */
+    struct conn *lru_head, *lru_tail; /* idle connections, most recently used first */
+    char detail_buf[80]; /* a failure's reason, formatted just before it is copied out */
     uint64_t stat_batches;
     uint64_t stat_signed;
 };

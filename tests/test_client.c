@@ -488,3 +488,70 @@ Test(client, humcli_is_https_only_unless_the_host_is_allowed_explicitly)
     signer_wipe(&s);
     rig_fini();
 }
+
+/* rig_endpoint_at is rig_endpoint on the harness's listener i. */
+static void rig_endpoint_at(struct endpoint *ep, size_t i, const char *path, uint32_t max_conns)
+{
+    char u[256], err[256];
+    snprintf(u, sizeof(u), "http://%s%s", H.addr[i], path);
+    struct url url;
+    cr_assert_eq(url_parse(&url, u, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(
+        endpoint_init(ep, &R.client, &url, &R.signer, 0, max_conns, max_conns, err, sizeof(err)), 0,
+        "%s", err);
+}
+
+Test(client, endpoints_of_one_origin_share_its_idle_connections)
+{
+    const char *args[] = {"--listen", "127.0.0.1:0", "--quiet", NULL};
+    cr_assert_eq(tn_start(&H, "hookring-harness", args, 1), 0);
+    rig_init(16, 16, true);
+    struct endpoint a, b;
+    rig_endpoint_at(&a, 0, "/ok/a", 2);
+    rig_endpoint_at(&b, 0, "/ok/b", 2);
+    cr_assert_eq(a.origin, b.origin, "one origin, one pool");
+    for (size_t i = 0; i < 10; i++) {
+        rig_submit(i, &a);
+    }
+    cr_assert_eq(rig_run(10, 10000), 10);
+    cr_assert_eq(a.stat_connects, 2);
+    for (size_t i = 10; i < 20; i++) {
+        rig_submit(i, &b);
+    }
+    cr_assert_eq(rig_run(20, 10000), 20);
+    cr_expect_eq(b.stat_connects, 0, "b opened %llu connections instead of reusing a's",
+                 (unsigned long long)b.stat_connects);
+    cr_expect_eq(b.nconns, 2);
+    cr_expect_eq(a.nconns, 0);
+    cr_expect_eq(R.client.nconns, 2);
+    /* cleaning an endpoint up closes the idle connections it holds */
+    rig_drain();
+    endpoint_cleanup(&b);
+    cr_expect_eq(R.client.nconns, 0, "%u connections left open", R.client.nconns);
+    endpoint_cleanup(&a);
+    rig_fini();
+    harness_stop();
+}
+
+Test(client, a_full_table_evicts_the_least_recently_used_idle_connection)
+{
+    const char *args[] = {"--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--quiet", NULL};
+    cr_assert_eq(tn_start(&H, "hookring-harness", args, 2), 0);
+    rig_init(2, 16, true); /* room for two connections in all */
+    struct endpoint a, b;
+    rig_endpoint_at(&a, 0, "/ok/a", 2);
+    rig_endpoint_at(&b, 1, "/ok/b", 2); /* another origin */
+    cr_assert_neq(a.origin, b.origin);
+    rig_submit(0, &a);
+    rig_submit(1, &a);
+    cr_assert_eq(rig_run(2, 10000), 2);
+    cr_assert_eq(R.client.nconns, 2, "a keeps two idle connections");
+    rig_submit(2, &b);
+    cr_assert_eq(rig_run(3, 10000), 3);
+    cr_expect_eq(R.at[2].a.result, ATTEMPT_OK, "b starved behind a's idle connections: %s",
+                 attempt_result_name(R.at[2].a.result));
+    cr_expect_eq(b.stat_connects, 1);
+    cr_expect_eq(a.nconns, 1, "one of a's idle connections made room");
+    rig_cleanup((struct endpoint *[]){&a, &b}, 2);
+    harness_stop();
+}
