@@ -661,25 +661,21 @@ static void reply_done(struct journal *j, struct journal_waiter *w, int res)
     struct sreply *r = container_of(w, struct sreply, w);
     struct serve *s = r->s;
     if (res == 0) {
-        if (r->ev) {
-            s->m.ingested++;
-            for (size_t i = 0; i < r->ndl; i++) {
-                if (s->stopping) {
-                    dlv_schedule(s, r->dl[i], 0);
-                } else {
-                    dlv_send(s, r->dl[i]);
-                }
+        s->m.ingested += r->nnew;
+        for (size_t i = 0; i < r->ndl; i++) {
+            if (s->stopping) {
+                dlv_schedule(s, r->dl[i], 0);
+            } else {
+                dlv_send(s, r->dl[i]);
             }
         }
-        apisrv_reply(r->c, r->status, NULL, NULL, r->body.p, r->body.len);
+        apisrv_reply(r->c, r->status, r->ctype, NULL, r->body.p, r->body.len);
     } else {
-        /* never durable: forget the event (its deliveries never started) */
-        if (r->ev) {
-            for (size_t i = 0; i < r->ndl; i++) {
-                dlv_free(s, r->dl[i]);
-            }
+        /* never durable: forget the events (their deliveries never started); the events
+         * themselves stay in memory, unused: the journal is dead anyway */
+        for (size_t i = 0; i < r->ndl; i++) {
+            dlv_free(s, r->dl[i]);
         }
-        /* the event itself stays in memory, unused: the journal is dead anyway */
         serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
     }
     buf_free(&r->body);
@@ -701,87 +697,94 @@ struct sreply *serve_reply_new(struct serve *s, struct apiconn *c, int status)
     return r;
 }
 
+static void reply_drop(struct sreply *r)
+{
+    buf_free(&r->body);
+    free(r->dl);
+    free(r);
+}
+
 void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len)
 {
     int rc = journal_append(&r->s->j, type, payload, len, &r->w);
     if (rc) {
         r->s->m.journal_errors++;
+        for (size_t i = 0; i < r->ndl; i++) {
+            dlv_free(r->s, r->dl[i]);
+        }
         if (rc == -EAGAIN) {
             apisrv_reply(r->c, 503, NULL, "Retry-After: 1\r\n",
                          "{\"error\":\"the journal is behind; retry\"}\n", 41);
         } else {
             serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
         }
-        buf_free(&r->body);
-        free(r->dl);
-        free(r);
+        reply_drop(r);
     }
 }
 
-void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms)
+enum ingest_result {
+    ING_NEW = 0,
+    ING_DUPLICATE,
+    ING_BEHIND, /* the journal has no room now: retry */
+    ING_FULL,   /* the dedup window is full: retry */
+    ING_FAILED, /* the journal failed */
+    ING_NOMEM,
+};
+
+/* ingest_one takes one parsed event (copied) into r: dedup, then for a new event its record is
+ * appended (w, may be NULL, waits for it) and its deliveries added to r->dl, to start once r's
+ * record is durable. The journal's room is checked before the dedup insert: an insert cannot be
+ * undone, so an event refused for backpressure must not leave its key behind. */
+static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const struct event *in,
+                                     int64_t now_ms, struct journal_waiter *w)
 {
-    if (in->callback) {
-        serve_api_error(c, 400,
-                        "field 'callback_url': per-event callbacks are not supported by serve yet");
-        return;
+    if (journal_failed(&s->j)) {
+        return ING_FAILED;
     }
-    /* the journal's room is checked before the dedup insert: an insert cannot be undone, so an
-     * event refused for backpressure must not leave its key behind */
+    size_t n = 0;
+    for (size_t i = 0; i < s->nwh; i++) {
+        n += serve_match(s->whs[i], in);
+    }
+    struct buf canon;
+    buf_init(&canon, 64u << 20);
+    if (canonical_event(&canon, in)) {
+        buf_free(&canon);
+        return ING_NOMEM;
+    }
+    /* the record: ingest time, the text, the count, (index, webhook id) per delivery; 4 KiB
+     * covers framing and a closing SREC_NOP */
+    size_t need = 16 + canon.len + n * (12 + WH_ID_LEN) + 4096;
     struct journal_stats js;
     journal_stats(&s->j, &js);
-    if (journal_failed(&s->j)) {
-        serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
-        return;
-    }
-    if (js.pending_bytes + 2 * s->o.max_body + 65536 > s->j.o.max_pending) {
-        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
-                     "{\"error\":\"the journal is behind; retry\"}\n", 41);
-        return;
+    if (js.pending_bytes + need > s->j.o.max_pending) {
+        buf_free(&canon);
+        return ING_BEHIND;
     }
     uint8_t key[DEDUP_KEY_LEN];
     dedup_key_of(key, in);
     enum dedup_result dr = dedup_insert(s->dd, key, (uint64_t)now_ms);
-    if (dr == DEDUP_FULL) {
-        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
-                     "{\"error\":\"the dedup window is full; retry\"}\n", 44);
-        return;
-    }
-    struct sreply *r = serve_reply_new(s, c, dr == DEDUP_NEW ? 202 : 200);
-    if (!r) {
-        serve_api_error(c, 500, "out of memory");
-        return;
-    }
-    if (dr == DEDUP_DUPLICATE) {
-        /* answered once everything appended before is durable (the first copy included), so
-         * "duplicate" never names an event a crash could still lose */
-        s->m.duplicates++;
-        buf_puts(&r->body, "{\"id\":");
-        json_put_string(&r->body, slice_of(in->id, in->id_len));
-        buf_puts(&r->body, ",\"duplicate\":true}\n");
-        serve_reply_commit(r, SREC_NOP, "", 0);
-        return;
+    if (dr != DEDUP_NEW) {
+        buf_free(&canon);
+        if (dr == DEDUP_DUPLICATE) {
+            s->m.duplicates++;
+            return ING_DUPLICATE;
+        }
+        return ING_FULL;
     }
     char err[EVENT_ERR_MAX];
-    struct buf canon;
-    buf_init(&canon, 64u << 20);
-    struct sevent *e = NULL;
-    if (canonical_event(&canon, in) ||
-        !(e = sevent_new(canon.p, canon.len, now_ms, err, sizeof(err))) || ev_keep(s, e)) {
-        buf_free(&canon);
-        ev_free(e);
-        free(r);
-        serve_api_error(c, 500, "out of memory");
-        return;
-    }
+    struct sevent *e = sevent_new(canon.p, canon.len, now_ms, err, sizeof(err));
     buf_free(&canon);
-    r->ev = e;
-    size_t n = 0;
-    for (size_t i = 0; i < s->nwh; i++) {
-        n += serve_match(s->whs[i], &e->ev);
+    if (!e || ev_keep(s, e)) {
+        ev_free(e);
+        return ING_NOMEM;
     }
-    r->dl = calloc(n ? n : 1, sizeof(*r->dl));
+    size_t base = r->ndl;
+    struct delivery **dl = realloc(r->dl, (base + n + 1) * sizeof(*dl));
+    int rc = dl ? 0 : -ENOMEM;
+    if (dl) {
+        r->dl = dl;
+    }
     s->scratch.len = 0;
-    int rc = r->dl ? 0 : -ENOMEM;
     rc |= put_u64(&s->scratch, (uint64_t)now_ms) |
           put_str(&s->scratch, (const char *)e->json.p, e->json.len) |
           put_u32(&s->scratch, (uint32_t)n);
@@ -798,34 +801,186 @@ void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t 
         r->dl[r->ndl++] = d;
         rc |= put_u64(&s->scratch, d->idx) | put_cstr(&s->scratch, wh->id);
     }
+    enum ingest_result res = ING_NOMEM;
+    if (!rc) {
+        rc = journal_append(&s->j, SREC_EVENT, s->scratch.p, s->scratch.len, w);
+        /* room was checked above: only a failed journal gets here */
+        res = ING_FAILED;
+        if (rc) {
+            s->m.journal_errors++;
+        }
+    }
     if (rc) {
-        for (size_t i = 0; i < r->ndl; i++) {
+        for (size_t i = base; i < r->ndl; i++) {
             dlv_free(s, r->dl[i]);
         }
+        r->ndl = base;
         s->nev--;
         ev_free(e);
-        free(r->dl);
-        free(r);
+        return res;
+    }
+    r->nnew++;
+    return ING_NEW;
+}
+
+/* ingest_refuse answers c for an event ingest_one did not take. */
+static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
+{
+    switch (ir) {
+    case ING_BEHIND:
+        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
+                     "{\"error\":\"the journal is behind; retry\"}\n", 41);
+        break;
+    case ING_FULL:
+        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
+                     "{\"error\":\"the dedup window is full; retry\"}\n", 44);
+        break;
+    case ING_FAILED:
+        serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
+        break;
+    default:
+        serve_api_error(c, 500, "out of memory");
+        break;
+    }
+}
+
+static const char callback_refused[] =
+    "field 'callback_url': per-event callbacks are not supported by serve yet";
+
+void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms)
+{
+    if (in->callback) {
+        serve_api_error(c, 400, callback_refused);
+        return;
+    }
+    if (journal_failed(&s->j)) {
+        ingest_refuse(c, ING_FAILED);
+        return;
+    }
+    /* room for the largest event, whatever this one's size */
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    if (js.pending_bytes + 2 * s->o.max_body + 65536 > s->j.o.max_pending) {
+        ingest_refuse(c, ING_BEHIND);
+        return;
+    }
+    struct sreply *r = serve_reply_new(s, c, 202);
+    if (!r) {
         serve_api_error(c, 500, "out of memory");
         return;
     }
+    enum ingest_result ir = ingest_one(s, r, in, now_ms, &r->w);
     buf_puts(&r->body, "{\"id\":");
-    json_put_string(&r->body, slice_of(e->ev.id, e->ev.id_len));
-    buf_printf(&r->body, ",\"deliveries\":%zu}\n", r->ndl);
-    int arc = journal_append(&s->j, SREC_EVENT, s->scratch.p, s->scratch.len, &r->w);
-    if (arc) {
-        /* room was checked above: only a failed journal gets here */
-        s->m.journal_errors++;
-        for (size_t i = 0; i < r->ndl; i++) {
-            dlv_free(s, r->dl[i]);
-        }
-        s->nev--;
-        ev_free(e);
-        free(r->dl);
-        buf_free(&r->body);
-        free(r);
-        serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
+    json_put_string(&r->body, slice_of(in->id, in->id_len));
+    switch (ir) {
+    case ING_NEW:
+        /* the waiter answers once the record is durable */
+        buf_printf(&r->body, ",\"deliveries\":%zu}\n", r->ndl);
+        return;
+    case ING_DUPLICATE:
+        /* answered once everything appended before is durable (the first copy included), so
+         * "duplicate" never names an event a crash could still lose */
+        r->status = 200;
+        buf_puts(&r->body, ",\"duplicate\":true}\n");
+        serve_reply_commit(r, SREC_NOP, "", 0);
+        return;
+    default:
+        ingest_refuse(c, ir);
+        reply_drop(r);
+        return;
     }
+}
+
+static void batch_line_error(struct buf *b, size_t line, const char *msg)
+{
+    buf_printf(b, "{\"line\":%zu,\"error\":", line);
+    json_put_string(b, slice_cstr(msg));
+    buf_puts(b, "}\n");
+}
+
+static bool blank_line(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* batch_line ingests line number line of a batch into r, writing its result line. */
+static void batch_line(struct serve *s, struct sreply *r, size_t line, const uint8_t *p, size_t n,
+                       int64_t now_ms)
+{
+    static struct event ev;
+    char err[EVENT_ERR_MAX];
+    if (event_parse(&ev, p, n, now_ms, err, sizeof(err))) {
+        batch_line_error(&r->body, line, err);
+        event_clear(&ev);
+        return;
+    }
+    if (ev.callback) {
+        batch_line_error(&r->body, line, callback_refused);
+        event_clear(&ev);
+        return;
+    }
+    size_t before = r->ndl;
+    enum ingest_result ir = ingest_one(s, r, &ev, now_ms, NULL);
+    if (ir == ING_NEW || ir == ING_DUPLICATE) {
+        buf_puts(&r->body, "{\"id\":");
+        json_put_string(&r->body, slice_of(ev.id, ev.id_len));
+        if (ir == ING_NEW) {
+            buf_printf(&r->body, ",\"deliveries\":%zu}\n", r->ndl - before);
+        } else {
+            buf_puts(&r->body, ",\"duplicate\":true}\n");
+        }
+    } else {
+        batch_line_error(&r->body, line,
+                         ir == ING_BEHIND   ? "the journal is behind; retry"
+                         : ir == ING_FULL   ? "the dedup window is full; retry"
+                         : ir == ING_FAILED ? "the journal failed"
+                                            : "out of memory");
+    }
+    event_clear(&ev);
+}
+
+void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
+                        int64_t now_ms)
+{
+    if (journal_failed(&s->j)) {
+        ingest_refuse(c, ING_FAILED);
+        return;
+    }
+    struct sreply *r = serve_reply_new(s, c, 200);
+    if (!r) {
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    r->ctype = "application/x-ndjson";
+    size_t line = 0, nev = 0;
+    for (size_t i = 0; i < len;) {
+        const uint8_t *nl = memchr(body + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - body) : len;
+        line++;
+        if (!blank_line(body + i, end - i)) {
+            if (++nev > SERVE_BATCH_MAX) {
+                char err[64];
+                snprintf(err, sizeof(err), "a batch holds at most %d events", SERVE_BATCH_MAX);
+                batch_line_error(&r->body, line, err);
+            } else {
+                batch_line(s, r, line, body + i, end - i, now_ms);
+            }
+        }
+        i = end + 1;
+    }
+    if (nev == 0) {
+        reply_drop(r);
+        serve_api_error(c, 400, "the body holds no event (NDJSON: one event per line)");
+        return;
+    }
+    /* one group commit: the NOP is durable only once every event record before it is, and the
+     * duplicates' first copies too */
+    serve_reply_commit(r, SREC_NOP, "", 0);
 }
 
 /* ======== recovery ============================================================================ */
@@ -1103,9 +1258,7 @@ int serve_free(struct serve *s)
         ev_free(s->evs[i]);
     }
     free(s->evs);
-    if (s->client_ok) {
-        client_cleanup(&s->cl);
-    }
+    /* endpoints before the client: an endpoint refers to the client's per-origin state */
     for (size_t i = 0; i < s->nwh; i++) {
         if (s->whs[i]->ep_ok) {
             endpoint_cleanup(&s->whs[i]->ep);
@@ -1114,6 +1267,9 @@ int serve_free(struct serve *s)
         free(s->whs[i]);
     }
     free(s->whs);
+    if (s->client_ok) {
+        client_cleanup(&s->cl);
+    }
     dedup_free(s->dd);
     buf_free(&s->scratch);
     free(s);

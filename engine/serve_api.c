@@ -722,6 +722,14 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
         event_clear(&ev);
         return;
     }
+    if (slice_eq_cstr(p, "/v1/events/batch")) {
+        if (post) {
+            serve_ingest_batch(s, c, req->body.p, req->body.len, serve_now_ms());
+        } else {
+            not_allowed(c, "POST");
+        }
+        return;
+    }
     if (slice_eq_cstr(p, "/v1/webhooks")) {
         if (post) {
             webhook_create(s, c, req);

@@ -95,9 +95,10 @@ struct sreply {
     struct serve *s;
     struct apiconn *c;
     int status;
+    const char *ctype; /* NULL: application/json */
     struct buf body;
-    struct sevent *ev;
-    struct delivery **dl;
+    size_t nnew;          /* events ingested by the record(s) waited for */
+    struct delivery **dl; /* to start once durable */
     size_t ndl;
 };
 
@@ -156,6 +157,13 @@ void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, siz
 /* serve_ingest handles a parsed event (ev owned by the caller until it returns: it is copied):
  * dedup, fan-out, journal, and the answer on c. */
 void serve_ingest(struct serve *s, struct apiconn *c, struct event *ev, int64_t now_ms);
+
+/* serve_ingest_batch handles an NDJSON body of events, one per line (at most SERVE_BATCH_MAX):
+ * each ingested as serve_ingest would, one result line each, answered 200 once every record of
+ * the batch is durable (one group commit). */
+#define SERVE_BATCH_MAX 10000
+void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
+                        int64_t now_ms);
 
 /* serve_match tells whether wh takes ev (active, type filter, agent filter). */
 bool serve_match(const struct webhook *wh, const struct event *ev);
