@@ -20,7 +20,11 @@ for build in "$@"; do
         echo "=== $t"
         out=$(HOOKRING_BUILD="$build" "$t" --jobs 2 2>&1)
         rc=$?
-        printf '%s\n' "$out" | grep -v '^\[----\]' | tail -n 25
+        if [ $rc -eq 0 ]; then
+            printf '%s\n' "$out" | grep -v '^\[----\]' | tail -n 25
+        else
+            printf '%s\n' "$out" | tail -n 120 # a failing suite shows its assertions
+        fi
         syn=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
         p=$(printf '%s' "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
         f=$(printf '%s' "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
