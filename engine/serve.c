@@ -166,16 +166,43 @@ static struct webhook *webhook_find_any(struct serve *s, struct slice id)
     return NULL;
 }
 
+/* webhook_signer builds wh's signer at now_ms into sg: its secret, and the previous one while
+ * its grace lasts where the profile sends several signatures. */
+static int webhook_signer(const struct webhook *wh, int64_t now_ms, struct signer *sg, char *err,
+                          size_t errlen)
+{
+    struct slice secrets[2] = {slice_cstr(wh->secret), slice_cstr(wh->old_secret)};
+    size_t n = wh->secret[0] ? 1 : 0;
+    if (n && wh->p->multi_sig && wh->old_secret[0] && now_ms < wh->old_until_ms) {
+        n = 2;
+    }
+    if (signer_init(sg, wh->p, secrets, n, slice_cstr(wh->enc_secret), slice_cstr(wh->enc_salt),
+                    err, errlen)) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t errlen)
+{
+    struct signer sg;
+    if (webhook_signer(wh, now_ms, &sg, err, errlen)) {
+        return -EINVAL;
+    }
+    memcpy(sg.api_version, wh->signer.api_version, sizeof(sg.api_version));
+    signer_wipe(&wh->signer);
+    wh->signer = sg;
+    return 0;
+}
+
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
 {
     struct url u;
     if (url_parse(&u, wh->url_s, err, errlen)) {
         return -EINVAL;
     }
-    struct slice secret = slice_cstr(wh->secret);
     struct signer sg;
-    if (signer_init(&sg, wh->p, &secret, wh->secret[0] ? 1 : 0, slice_cstr(wh->enc_secret),
-                    slice_cstr(wh->enc_salt), err, errlen)) {
+    if (webhook_signer(wh, serve_now_ms(), &sg, err, errlen)) {
         return -EINVAL;
     }
     if (wh->ep_ok) {
@@ -228,6 +255,8 @@ static int webhook_encode(struct buf *b, const struct webhook *wh)
     }
     rc |= put_u32(b, wh->timeout_ms) | put_u8(b, (uint8_t)wh->status) |
           put_u64(b, (uint64_t)wh->created_ms);
+    /* added after the first version: a record without them has no previous secret */
+    rc |= put_cstr(b, wh->old_secret) | put_u64(b, (uint64_t)wh->old_until_ms);
     return rc ? -ENOMEM : 0;
 }
 
@@ -279,6 +308,10 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
     wh->timeout_ms = rd_u32(r);
     wh->status = (enum wh_status)rd_u8(r);
     wh->created_ms = (int64_t)rd_u64(r);
+    if (!r->bad && r->off < r->len) {
+        rd_cstr(r, wh->old_secret, sizeof(wh->old_secret));
+        wh->old_until_ms = (int64_t)rd_u64(r);
+    }
     wh->p = profile_find(pname);
     if (r->bad || !wh->p || wh->status > WH_DELETED) {
         free(wh);
@@ -490,6 +523,15 @@ static void dlv_send(struct serve *s, struct delivery *d)
                                            : "endpoint_unusable",
                   NULL);
         return;
+    }
+    if (wh->old_secret[0] && serve_now_ms() >= wh->old_until_ms) {
+        /* the grace of the previous secret is over: sign with the current one only (nothing to
+         * journal: a replay finds the grace over too) */
+        char err[EVENT_ERR_MAX];
+        memset(wh->old_secret, 0, sizeof(wh->old_secret));
+        if (serve_webhook_resign(wh, serve_now_ms(), err, sizeof(err))) {
+            fprintf(stderr, "hookring serve: webhook %s: %s\n", wh->id, err);
+        }
     }
     if (d->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
         /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */

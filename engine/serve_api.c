@@ -161,6 +161,10 @@ static void webhook_json(struct buf *b, const struct webhook *wh, bool with_secr
             json_put_string(b, slice_cstr(wh->enc_salt));
         }
     }
+    if (wh->old_secret[0] && wh->old_until_ms > serve_now_ms()) {
+        buf_puts(b, ",\"previous_secret_expires_at\":");
+        put_time(b, wh->old_until_ms);
+    }
     buf_puts(b, ",\"retry_schedule\":[");
     const uint32_t *sch = wh->has_sched ? wh->sched : wh->p->retry_s;
     size_t n = wh->has_sched ? wh->nsched : wh->p->nretry;
@@ -491,6 +495,90 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     commit_webhook(s, c, wh, 200, false);
 }
 
+#define ROTATE_GRACE_DEFAULT_S 86400
+#define ROTATE_GRACE_MAX_S (30 * 86400)
+
+/* webhook_rotate gives wh a new secret (the body's, or a generated one); the previous one goes
+ * on signing alongside it for grace_seconds where the profile sends several signatures. */
+static void webhook_rotate(struct serve *s, struct apiconn *c, const struct httpreq *req,
+                           struct webhook *wh)
+{
+    static struct json_tok toks[API_MAX_TOKS];
+    char err[EVENT_ERR_MAX + 64];
+    char secret[EVENT_SECRET_MAX + 1] = "";
+    uint64_t grace = ROTATE_GRACE_DEFAULT_S;
+    const uint8_t *in = req->body.p;
+    if (req->body.len) {
+        if (parse_body(req, toks, err, sizeof(err))) {
+            serve_api_error(c, 400, err);
+            return;
+        }
+        if (toks[0].type != JSON_OBJECT) {
+            serve_api_error(c, 400, "the body must be a JSON object");
+            return;
+        }
+        size_t k = 1;
+        for (uint32_t m = 0; m < toks[0].size; m++) {
+            const struct json_tok *kt = &toks[k];
+            const struct json_tok *vt = &toks[k + 1];
+            k = kt[1].next;
+            char name[64];
+            size_t nl;
+            if (json_unescape(kt, in, name, sizeof(name), &nl)) {
+                serve_api_error(c, 400, "a member name is too long or badly escaped");
+                return;
+            }
+            if (strcmp(name, "secret") == 0) {
+                if (get_string(vt, in, "secret", secret, sizeof(secret), false, err, sizeof(err))) {
+                    serve_api_error(c, 400, err);
+                    return;
+                }
+            } else if (strcmp(name, "grace_seconds") == 0) {
+                if (vt->type != JSON_NUMBER ||
+                    !slice_uint(json_tok_slice(vt, in), ROTATE_GRACE_MAX_S, &grace)) {
+                    serve_api_error(c, 400, "field 'grace_seconds': whole seconds, 0-2592000");
+                    return;
+                }
+            } else {
+                snprintf(err, sizeof(err), "field '%s': unknown", name);
+                serve_api_error(c, 400, err);
+                return;
+            }
+        }
+    }
+    if (!secret[0]) {
+        random_secret(secret, sizeof(secret), "whsec_", 24);
+    }
+    static struct webhook tmp;
+    memcpy(&tmp, wh, sizeof(tmp));
+    int64_t now = serve_now_ms();
+    if (wh->p->multi_sig && grace > 0) {
+        memcpy(tmp.old_secret, wh->secret, sizeof(tmp.old_secret));
+        tmp.old_until_ms = now + (int64_t)grace * 1000;
+    } else {
+        memset(tmp.old_secret, 0, sizeof(tmp.old_secret));
+        tmp.old_until_ms = 0;
+    }
+    memcpy(tmp.secret, secret, sizeof(tmp.secret));
+    /* the new signer is built on the copy first: a secret the profile refuses changes nothing */
+    struct signer sg;
+    tmp.signer = (struct signer){0};
+    if (serve_webhook_resign(&tmp, now, err, sizeof(err))) {
+        memset(&tmp, 0, sizeof(tmp));
+        serve_api_error(c, 400, err);
+        return;
+    }
+    sg = tmp.signer;
+    memcpy(sg.api_version, wh->signer.api_version, sizeof(sg.api_version));
+    signer_wipe(&wh->signer);
+    wh->signer = sg;
+    memcpy(wh->secret, tmp.secret, sizeof(wh->secret));
+    memcpy(wh->old_secret, tmp.old_secret, sizeof(wh->old_secret));
+    wh->old_until_ms = tmp.old_until_ms;
+    memset(&tmp, 0, sizeof(tmp));
+    commit_webhook(s, c, wh, 200, true);
+}
+
 static void webhook_list(struct serve *s, struct apiconn *c)
 {
     struct buf b;
@@ -782,6 +870,10 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
             } else {
                 not_allowed(c, "GET, PATCH, DELETE");
             }
+            return;
+        }
+        if (slice_eq_cstr(sub, "/rotate-secret")) {
+            post ? webhook_rotate(s, c, req, wh) : not_allowed(c, "POST");
             return;
         }
         if (slice_eq_cstr(sub, "/deliveries")) {

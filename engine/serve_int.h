@@ -40,6 +40,10 @@ struct webhook {
     char secret[EVENT_SECRET_MAX + 1];
     char enc_secret[EVENT_SECRET_MAX + 1];
     char enc_salt[EVENT_SECRET_MAX + 1];
+    /* the secret before the last rotation: signed with alongside secret until old_until_ms
+     * (unix ms) where the profile sends several signatures; "" when none */
+    char old_secret[EVENT_SECRET_MAX + 1];
+    int64_t old_until_ms;
     uint32_t sched[WH_MAX_SCHEDULE];
     size_t nsched;
     bool has_sched;
@@ -141,6 +145,11 @@ struct delivery *serve_delivery_find(struct serve *s, struct slice id);
 /* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. Returns 0 or -EINVAL
  * with err filled (naming the field). */
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);
+
+/* serve_webhook_resign rebuilds wh's signer in place (the endpoint keeps pointing at it) from
+ * its secrets at now_ms: the previous secret too while its grace lasts. Returns 0 or -EINVAL
+ * with err filled (naming the field). */
+int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t errlen);
 
 /* serve_webhook_add takes wh (malloc'ed, applied) into the table. Returns 0 or -ENOMEM. */
 int serve_webhook_add(struct serve *s, struct webhook *wh);

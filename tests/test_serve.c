@@ -677,6 +677,102 @@ Test(serve, batch_ingest_answers_one_line_per_event_once_durable, .timeout = 40)
     remove_data_dir();
 }
 
+/* ---- secret rotation ------------------------------------------------------------------------ */
+
+#define NEW_SECRET "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdA=="
+
+/* post_and_wait posts event id to webhook wh's route and waits for its delivery to reach want. */
+static void post_and_wait(const char *wh, const char *id, const char *want)
+{
+    char ev[256];
+    struct tn_resp r;
+    snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"rot.x\",\"data\":{}}", id);
+    cr_assert_eq(post_event(&S, ev, &r), 202, "%s: %s", id, r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, wh, want, &r, 10000), "%s: not %s", id, want);
+    tn_resp_free(&r);
+}
+
+static void patch_url(const char *wh, const char *route)
+{
+    char path[128], body[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    snprintf(body, sizeof(body), "{\"url\":\"http://%s%sok/x\"}", H.addr[0], route);
+    cr_assert_eq(api(&S, "PATCH", path, body, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+}
+
+Test(serve, rotate_secret_signs_with_both_during_the_grace_then_the_new_only, .timeout = 40)
+{
+    make_data_dir();
+    /* /old/ verifies with the first secret only, /new/ with the rotated one only */
+    const char *hargs[] = {"--listen",
+                           "127.0.0.1:0",
+                           "--quiet",
+                           "--route",
+                           "/old/=standard:" STD_SECRET,
+                           "--route",
+                           "/new/=standard:" NEW_SECRET,
+                           NULL};
+    cr_assert_eq(tn_start(&H, "hookring-harness", hargs, 1), 0);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[512], path[128];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/old/ok/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/rotate-secret", wh);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", path, "{\"grace_seconds\":-1}", &r), 400);
+    cr_assert_not_null(strstr(r.body, "grace_seconds"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "POST", path, "{\"secret\":\"whsec_!!\"}", &r), 400);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 405);
+    tn_resp_free(&r);
+    int64_t rotated = tn_now_ms();
+    cr_assert_eq(api(&S, "POST", path, "{\"secret\":\"" NEW_SECRET "\",\"grace_seconds\":4}", &r),
+                 200, "%s", r.body);
+    char got[128];
+    cr_assert(jstr(r.body, "signing_secret", got, sizeof(got)));
+    cr_assert_str_eq(got, NEW_SECRET);
+    cr_assert_not_null(strstr(r.body, "previous_secret_expires_at"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* the rotation is journaled: a kill -9 keeps it, grace included */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    post_and_wait(wh, "evt_rot_1", "delivered"); /* verified with the old secret alone */
+    patch_url(wh, "/new/");
+    post_and_wait(wh, "evt_rot_2", "delivered"); /* verified with the new secret alone */
+    cr_assert_lt(tn_now_ms(), rotated + 4000, "too slow to test the grace period");
+
+    while (tn_now_ms() < rotated + 4300) {
+        usleep(50 * 1000);
+    }
+    post_and_wait(wh, "evt_rot_3", "delivered");
+    patch_url(wh, "/old/");
+    post_and_wait(wh, "evt_rot_4", "failed"); /* the old secret signs no more */
+    cr_assert_eq(harness_id(&H, "evt_rot_4", "verified"), 0);
+
+    /* a profile with one signature per request drops the old secret at once */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/gh/\",\"profile\":\"github\",\"events\":[\"*\"]}", H.addr[0]);
+    char gh[64];
+    create_webhook(&S, body, gh, sizeof(gh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/rotate-secret", gh);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 200, "%s", r.body);
+    cr_assert(jstr(r.body, "signing_secret", got, sizeof(got)));
+    cr_assert_eq(strncmp(got, "whsec_", 6), 0, "%s", got);
+    cr_assert_null(strstr(r.body, "previous_secret_expires_at"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* ---- the kill test -------------------------------------------------------------------------- */
 
 #define KILL_MAX_IDS 20000
