@@ -633,6 +633,21 @@ static void dlv_done(struct attempt *a)
     }
 }
 
+int serve_dlv_retry(struct serve *s, struct delivery *d)
+{
+    if (d->status == DLV_SENDING || d->status == DLV_DELIVERED) {
+        return -EBUSY;
+    }
+    if (d->wh->status != WH_ACTIVE || !d->wh->ep_ok) {
+        return -EPERM;
+    }
+    d->why[0] = 0;
+    d->next_at_ms = serve_now_ms();
+    dlv_schedule(s, d, 0);
+    dlv_record(s, d, NULL);
+    return 0;
+}
+
 /* ======== events ============================================================================= */
 
 /* canonical_event writes ev as the JSON text the journal keeps: every member event_parse reads,

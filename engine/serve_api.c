@@ -677,6 +677,97 @@ static void delivery_list(struct serve *s, struct apiconn *c, const struct httpr
     buf_free(&b);
 }
 
+/* answer_when_durable answers c with status and body once everything journaled so far is
+ * durable (a NOP record's waiter). */
+static void answer_when_durable(struct serve *s, struct apiconn *c, int status, struct buf *body)
+{
+    struct sreply *r = serve_reply_new(s, c, status);
+    if (!r) {
+        serve_api_error(c, 500, "out of memory");
+        return;
+    }
+    buf_put(&r->body, body->p, body->len);
+    serve_reply_commit(r, SREC_NOP, "", 0);
+}
+
+static void delivery_retry(struct serve *s, struct apiconn *c, struct delivery *d)
+{
+    int rc = serve_dlv_retry(s, d);
+    if (rc == -EBUSY) {
+        serve_api_error(c, 409,
+                        d->status == DLV_DELIVERED ? "the delivery was delivered"
+                                                   : "an attempt is in flight");
+        return;
+    }
+    if (rc) {
+        serve_api_error(c, 409, "the webhook is not active");
+        return;
+    }
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    delivery_json(&b, d, false);
+    buf_putc(&b, '\n');
+    answer_when_durable(s, c, 202, &b);
+    buf_free(&b);
+}
+
+/* pct_decode decodes %XX escapes (and '+' as a space) of s into out (cap bytes with the NUL). */
+static bool pct_decode(struct slice s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char ch = (char)s.p[i];
+        if (ch == '%') {
+            uint8_t v;
+            if (i + 2 >= s.len || hex_decode(&v, 1, slice_of(s.p + i + 1, 2))) {
+                return false;
+            }
+            ch = (char)v;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (n + 1 >= cap || ch == 0) {
+            return false;
+        }
+        out[n++] = ch;
+    }
+    out[n] = 0;
+    return true;
+}
+
+/* webhook_recover makes every failed delivery of wh whose event was ingested at or after
+ * ?since= due now. */
+static void webhook_recover(struct serve *s, struct apiconn *c, const struct httpreq *req,
+                            struct webhook *wh)
+{
+    struct slice v;
+    char t[64];
+    int64_t since;
+    if (!query_get(req->query, "since", &v) || !pct_decode(v, t, sizeof(t)) ||
+        event_parse_time(slice_cstr(t), &since)) {
+        serve_api_error(c, 400, "query 'since': required, an RFC 3339 UTC time");
+        return;
+    }
+    if (wh->status != WH_ACTIVE || !wh->ep_ok) {
+        serve_api_error(c, 409, "the webhook is not active");
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->ndlv; i++) {
+        struct delivery *d = s->dlvs[i];
+        if (d && d->wh == wh && d->status == DLV_FAILED && d->ev->ingest_ms >= since &&
+            serve_dlv_retry(s, d) == 0) {
+            n++;
+        }
+    }
+    struct buf b;
+    buf_init(&b, 4096);
+    buf_printf(&b, "{\"recovered\":%zu}\n", n);
+    answer_when_durable(s, c, 202, &b);
+    buf_free(&b);
+}
+
 /* ---- health and metrics -----------------------------------------------------------------------
  */
 
@@ -878,6 +969,23 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
         }
         if (slice_eq_cstr(sub, "/deliveries")) {
             get ? delivery_list(s, c, req, wh) : not_allowed(c, "GET");
+            return;
+        }
+        if (slice_eq_cstr(sub, "/recover")) {
+            post ? webhook_recover(s, c, req, wh) : not_allowed(c, "POST");
+            return;
+        }
+        struct slice dsub = sub;
+        if (path_take(&dsub, "/deliveries/") && dsub.len > 6 &&
+            slice_eq_cstr(slice_of(dsub.p + dsub.len - 6, 6), "/retry")) {
+            struct delivery *d = serve_delivery_find(s, slice_of(dsub.p, dsub.len - 6));
+            if (!post) {
+                not_allowed(c, "POST");
+            } else if (!d || d->wh != wh) {
+                serve_api_error(c, 404, "no such delivery of this webhook");
+            } else {
+                delivery_retry(s, c, d);
+            }
             return;
         }
     }

@@ -163,6 +163,10 @@ int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journ
 struct sreply *serve_reply_new(struct serve *s, struct apiconn *c, int status);
 void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len);
 
+/* serve_dlv_retry makes delivery d (failed, or pending) due now and journals that. Returns 0,
+ * -EBUSY (an attempt is in flight, or it was delivered) or -EPERM (its webhook is not active). */
+int serve_dlv_retry(struct serve *s, struct delivery *d);
+
 /* serve_ingest handles a parsed event (ev owned by the caller until it returns: it is copied):
  * dedup, fan-out, journal, and the answer on c. */
 void serve_ingest(struct serve *s, struct apiconn *c, struct event *ev, int64_t now_ms);

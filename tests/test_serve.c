@@ -773,6 +773,107 @@ Test(serve, rotate_secret_signs_with_both_during_the_grace_then_the_new_only, .t
     remove_data_dir();
 }
 
+/* ---- manual retry and recover --------------------------------------------------------------- */
+
+/* newest_dlv returns the id of webhook wh's newest delivery in out. */
+static void newest_dlv(const char *wh, char *out, size_t n)
+{
+    char path[128];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", wh);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "id", out, n), "%s", r.body);
+    tn_resp_free(&r);
+}
+
+Test(serve, a_failed_delivery_is_retried_and_a_webhook_recovered_on_request, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[512], dlv[64], path[192];
+    /* no retries: the first 500 fails the delivery */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/flaky/2/x\",\"profile\":\"standard\",\"events\":[\"rot.*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(&S, body, wh, sizeof(wh));
+    post_and_wait(wh, "evt_retry_1", "failed");
+    newest_dlv(wh, dlv, sizeof(dlv));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries/%s/retry", wh, dlv);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 405);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 202, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, wh, "failed", &r, 10000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":2"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 202, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, wh, "delivered", &r, 10000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":3"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(harness_id(&H, "evt_retry_1", "verified"), 3);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 409, "delivered: %s", r.body);
+    tn_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries/dlv_00000000000fffff/retry", wh);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 404);
+    tn_resp_free(&r);
+
+    /* recover: every failed delivery of events since the time given, and only those */
+    char wh2[64];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/flaky/1/x\",\"profile\":\"standard\",\"events\":[\"rec.*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(&S, body, wh2, sizeof(wh2));
+    for (int i = 0; i < 3; i++) {
+        char ev[128], id[32];
+        snprintf(id, sizeof(id), "evt_rec_%d", i);
+        snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"rec.x\",\"data\":%d}", id, i);
+        cr_assert_eq(post_event(&S, ev, &r), 202);
+        tn_resp_free(&r);
+    }
+    cr_assert(wait_delivery(&S, wh2, "failed", &r, 10000));
+    tn_resp_free(&r);
+    usleep(300 * 1000); /* the other two fail alongside */
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/recover", wh2);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 400, "since is required");
+    cr_assert_not_null(strstr(r.body, "since"), "%s", r.body);
+    tn_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/recover?since=yesterday", wh2);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 400);
+    tn_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/recover?since=2999-01-01T00:00:00Z", wh2);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"recovered\":0"), "%s", r.body);
+    tn_resp_free(&r);
+    /* a kill -9 keeps the failures; then recover (the colons escaped, as a client would) */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/recover?since=2020-01-01T00%%3A00%%3A00Z", wh2);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r), 202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"recovered\":3"), "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 10000;
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "evt_rec_%d", i);
+        while (harness_id(&H, id, "verified") < 2 && tn_now_ms() < end) {
+            usleep(20000);
+        }
+        cr_assert_eq(harness_id(&H, id, "verified"), 2, "%s", id);
+    }
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?status=delivered", wh2);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"count\":3"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* ---- the kill test -------------------------------------------------------------------------- */
 
 #define KILL_MAX_IDS 20000
