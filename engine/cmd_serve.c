@@ -16,7 +16,8 @@ static const char serve_help[] =
     "usage: hookring serve --data DIR --listen ADDR [--api-key KEY] [--allow-net CIDR...]\n"
     "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
-    "                      [--idle-timeout MS] [--workers 1] [--quiet]\n"
+    "                      [--idle-timeout MS] [--workers 1] [--quiet] [--failing-after N]\n"
+    "                      [--operator-url URL [--operator-secret S]]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -42,6 +43,13 @@ static const char serve_help[] =
     "                      ready for one (default 30000)\n"
     "  --workers N         only 1 for now: one thread and one io_uring run the API, the\n"
     "                      journal, the delivery client and the retry wheel\n"
+    "  --failing-after N   a webhook is marked failing after N deliveries in a row exhausted\n"
+    "                      their retries (default 5; humanconnection: after any delivery's 5th\n"
+    "                      failed retry); one delivered makes it active again\n"
+    "  --operator-url URL  post endpoint.failing, endpoint.disabled and\n"
+    "                      message.attempt.exhausted events there, signed as the standard\n"
+    "                      profile (they are always logged on stdout)\n"
+    "  --operator-secret S their signing secret (whsec_...; default: a random one)\n"
     "  --quiet             no line per attempt on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -98,6 +106,9 @@ int cmd_serve(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, 'i'},
         {"workers", required_argument, NULL, 'W'},
         {"quiet", no_argument, NULL, 'q'},
+        {"operator-url", required_argument, NULL, 'O'},
+        {"operator-secret", required_argument, NULL, 'S'},
+        {"failing-after", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -178,6 +189,18 @@ int cmd_serve(int argc, char **argv)
             break;
         case 'q':
             so.quiet = true;
+            break;
+        case 'O':
+            so.operator_url = optarg;
+            break;
+        case 'S':
+            so.operator_secret = optarg;
+            break;
+        case 'F':
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 1000000) {
+                return cmd_usage_error("serve", "--failing-after must be 1-1000000 deliveries");
+            }
+            so.failing_after = (uint32_t)v;
             break;
         case 'h':
             fputs(serve_help, stdout);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "codec.h"
 #include "json.h"
 
 int64_t serve_now_ms(void)
@@ -44,6 +45,8 @@ const char *serve_wh_status_name(enum wh_status st)
         return "disabled";
     case WH_DELETED:
         return "deleted";
+    case WH_FAILING:
+        return "failing";
     default:
         return "unknown";
     }
@@ -313,7 +316,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         wh->old_until_ms = (int64_t)rd_u64(r);
     }
     wh->p = profile_find(pname);
-    if (r->bad || !wh->p || wh->status > WH_DELETED) {
+    if (r->bad || !wh->p || wh->status > WH_FAILING) {
         free(wh);
         snprintf(err, errlen, "a webhook record is malformed");
         return -EINVAL;
@@ -349,7 +352,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
 
 bool serve_match(const struct webhook *wh, const struct event *ev)
 {
-    if (wh->status != WH_ACTIVE) {
+    if (!wh_live(wh)) {
         return false;
     }
     if (wh->has_agent &&
@@ -477,6 +480,9 @@ static int attempt_encode(struct buf *b, const struct delivery *d, const struct 
  * a record lost in a crash only repeats an attempt (at least once). */
 static void dlv_record(struct serve *s, const struct delivery *d, const struct dlv_attempt *h)
 {
+    if (d->op) {
+        return;
+    }
     s->scratch.len = 0;
     if (attempt_encode(&s->scratch, d, h) ||
         journal_append(&s->j, SREC_ATTEMPT, s->scratch.p, s->scratch.len, NULL)) {
@@ -503,9 +509,19 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
     d->next_at_ms = 0;
     buf_free(&d->body);
     buf_init(&d->body, 64u << 20);
+    if (d->op) {
+        return;
+    }
     if (st == DLV_DELIVERED) {
         s->m.delivered++;
         d->wh->delivered++;
+        d->wh->exhausted_run = 0;
+        if (d->wh->status == WH_FAILING) {
+            d->wh->status = WH_ACTIVE;
+            printf("operator: webhook %s is active again (a delivery succeeded)\n", d->wh->id);
+            fflush(stdout);
+            serve_webhook_record(s, d->wh, NULL);
+        }
     } else {
         s->m.failed++;
         d->wh->failed++;
@@ -516,7 +532,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
 static void dlv_send(struct serve *s, struct delivery *d)
 {
     struct webhook *wh = d->wh;
-    if (wh->status != WH_ACTIVE || !wh->ep_ok) {
+    if (!wh_live(wh) || !wh->ep_ok) {
         dlv_final(s, d, DLV_FAILED,
                   wh->status == WH_DELETED ? "webhook_deleted"
                   : wh->ep_ok              ? "webhook_disabled"
@@ -573,6 +589,124 @@ static void dlv_fire(struct wheel *w, struct wheel_timer *t)
     dlv_send(d->s, d);
 }
 
+/* ---- the endpoint life cycle and operator events ---- */
+
+static void ev_free(struct sevent *e);
+static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
+                                 size_t errlen);
+
+/* op_notify logs an operator event (type, about wh and, if not NULL, d) on stdout and posts it
+ * to --operator-url when set: best effort (retried on the standard schedule, not journaled). */
+static void op_notify(struct serve *s, const char *type, const struct webhook *wh,
+                      const struct delivery *d, const char *reason)
+{
+    char dlv[DLV_ID_LEN + 1] = "";
+    if (d) {
+        serve_format_dlv_id(dlv, d->idx);
+    }
+    printf("operator: %s webhook %s%s%s: %s\n", type, wh->id, d ? " delivery " : "", dlv, reason);
+    fflush(stdout);
+    if (!s->opwh || s->stopping) {
+        return;
+    }
+    uint8_t rid[8];
+    char id[24] = "evt_op_";
+    RAND_bytes(rid, sizeof(rid));
+    hex_encode(id + 7, rid, sizeof(rid));
+    id[23] = 0;
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    buf_printf(&b, "{\"id\":\"%s\",\"type\":\"%s\",\"data\":{\"webhook_id\":\"%s\",\"url\":", id,
+               type, wh->id);
+    json_put_string(&b, slice_cstr(wh->url_s));
+    buf_printf(&b, ",\"status\":\"%s\",\"reason\":", serve_wh_status_name(wh->status));
+    json_put_string(&b, slice_cstr(reason));
+    if (d) {
+        buf_printf(&b, ",\"delivery_id\":\"%s\",\"event_id\":", dlv);
+        json_put_string(&b, slice_of(d->ev->ev.id, d->ev->ev.id_len));
+        buf_printf(&b, ",\"event_type\":\"%s\",\"attempts\":%u,\"last_status\":%d", d->ev->ev.type,
+                   d->attempts, d->nhist ? d->hist[d->nhist - 1].status : 0);
+    }
+    buf_puts(&b, "}}");
+    char err[EVENT_ERR_MAX];
+    struct sevent *e = sevent_new(b.p, b.len, serve_now_ms(), err, sizeof(err));
+    buf_free(&b);
+    struct delivery *od = e ? calloc(1, sizeof(*od)) : NULL;
+    if (od && s->nops == s->opcap) {
+        size_t cap = s->opcap ? s->opcap * 2 : 16;
+        struct delivery **n = realloc(s->ops, cap * sizeof(*n));
+        if (n) {
+            s->ops = n;
+            s->opcap = cap;
+        }
+    }
+    if (!od || s->nops == s->opcap) {
+        fprintf(stderr, "hookring serve: operator event %s not sent: out of memory\n", type);
+        free(od);
+        ev_free(e);
+        return;
+    }
+    od->s = s;
+    od->idx = UINT64_MAX;
+    od->op = true;
+    od->ev = e;
+    od->wh = s->opwh;
+    od->status = DLV_PENDING;
+    wheel_timer_init(&od->timer, dlv_fire);
+    buf_init(&od->body, 64u << 20);
+    memcpy(od->msg_id, e->ev.id, e->ev.id_len + 1);
+    od->msg_id_len = e->ev.id_len;
+    s->ops[s->nops++] = od;
+    dlv_send(s, od);
+}
+
+/* webhook_failing marks an active wh failing (journaled) and says so. */
+static void webhook_failing(struct serve *s, struct webhook *wh, const char *why)
+{
+    if (wh->status != WH_ACTIVE) {
+        return;
+    }
+    wh->status = WH_FAILING;
+    serve_webhook_record(s, wh, NULL);
+    op_notify(s, "endpoint.failing", wh, NULL, why);
+}
+
+/* dlv_lifecycle applies what attempt outcome v of d means for its webhook: exhaustion is
+ * announced and may mark the webhook failing (humanconnection: any delivery's 5th failed retry
+ * does; other profiles: --failing-after exhausted deliveries in a row), 410 disables it. */
+static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdict v)
+{
+    struct webhook *wh = d->wh;
+    uint8_t fa = wh->p->failing_after;
+    if (v == RETRY_DELIVERED) {
+        return;
+    }
+    if (v == RETRY_GONE) {
+        if (wh_live(wh)) {
+            wh->status = WH_DISABLED;
+            serve_webhook_record(s, wh, NULL);
+            op_notify(s, "endpoint.disabled", wh, NULL, "it answered 410 Gone");
+        }
+        return;
+    }
+    if (v == RETRY_EXHAUSTED) {
+        op_notify(s, "message.attempt.exhausted", wh, d, d->why);
+    }
+    if (fa && d->attempts == fa + 1u) {
+        char why[64];
+        snprintf(why, sizeof(why), "a delivery's retry %u failed", fa);
+        webhook_failing(s, wh, why);
+    } else if (!fa && v == RETRY_EXHAUSTED) {
+        wh->exhausted_run++;
+        if (wh->exhausted_run >= s->o.failing_after) {
+            char why[96];
+            snprintf(why, sizeof(why), "%u deliveries in a row exhausted their retries",
+                     wh->exhausted_run);
+            webhook_failing(s, wh, why);
+        }
+    }
+}
+
 static void dlv_done(struct attempt *a)
 {
     struct delivery *d = container_of(a, struct delivery, a);
@@ -610,7 +744,7 @@ static void dlv_done(struct attempt *a)
         dlv_final(s, d, DLV_DELIVERED, "", &h);
         break;
     case RETRY_AGAIN:
-        if (wh->status != WH_ACTIVE) {
+        if (!wh_live(wh)) {
             dlv_final(s, d, DLV_FAILED, "webhook_disabled", &h);
             break;
         }
@@ -624,12 +758,10 @@ static void dlv_done(struct attempt *a)
         break;
     case RETRY_GONE:
         dlv_final(s, d, DLV_FAILED, "gone", &h);
-        if (wh->status == WH_ACTIVE) {
-            wh->status = WH_DISABLED;
-            fprintf(stderr, "hookring serve: webhook %s answered 410 Gone: disabled\n", wh->id);
-            serve_webhook_record(s, wh, NULL);
-        }
         break;
+    }
+    if (!d->op) {
+        dlv_lifecycle(s, d, v);
     }
 }
 
@@ -638,7 +770,7 @@ int serve_dlv_retry(struct serve *s, struct delivery *d)
     if (d->status == DLV_SENDING || d->status == DLV_DELIVERED) {
         return -EBUSY;
     }
-    if (d->wh->status != WH_ACTIVE || !d->wh->ep_ok) {
+    if (!wh_live(d->wh) || !d->wh->ep_ok) {
         return -EPERM;
     }
     d->why[0] = 0;
@@ -1126,9 +1258,14 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         if (d->status == DLV_DELIVERED) {
             s->m.delivered++;
             d->wh->delivered++;
+            d->wh->exhausted_run = 0;
         } else {
             s->m.failed++;
             d->wh->failed++;
+            if (strcmp(d->why, "retries_exhausted") == 0 ||
+                strcmp(d->why, "failed_no_retries") == 0) {
+                d->wh->exhausted_run++;
+            }
         }
     }
     return 0;
@@ -1164,6 +1301,44 @@ static int replay_one(void *arg, const struct journal_record *rec)
 
 /* ======== life cycle ========================================================================== */
 
+/* operator_init prepares the webhook operator events go to (--operator-url). */
+static int operator_init(struct serve *s, char *err, size_t errlen)
+{
+    struct webhook *wh = calloc(1, sizeof(*wh));
+    if (!wh) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->opwh = wh;
+    snprintf(wh->id, sizeof(wh->id), "operator");
+    wh->p = profile_find("standard");
+    wh->status = WH_ACTIVE;
+    if (strlen(s->o.operator_url) > WH_URL_MAX) {
+        snprintf(err, errlen, "--operator-url: longer than %d bytes", WH_URL_MAX);
+        return -EINVAL;
+    }
+    snprintf(wh->url_s, sizeof(wh->url_s), "%s", s->o.operator_url);
+    if (s->o.operator_secret) {
+        if (strlen(s->o.operator_secret) > EVENT_SECRET_MAX) {
+            snprintf(err, errlen, "--operator-secret: longer than %d bytes", EVENT_SECRET_MAX);
+            return -EINVAL;
+        }
+        snprintf(wh->secret, sizeof(wh->secret), "%s", s->o.operator_secret);
+    } else {
+        uint8_t r[24];
+        char b64[40];
+        RAND_bytes(r, sizeof(r));
+        b64[b64_encode(b64, r, sizeof(r))] = 0;
+        snprintf(wh->secret, sizeof(wh->secret), "whsec_%s", b64);
+    }
+    char why[EVENT_ERR_MAX];
+    if (serve_webhook_apply(s, wh, why, sizeof(why))) {
+        snprintf(err, errlen, "--operator-url or --operator-secret: %s", why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, size_t errlen)
 {
     struct serve *s = calloc(1, sizeof(*s));
@@ -1181,6 +1356,9 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     }
     if (!s->o.max_body) {
         s->o.max_body = 1 << 20;
+    }
+    if (!s->o.failing_after) {
+        s->o.failing_after = 5;
     }
     buf_init(&s->scratch, 64u << 20);
     RAND_bytes((uint8_t *)&s->rng, sizeof(s->rng));
@@ -1204,6 +1382,9 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         goto fail;
     }
     s->client_ok = true;
+    if (o->operator_url && operator_init(s, err, errlen)) {
+        goto fail;
+    }
     char jerr[512];
     /* room for several of the largest events at once beyond the default, so that the check
      * before each ingest (serve_ingest) never refuses an empty journal */
@@ -1315,6 +1496,20 @@ int serve_free(struct serve *s)
         ev_free(s->evs[i]);
     }
     free(s->evs);
+    for (size_t i = 0; i < s->nops; i++) {
+        ev_free(s->ops[i]->ev);
+        buf_free(&s->ops[i]->body);
+        free(s->ops[i]->hist);
+        free(s->ops[i]);
+    }
+    free(s->ops);
+    if (s->opwh) {
+        if (s->opwh->ep_ok) {
+            endpoint_cleanup(&s->opwh->ep);
+        }
+        signer_wipe(&s->opwh->signer);
+        free(s->opwh);
+    }
     /* endpoints before the client: an endpoint refers to the client's per-origin state */
     for (size_t i = 0; i < s->nwh; i++) {
         if (s->whs[i]->ep_ok) {

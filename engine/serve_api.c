@@ -749,7 +749,7 @@ static void webhook_recover(struct serve *s, struct apiconn *c, const struct htt
         serve_api_error(c, 400, "query 'since': required, an RFC 3339 UTC time");
         return;
     }
-    if (wh->status != WH_ACTIVE || !wh->ep_ok) {
+    if (!wh_live(wh) || !wh->ep_ok) {
         serve_api_error(c, 409, "the webhook is not active");
         return;
     }
@@ -797,7 +797,7 @@ static void metrics(struct serve *s, struct apiconn *c)
 {
     struct journal_stats js;
     journal_stats(&s->j, &js);
-    size_t by[3] = {0};
+    size_t by[4] = {0};
     for (size_t i = 0; i < s->nwh; i++) {
         by[s->whs[i]->status]++;
     }
@@ -832,11 +832,12 @@ static void metrics(struct serve *s, struct apiconn *c)
                "# TYPE hookring_webhooks gauge\n"
                "hookring_webhooks{status=\"active\"} %zu\n"
                "hookring_webhooks{status=\"disabled\"} %zu\n"
-               "hookring_webhooks{status=\"deleted\"} %zu\n",
+               "hookring_webhooks{status=\"deleted\"} %zu\n"
+               "hookring_webhooks{status=\"failing\"} %zu\n",
                s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
-               by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED]);
+               by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);
     buf_free(&b);
 }

@@ -26,7 +26,8 @@ enum {
     SREC_NOP = 4,     /* nothing: its durability means every earlier record is durable */
 };
 
-enum wh_status { WH_ACTIVE = 0, WH_DISABLED, WH_DELETED };
+/* journaled as numbers: new states go at the end */
+enum wh_status { WH_ACTIVE = 0, WH_DISABLED, WH_DELETED, WH_FAILING };
 
 struct webhook {
     char id[WH_ID_LEN + 1];
@@ -55,7 +56,14 @@ struct webhook {
     bool ep_ok;
     uint32_t inflight;
     uint64_t delivered, failed;
+    uint32_t exhausted_run; /* deliveries in a row that exhausted their retries */
 };
+
+/* wh_live tells whether wh takes and delivers events: active, or failing (a warning only). */
+static inline bool wh_live(const struct webhook *wh)
+{
+    return wh->status == WH_ACTIVE || wh->status == WH_FAILING;
+}
 
 enum dlv_status { DLV_PENDING = 0, DLV_SENDING, DLV_DELIVERED, DLV_FAILED };
 
@@ -91,6 +99,7 @@ struct delivery {
     struct buf body;
     char msg_id[SIGN_ID_MAX + 1];
     size_t msg_id_len;
+    bool op; /* an operator event: not in the table, not journaled (best effort) */
 };
 
 /* A reply owed once a journal record is durable (and, for an ingest, deliveries to start). */
@@ -135,6 +144,9 @@ struct serve {
     uint64_t recovered_pending;
     struct serve_metrics m;
     struct buf scratch;
+    struct webhook *opwh;  /* --operator-url, or NULL */
+    struct delivery **ops; /* operator deliveries, each owning its event */
+    size_t nops, opcap;
 };
 
 /* ---- serve.c, for serve_api.c ---- */

@@ -874,6 +874,139 @@ Test(serve, a_failed_delivery_is_retried_and_a_webhook_recovered_on_request, .ti
     remove_data_dir();
 }
 
+/* ---- endpoint life cycle and operator events ------------------------------------------------ */
+
+static struct tn_proc OP;
+
+static void expect_status(const char *wh, const char *want)
+{
+    char path[128], st[32];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "status", st, sizeof(st)), "%s", r.body);
+    cr_assert_str_eq(st, want, "%s", r.body);
+    tn_resp_free(&r);
+}
+
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) {
+        n++;
+    }
+    return n;
+}
+
+Test(serve, failing_active_disabled_and_operator_events, .timeout = 60)
+{
+    make_data_dir();
+    start_harness(&H);
+    /* the operator's sink verifies every request as standard with the operator secret */
+    const char *oargs[] = {"--listen", "127.0.0.1:0", "--quiet",  "--profile",
+                           "standard", "--secret",    STD_SECRET, NULL};
+    cr_assert_eq(tn_start(&OP, "hookring-harness", oargs, 1), 0);
+    char opurl[128];
+    snprintf(opurl, sizeof(opurl), "http://%s/ok/op", OP.addr[0]);
+    SERVE(&S, "--time-scale", "0.01", "--failing-after", "2", "--operator-url", opurl,
+          "--operator-secret", STD_SECRET);
+    char a[64], hc[64], g[64], body[1024];
+    /* standard: two deliveries in a row exhausted mark it failing */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
+             "\"events\":[\"a.*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(&S, body, a, sizeof(a));
+    struct tn_resp r;
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_lc_1\",\"type\":\"a.x\",\"data\":1}", &r), 202);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, a, "failed", &r, 10000));
+    tn_resp_free(&r);
+    expect_status(a, "active");
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_lc_2\",\"type\":\"a.x\",\"data\":2}", &r), 202);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, a, "failed", &r, 10000));
+    tn_resp_free(&r);
+    expect_status(a, "failing");
+    /* failing still delivers; a success makes it active again */
+    patch_url(a, "/std/");
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_lc_3\",\"type\":\"a.x\",\"data\":3}", &r), 202);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, a, "delivered", &r, 10000));
+    tn_resp_free(&r);
+    expect_status(a, "active");
+
+    /* humanconnection: failing after its 5th failed retry, before the schedule is over (the
+     * last retry is 30 s away) */
+    const struct prof *hp = &profs[0];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/humanconnection/status/500/x\",\"profile\":\"humanconnection\","
+             "\"events\":[\"*\"],\"agent\":\"humanconnection\",\"secret\":\"%s\","
+             "\"retry_schedule\":[0,0,0,0,0,3000]}",
+             H.addr[0], hp->secret);
+    create_webhook(&S, body, hc, sizeof(hc));
+    char ev[8192];
+    event_for(hp, "evt_lc_hc", ev, sizeof(ev));
+    cr_assert_eq(post_event(&S, ev, &r), 202, "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 10000;
+    while (harness_id(&H, "evt_lc_hc", "attempts") < 6 && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    usleep(100 * 1000);
+    cr_assert(wait_delivery(&S, hc, "pending", &r, 2000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":6"), "%s", r.body);
+    tn_resp_free(&r);
+    expect_status(hc, "failing");
+
+    /* 410 disables */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/gone/x\",\"profile\":\"standard\","
+             "\"events\":[\"g.*\"],\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, g, sizeof(g));
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_lc_g\",\"type\":\"g.x\",\"data\":0}", &r), 202);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, g, "failed", &r, 10000));
+    tn_resp_free(&r);
+    expect_status(g, "disabled");
+
+    /* operator events: 2 exhausted, 2 failing, 1 disabled, all verified at the sink */
+    uint64_t verified = 0, bad = 1;
+    end = tn_now_ms() + 10000;
+    while (tn_now_ms() < end) {
+        cr_assert_eq(tn_get(OP.addr[0], "/_harness/stats", &r), 200);
+        tn_json_u64(r.body, "verified", &verified);
+        tn_json_u64(r.body, "bad_signature", &bad);
+        tn_resp_free(&r);
+        if (verified >= 5) {
+            break;
+        }
+        usleep(20000);
+    }
+    cr_assert_eq(verified, 5);
+    cr_assert_eq(bad, 0);
+    cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "hookring_webhooks{status=\"failing\"} 1"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* the states are journaled */
+    tn_stop(&S, SIGKILL);
+    const char *out = S.out;
+    cr_assert_eq(count_of(out, "operator: message.attempt.exhausted"), 2, "%s", out);
+    cr_assert_eq(count_of(out, "operator: endpoint.failing"), 2, "%s", out);
+    cr_assert_eq(count_of(out, "operator: endpoint.disabled"), 1, "%s", out);
+    cr_assert_eq(count_of(out, "is active again"), 1, "%s", out);
+    SERVE(&S, "--time-scale", "0.01");
+    expect_status(a, "active");
+    expect_status(hc, "failing");
+    expect_status(g, "disabled");
+    stop_clean(&S);
+    stop_clean(&H);
+    stop_clean(&OP);
+    remove_data_dir();
+}
+
 /* ---- the kill test -------------------------------------------------------------------------- */
 
 #define KILL_MAX_IDS 20000
