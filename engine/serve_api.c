@@ -491,6 +491,10 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     memcpy(wh->sched, tmp.sched, sizeof(wh->sched));
     wh->nsched = tmp.nsched;
     wh->has_sched = tmp.has_sched;
+    if (tmp.status != wh->status) {
+        /* an operator's "active" starts the count of exhausted deliveries afresh */
+        wh->exhausted_run = 0;
+    }
     wh->status = tmp.status;
     commit_webhook(s, c, wh, 200, false);
 }
