@@ -95,7 +95,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 # --- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := make gcc clang libclang-rt-14-dev liburing-dev android-libboringssl-dev \
-	libcriterion-dev libc-ares-dev libipsec-mb-dev openssl ca-certificates clang-format cppcheck python3 wrk nginx-light
+	libcriterion-dev libc-ares-dev libipsec-mb-dev openssl ca-certificates clang-format cppcheck python3 wrk nginx-light redis-server redis-tools
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

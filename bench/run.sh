@@ -11,12 +11,14 @@
 #   blast    hookring blast against wrk, same nginx, c=256 and c=4096, and RSS at 10k conns
 #   blast_tls  the same over HTTPS: keep-alive, and a new connection per request (resumed)
 #   journal  durable appends with group commit against one fdatasync per record
+#   ingest   hookring serve taking durable events against Redis XADD (appendfsync always); and
+#            events delivered end to end (serve -> harness) against hookring blast
 #
 # BENCHES="sign wheel" picks some. Environment of each script passes through (DURATION, ...).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-BENCHES=${BENCHES:-sign wheel dedup journal harness blast blast_tls}
+BENCHES=${BENCHES:-sign wheel dedup journal harness blast blast_tls ingest}
 out=bench/results
 mkdir -p "$out"
 failed=0
@@ -40,6 +42,7 @@ for b in $BENCHES; do
     harness) JSON="$out/harness.json" run harness bench/harness.sh "$BUILD" ;;
     blast) JSON="$out/blast.json" run blast bench/blast.sh "$BUILD" ;;
     blast_tls) JSON="$out/blast_tls.json" run blast_tls bench/blast_tls.sh "$BUILD" ;;
+    ingest) JSON="$out/ingest.json" run ingest bench/ingest.sh "$BUILD" ;;
     *) echo "bench/run.sh: unknown bench '$b'" >&2; failed=1 ;;
     esac
 done
