@@ -595,6 +595,27 @@ static void ev_free(struct sevent *e);
 static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
                                  size_t errlen);
 
+/* operator events kept at once (pending ones; finished ones are swept when the table is full) */
+#define SERVE_OPS_MAX 16384
+
+/* op_sweep frees the operator deliveries that are over (none of them is in flight). */
+static void op_sweep(struct serve *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->nops; i++) {
+        struct delivery *d = s->ops[i];
+        if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
+            ev_free(d->ev);
+            buf_free(&d->body);
+            free(d->hist);
+            free(d);
+        } else {
+            s->ops[k++] = d;
+        }
+    }
+    s->nops = k;
+}
+
 /* op_notify logs an operator event (type, about wh and, if not NULL, d) on stdout and posts it
  * to --operator-url when set: best effort (retried on the standard schedule, not journaled). */
 static void op_notify(struct serve *s, const char *type, const struct webhook *wh,
@@ -633,6 +654,9 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     buf_free(&b);
     struct delivery *od = e ? calloc(1, sizeof(*od)) : NULL;
     if (od && s->nops == s->opcap) {
+        op_sweep(s);
+    }
+    if (od && s->nops == s->opcap && s->opcap < SERVE_OPS_MAX) {
         size_t cap = s->opcap ? s->opcap * 2 : 16;
         struct delivery **n = realloc(s->ops, cap * sizeof(*n));
         if (n) {
@@ -641,7 +665,8 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
         }
     }
     if (!od || s->nops == s->opcap) {
-        fprintf(stderr, "hookring serve: operator event %s not sent: out of memory\n", type);
+        fprintf(stderr, "hookring serve: operator event %s not sent: %s\n", type,
+                od ? "too many still pending" : "out of memory");
         free(od);
         ev_free(e);
         return;

@@ -1007,6 +1007,52 @@ Test(serve, failing_active_disabled_and_operator_events, .timeout = 60)
     remove_data_dir();
 }
 
+Test(serve, operator_events_keep_flowing_past_the_first_table_of_them, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    const char *oargs[] = {"--listen", "127.0.0.1:0", "--quiet",  "--profile",
+                           "standard", "--secret",    STD_SECRET, NULL};
+    cr_assert_eq(tn_start(&OP, "hookring-harness", oargs, 1), 0);
+    char opurl[128];
+    snprintf(opurl, sizeof(opurl), "http://%s/ok/op", OP.addr[0]);
+    SERVE(&S, "--time-scale", "0.01", "--failing-after", "1000", "--operator-url", opurl,
+          "--operator-secret", STD_SECRET);
+    char a[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
+             "\"events\":[\"*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(&S, body, a, sizeof(a));
+    /* 40 exhausted deliveries: finished operator deliveries are swept as the table fills */
+    char batch[40 * 64];
+    size_t n = 0;
+    for (int i = 0; i < 40; i++) {
+        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                              "{\"id\":\"evt_opx_%d\",\"type\":\"x\",\"data\":%d}\n", i, i);
+    }
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    uint64_t verified = 0, bad = 1;
+    int64_t end = tn_now_ms() + 15000;
+    while (tn_now_ms() < end && verified < 40) {
+        cr_assert_eq(tn_get(OP.addr[0], "/_harness/stats", &r), 200);
+        tn_json_u64(r.body, "verified", &verified);
+        tn_json_u64(r.body, "bad_signature", &bad);
+        tn_resp_free(&r);
+        usleep(20000);
+    }
+    cr_assert_eq(verified, 40);
+    cr_assert_eq(bad, 0);
+    stop_clean(&S);
+    cr_assert_eq(count_of(S.out, "operator: message.attempt.exhausted"), 40, "%s", S.out);
+    cr_assert_eq(count_of(S.out, "operator: endpoint.failing"), 0, "%s", S.out);
+    stop_clean(&H);
+    stop_clean(&OP);
+    remove_data_dir();
+}
+
 /* ---- the kill test -------------------------------------------------------------------------- */
 
 #define KILL_MAX_IDS 20000
