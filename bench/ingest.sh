@@ -33,7 +33,8 @@
 # fresh server and data directory; the best rate of each side is kept. Prints one line per
 # measurement and a summary with the ratios (hookring / redis, e2e / blast); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
-# CONNS (64), E2E_WAIT (60), JSON=path to also write the figures. Reported, never asserted.
+# CONNS (64), E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
+# the figures. Reported, never asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
