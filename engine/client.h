@@ -170,7 +170,8 @@ struct client {
 int client_init(struct client *c, struct ring *r, const struct client_opts *o);
 
 /* client_cleanup closes every connection (synchronously; the ring must be idle or about to be
- * torn down) and frees the table. */
+ * torn down) and frees the table and the origins. Clean every endpoint up first: endpoints
+ * point at the client's origins. */
 void client_cleanup(struct client *c);
 
 /* endpoint_init prepares ep for url with signer s (borrowed, must outlive ep). timeout_ms 0
@@ -189,7 +190,8 @@ void endpoint_set_adaptive(struct endpoint *ep, bool on);
  * with Connection: close) or back on. */
 int endpoint_set_keep_alive(struct endpoint *ep, bool on);
 
-/* endpoint_cleanup frees the prefix; the endpoint must have nothing queued or in flight. */
+/* endpoint_cleanup closes the idle connections the endpoint holds and frees its prefix; the
+ * endpoint must have nothing queued or in flight, and its client must not be cleaned up yet. */
 void endpoint_cleanup(struct endpoint *ep);
 
 /* client_submit queues attempt a on a->ep; it goes out when the endpoint and the client have
