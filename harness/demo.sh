@@ -148,7 +148,10 @@ echo "   The harness (on $addr) verifies every request as its profile's receiver
 echo "   Each profile's deliveries are spread evenly over six receivers under /PROFILE/:"
 echo "   /ok/orders /ok/invoices /ok/users /ok/crm, /slow/20/analytics (answers in 20 ms),"
 echo "   /fail/5/legacy (answers 500 to 5 % of requests)."
-echo "   ${dim}hookring blast --profile P --url URL,... --duration 2s --concurrency 64" \
+echo "   An open loop of 10,000 deliveries/s per profile (latency counts from each one's intended"
+echo "   send time), at most 64 in flight: about 180,000 deliveries in all, well inside the"
+echo "   harness's table of webhook ids."
+echo "   ${dim}hookring blast --profile P --url URL,... --rate 10000 --duration 2s --concurrency 64" \
     "--workers 1${off}"
 
 # progress LABEL: shows blast's progress (stderr, '\r'-separated) as one line behind LABEL;
@@ -181,7 +184,8 @@ for p in $profiles; do
     r="$base/$p"
     urls="$r/ok/orders,$r/ok/invoices,$r/ok/users,$r/ok/crm,$r/slow/20/analytics,$r/fail/5/legacy"
     { "$hr" blast --profile "$p" "${sargs[@]}" --url "$urls" --allow-net 127.0.0.0/8 \
-        --duration 2s --concurrency 64 --workers 1 --json 2>&1 >"$work/blast-$p.json"; } |
+        --rate 10000 --duration 2s --concurrency 64 --workers 1 --json 2>&1 \
+        >"$work/blast-$p.json"; } |
         progress "$p"
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || problem "$p: hookring blast exited $rc"

@@ -119,8 +119,8 @@ def main():
         p99 = [r["latency_us"]["p99"] for _, r in runs]
         print(f"   {'latency (engine)':<18} p50 {fmt_ms(min(p50))}-{fmt_ms(max(p50))} ms, "
               f"p99 {fmt_ms(min(p99))}-{fmt_ms(max(p99))} ms over the nine runs")
-        print(f"   {'':<18} {D}submit to answer; deliveries to /slow/20/ also queue for "
-              f"that receiver's connections{O}")
+        print(f"   {'':<18} {D}from each delivery's intended send time to its answer (open "
+              f"loop: a wait for a connection counts){O}")
     if st:
         print(f"   {'latency (harness)':<18} p50 {fmt_ms(lat.get('p50', 0))} ms, "
               f"p90 {fmt_ms(lat.get('p90', 0))} ms, p99 {fmt_ms(lat.get('p99', 0))} ms "
