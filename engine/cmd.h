@@ -4,6 +4,8 @@
 
 #include "common.h"
 #include "dns.h"
+#include "netguard.h"
+#include "tls.h"
 #include "sign/profile.h"
 
 #include <getopt.h>
@@ -41,9 +43,28 @@ struct cmd_dns {
     struct dns_override ov[CMD_MAX_RESOLVE];
 };
 
-/* cmd_dns_resolve_opt takes one --resolve HOST:ADDR (arg is split in place). Returns 0, or
- * prints a usage error for cmd and returns 2. */
-int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg);
+/* The network options of the commands that deliver (send, blast, serve): --allow-net,
+ * --ca-file, --insecure, --resolve, --dns-server. CMD_NET_LONGOPTS goes into a command's
+ * getopt_long table; cmd_net_option takes what getopt returned. */
+struct cmd_net {
+    struct netguard guard;
+    struct tls_opts tls;
+    struct cmd_dns dns;
+};
+
+#define CMD_NET_LONGOPTS                                                                           \
+    {"allow-net", required_argument, NULL, 'A'}, {"ca-file", required_argument, NULL, 'C'},        \
+        {"insecure", no_argument, NULL, 'K'}, {"resolve", required_argument, NULL, 'R'},           \
+    {                                                                                              \
+        "dns-server", required_argument, NULL, 'D'                                                 \
+    }
+
+/* cmd_net_init empties n: nothing allowed beyond public addresses, system CAs, system DNS. */
+void cmd_net_init(struct cmd_net *n);
+
+/* cmd_net_option applies option c (with arg) to n when it is one of CMD_NET_LONGOPTS: returns
+ * 0 when taken, 2 after printing a usage error for cmd, -1 when c is not one of them. */
+int cmd_net_option(const char *cmd, struct cmd_net *n, int c, char *arg);
 
 /* cmd_now_ms is the wall-clock time in unix milliseconds. */
 int64_t cmd_now_ms(void);

@@ -78,14 +78,12 @@ struct blast_cfg {
     size_t payload;
     uint32_t workers;
     uint32_t timeout_ms;
-    struct netguard guard;
+    struct cmd_net net; /* --allow-net, --ca-file, --insecure, --resolve, --dns-server */
     bool json;
     bool quiet;
     bool new_conns;
     bool https;
     bool names; /* some URL names a host: workers need a resolver */
-    struct cmd_dns dns;
-    struct tls_opts tls;
     /* data template: a JSON value of payload bytes with a 16-hex-digit slot patched per event */
     struct buf data;
     size_t seq_off[2];
@@ -349,14 +347,14 @@ static int worker_setup(struct worker *w)
     }
     w->ring_ok = true;
     if (cfg->names) {
-        if (dns_init(&w->dns, &w->ring, &cfg->dns.o, w->errmsg, sizeof(w->errmsg))) {
+        if (dns_init(&w->dns, &w->ring, &cfg->net.dns.o, w->errmsg, sizeof(w->errmsg))) {
             return -EINVAL;
         }
         w->dns_ok = true;
     }
     if (cfg->https) {
         /* one TLS context per worker: sessions and counters stay on this thread */
-        if (tls_ctx_init(&w->tls, &cfg->tls, w->errmsg, sizeof(w->errmsg))) {
+        if (tls_ctx_init(&w->tls, &cfg->net.tls, w->errmsg, sizeof(w->errmsg))) {
             return -EINVAL;
         }
         w->tls_ok = true;
@@ -365,7 +363,7 @@ static int worker_setup(struct worker *w)
                              .max_inflight = w->nusers,
                              .rbuf_size = 2048,
                              .max_response_body = 1u << 20,
-                             .guard = &cfg->guard,
+                             .guard = &cfg->net.guard,
                              .tls = w->tls_ok ? &w->tls : NULL,
                              .dns = w->dns_ok ? &w->dns : NULL};
     rc = client_init(&w->client, &w->ring, &co);
@@ -666,22 +664,18 @@ int cmd_blast(int argc, char **argv)
         {"payload-size", required_argument, NULL, 'b'},
         {"workers", required_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 't'},
-        {"allow-net", required_argument, NULL, 'A'},
         {"enc-secret", required_argument, NULL, 'e'},
         {"enc-salt", required_argument, NULL, 'a'},
-        {"ca-file", required_argument, NULL, 'C'},
-        {"insecure", no_argument, NULL, 'K'},
         {"new-connections", no_argument, NULL, 'N'},
-        {"resolve", required_argument, NULL, 'R'},
-        {"dns-server", required_argument, NULL, 'D'},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
+        CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static struct blast_cfg cfg;
     memset(&cfg, 0, sizeof(cfg));
-    netguard_init(&cfg.guard);
+    cmd_net_init(&cfg.net);
     cfg.concurrency = 64;
     cfg.payload = 1024;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -755,37 +749,14 @@ int cmd_blast(int argc, char **argv)
             }
             cfg.timeout_ms = (uint32_t)v;
             break;
-        case 'A':
-            if (netguard_allow(&cfg.guard, optarg)) {
-                return cmd_usage_error("blast",
-                                       "--allow-net wants a CIDR such as 127.0.0.0/8, "
-                                       "not '%s'",
-                                       optarg);
-            }
-            break;
         case 'e':
             enc = optarg;
             break;
         case 'a':
             salt = optarg;
             break;
-        case 'C':
-            cfg.tls.ca_file = optarg;
-            break;
-        case 'K':
-            cfg.tls.insecure = true;
-            break;
         case 'N':
             cfg.new_conns = true;
-            break;
-        case 'R':
-            rc = cmd_dns_resolve_opt("blast", &cfg.dns, optarg);
-            if (rc) {
-                return rc;
-            }
-            break;
-        case 'D':
-            cfg.dns.o.servers = optarg;
             break;
         case 'j':
             cfg.json = true;
@@ -796,8 +767,16 @@ int cmd_blast(int argc, char **argv)
         case 'h':
             fputs(blast_help, stdout);
             return EXIT_OK;
-        default:
-            return cmd_bad_option("blast", argc, argv, c);
+        default: {
+            int e = cmd_net_option("blast", &cfg.net, c, optarg);
+            if (e < 0) {
+                return cmd_bad_option("blast", argc, argv, c);
+            }
+            if (e) {
+                return e;
+            }
+            break;
+        }
         }
     }
     if (optind != argc) {
@@ -825,7 +804,7 @@ int cmd_blast(int argc, char **argv)
             cfg.names = true;
             continue; /* its addresses are checked when resolved */
         }
-        if (!netguard_permits(&cfg.guard, (const struct sockaddr *)&u->addr, &cls)) {
+        if (!netguard_permits(&cfg.net.guard, (const struct sockaddr *)&u->addr, &cls)) {
             return cmd_usage_error("blast",
                                    "%s is a %s address; deliveries there are refused "
                                    "unless --allow-net allows it",
@@ -842,11 +821,11 @@ int cmd_blast(int argc, char **argv)
     if (cfg.https) {
         /* check the CA file once, here, rather than in every worker */
         struct tls_ctx probe;
-        if (tls_ctx_init(&probe, &cfg.tls, err, sizeof(err))) {
+        if (tls_ctx_init(&probe, &cfg.net.tls, err, sizeof(err))) {
             return cmd_usage_error("blast", "%s", err);
         }
         tls_ctx_cleanup(&probe);
-        if (cfg.tls.insecure) {
+        if (cfg.net.tls.insecure) {
             fprintf(stderr, "hookring blast: WARNING: --insecure: receivers' certificates are "
                             "NOT verified\n");
         }

@@ -114,7 +114,7 @@ int64_t cmd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg)
+static int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg)
 {
     char *colon = strchr(arg, ':');
     struct sockaddr_in6 a6;
@@ -131,4 +131,35 @@ int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg)
     d->ov[d->o.noverrides++] = (struct dns_override){.host = arg, .addr = colon + 1};
     d->o.overrides = d->ov;
     return 0;
+}
+
+void cmd_net_init(struct cmd_net *n)
+{
+    memset(n, 0, sizeof(*n));
+    netguard_init(&n->guard);
+}
+
+int cmd_net_option(const char *cmd, struct cmd_net *n, int c, char *arg)
+{
+    switch (c) {
+    case 'A':
+        if (netguard_allow(&n->guard, arg)) {
+            return cmd_usage_error(cmd, "--allow-net wants a CIDR such as 127.0.0.0/8, not '%s'",
+                                   arg);
+        }
+        return 0;
+    case 'C':
+        n->tls.ca_file = arg;
+        return 0;
+    case 'K':
+        n->tls.insecure = true;
+        return 0;
+    case 'R':
+        return cmd_dns_resolve_opt(cmd, &n->dns, arg);
+    case 'D':
+        n->dns.o.servers = arg;
+        return 0;
+    default:
+        return -1;
+    }
 }

@@ -119,24 +119,17 @@ int cmd_send(int argc, char **argv)
         {"time-scale", required_argument, NULL, 'T'},
         {"timeout", required_argument, NULL, 't'},
         {"id", required_argument, NULL, 'i'},
-        {"allow-net", required_argument, NULL, 'A'},
         {"enc-secret", required_argument, NULL, 'e'},
         {"enc-salt", required_argument, NULL, 'a'},
-        {"ca-file", required_argument, NULL, 'C'},
-        {"insecure", no_argument, NULL, 'K'},
-        {"resolve", required_argument, NULL, 'R'},
-        {"dns-server", required_argument, NULL, 'D'},
+        CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pname = NULL, *url_s = NULL, *id = NULL, *enc = "", *salt = "";
-    struct tls_opts topts = {0};
-    static struct cmd_dns dopts;
-    memset(&dopts, 0, sizeof(dopts));
+    static struct cmd_net net;
+    cmd_net_init(&net);
     struct slice secrets[SIGN_MAX_KEYS];
     size_t nsecrets = 0;
-    struct netguard guard;
-    netguard_init(&guard);
     static struct send_state s;
     memset(&s, 0, sizeof(s));
     double scale = 1.0;
@@ -177,41 +170,25 @@ int cmd_send(int argc, char **argv)
         case 'i':
             id = optarg;
             break;
-        case 'A':
-            if (netguard_allow(&guard, optarg)) {
-                return cmd_usage_error("send",
-                                       "--allow-net wants a CIDR such as 127.0.0.0/8, "
-                                       "not '%s'",
-                                       optarg);
-            }
-            break;
         case 'e':
             enc = optarg;
             break;
         case 'a':
             salt = optarg;
             break;
-        case 'C':
-            topts.ca_file = optarg;
-            break;
-        case 'K':
-            topts.insecure = true;
-            break;
-        case 'R': {
-            int e = cmd_dns_resolve_opt("send", &dopts, optarg);
+        case 'h':
+            fputs(send_help, stdout);
+            return EXIT_OK;
+        default: {
+            int e = cmd_net_option("send", &net, c, optarg);
+            if (e < 0) {
+                return cmd_bad_option("send", argc, argv, c);
+            }
             if (e) {
                 return e;
             }
             break;
         }
-        case 'D':
-            dopts.o.servers = optarg;
-            break;
-        case 'h':
-            fputs(send_help, stdout);
-            return EXIT_OK;
-        default:
-            return cmd_bad_option("send", argc, argv, c);
         }
     }
     if (optind != argc - 1) {
@@ -261,11 +238,11 @@ int cmd_send(int argc, char **argv)
                           : p->message_id ? slice_of(idbuf, p->message_id(&ev, idbuf))
                                           : slice_of(ev.id, ev.id_len);
     if (url.https) {
-        if (tls_ctx_init(&tctx, &topts, err, sizeof(err))) {
+        if (tls_ctx_init(&tctx, &net.tls, err, sizeof(err))) {
             fprintf(stderr, "hookring send: %s\n", err);
             goto out_buf;
         }
-        if (topts.insecure) {
+        if (net.tls.insecure) {
             fprintf(stderr,
                     "hookring send: WARNING: --insecure: %s's certificate is NOT "
                     "verified; anyone on the path can read and change this delivery\n",
@@ -282,7 +259,7 @@ int cmd_send(int argc, char **argv)
     static struct dns dns;
     bool dns_ok = false;
     if (!url.host_is_ip) {
-        if (dns_init(&dns, &s.ring, &dopts.o, err, sizeof(err))) {
+        if (dns_init(&dns, &s.ring, &net.dns.o, err, sizeof(err))) {
             fprintf(stderr, "hookring send: %s\n", err);
             ret = EXIT_USAGE;
             goto out_ring;
@@ -293,7 +270,7 @@ int cmd_send(int argc, char **argv)
                              .max_inflight = 1,
                              .rbuf_size = 16384,
                              .max_response_body = 1u << 20,
-                             .guard = &guard,
+                             .guard = &net.guard,
                              .tls = url.https ? &tctx : NULL,
                              .dns = dns_ok ? &dns : NULL};
     if (client_init(&s.client, &s.ring, &co) ||

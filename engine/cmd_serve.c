@@ -95,12 +95,7 @@ int cmd_serve(int argc, char **argv)
         {"data", required_argument, NULL, 'd'},
         {"listen", required_argument, NULL, 'l'},
         {"api-key", required_argument, NULL, 'k'},
-        {"allow-net", required_argument, NULL, 'A'},
         {"time-scale", required_argument, NULL, 'T'},
-        {"ca-file", required_argument, NULL, 'C'},
-        {"insecure", no_argument, NULL, 'K'},
-        {"resolve", required_argument, NULL, 'R'},
-        {"dns-server", required_argument, NULL, 'D'},
         {"dedup-window", required_argument, NULL, 'w'},
         {"max-body", required_argument, NULL, 'b'},
         {"idle-timeout", required_argument, NULL, 'i'},
@@ -109,15 +104,13 @@ int cmd_serve(int argc, char **argv)
         {"operator-url", required_argument, NULL, 'O'},
         {"operator-secret", required_argument, NULL, 'S'},
         {"failing-after", required_argument, NULL, 'F'},
+        CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    static struct cmd_dns dopts;
-    static struct netguard guard;
-    memset(&dopts, 0, sizeof(dopts));
-    netguard_init(&guard);
-    struct tls_opts topts = {0};
-    struct serve_opts so = {.time_scale = 1.0, .guard = &guard};
+    static struct cmd_net net;
+    cmd_net_init(&net);
+    struct serve_opts so = {.time_scale = 1.0, .guard = &net.guard};
     const char *listen_s = NULL;
     uint64_t v;
     int c;
@@ -134,11 +127,6 @@ int cmd_serve(int argc, char **argv)
         case 'k':
             so.api_key = optarg;
             break;
-        case 'A':
-            if (netguard_allow(&guard, optarg)) {
-                return cmd_usage_error("serve", "--allow-net wants a CIDR such as 127.0.0.0/8");
-            }
-            break;
         case 'T': {
             char *end;
             so.time_scale = strtod(optarg, &end);
@@ -147,22 +135,6 @@ int cmd_serve(int argc, char **argv)
             }
             break;
         }
-        case 'C':
-            topts.ca_file = optarg;
-            break;
-        case 'K':
-            topts.insecure = true;
-            break;
-        case 'R': {
-            int e = cmd_dns_resolve_opt("serve", &dopts, optarg);
-            if (e) {
-                return e;
-            }
-            break;
-        }
-        case 'D':
-            dopts.o.servers = optarg;
-            break;
         case 'w':
             if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 30 * 86400) {
                 return cmd_usage_error("serve", "--dedup-window must be 1-2592000 seconds");
@@ -205,8 +177,16 @@ int cmd_serve(int argc, char **argv)
         case 'h':
             fputs(serve_help, stdout);
             return EXIT_OK;
-        default:
-            return cmd_bad_option("serve", argc, argv, c);
+        default: {
+            int e = cmd_net_option("serve", &net, c, optarg);
+            if (e < 0) {
+                return cmd_bad_option("serve", argc, argv, c);
+            }
+            if (e) {
+                return e;
+            }
+            break;
+        }
         }
     }
     if (optind != argc) {
@@ -237,12 +217,12 @@ int cmd_serve(int argc, char **argv)
     static struct ring ring;
     bool dns_ok = false;
     struct serve *s = NULL;
-    if (tls_ctx_init(&tctx, &topts, err, sizeof(err))) {
+    if (tls_ctx_init(&tctx, &net.tls, err, sizeof(err))) {
         fprintf(stderr, "hookring serve: %s\n", err);
         close(lfd);
         return EXIT_USAGE;
     }
-    if (topts.insecure) {
+    if (net.tls.insecure) {
         fprintf(stderr, "hookring serve: WARNING: --insecure: https certificates are NOT "
                         "verified\n");
     }
@@ -258,7 +238,7 @@ int cmd_serve(int argc, char **argv)
         close(lfd);
         goto out_ring;
     }
-    if (dns_init(&dns, &ring, &dopts.o, err, sizeof(err)) == 0) {
+    if (dns_init(&dns, &ring, &net.dns.o, err, sizeof(err)) == 0) {
         dns_ok = true;
     } else {
         fprintf(stderr, "hookring serve: no resolver (%s): only IP-literal URLs will work\n", err);
