@@ -43,6 +43,30 @@ struct cmd_dns {
     struct dns_override ov[CMD_MAX_RESOLVE];
 };
 
+/* The signing options every command takes: --profile, --secret (repeatable, current first),
+ * --enc-secret and --enc-salt (humanos). Used like cmd_net below. */
+struct cmd_sig {
+    const char *profile;
+    struct slice secrets[SIGN_MAX_KEYS];
+    size_t nsecrets;
+    const char *enc;  /* "" when not given */
+    const char *salt; /* "" when not given */
+};
+
+#define CMD_SIG_LONGOPTS                                                                           \
+    {"profile", required_argument, NULL, 'p'}, {"secret", required_argument, NULL, 's'},           \
+        {"enc-secret", required_argument, NULL, 'e'},                                              \
+    {                                                                                              \
+        "enc-salt", required_argument, NULL, 'a'                                                   \
+    }
+
+/* cmd_sig_init empties g. */
+void cmd_sig_init(struct cmd_sig *g);
+
+/* cmd_sig_option applies option c (with arg) to g when it is one of CMD_SIG_LONGOPTS: returns
+ * 0 when taken, 2 after printing a usage error for cmd, -1 when c is not one of them. */
+int cmd_sig_option(const char *cmd, struct cmd_sig *g, int c, char *arg);
+
 /* The network options of the commands that deliver (send, blast, serve): --allow-net,
  * --ca-file, --insecure, --resolve, --dns-server. CMD_NET_LONGOPTS goes into a command's
  * getopt_long table; cmd_net_option takes what getopt returned. */

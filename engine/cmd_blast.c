@@ -654,8 +654,6 @@ static int add_urls(struct blast_cfg *cfg, const char *list)
 int cmd_blast(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},
-        {"secret", required_argument, NULL, 's'},
         {"url", required_argument, NULL, 'u'},
         {"count", required_argument, NULL, 'n'},
         {"duration", required_argument, NULL, 'd'},
@@ -664,12 +662,11 @@ int cmd_blast(int argc, char **argv)
         {"payload-size", required_argument, NULL, 'b'},
         {"workers", required_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 't'},
-        {"enc-secret", required_argument, NULL, 'e'},
-        {"enc-salt", required_argument, NULL, 'a'},
         {"new-connections", no_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         CMD_NET_LONGOPTS,
+        CMD_SIG_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -680,24 +677,14 @@ int cmd_blast(int argc, char **argv)
     cfg.payload = 1024;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.workers = ncpu > 0 ? (uint32_t)ncpu : 1;
-    const char *pname = NULL, *enc = "", *salt = "";
-    struct slice secrets[SIGN_MAX_KEYS];
-    size_t nsecrets = 0;
     uint64_t v;
     int c, rc;
+    static struct cmd_sig sg;
+    cmd_sig_init(&sg);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
-        case 'p':
-            pname = optarg;
-            break;
-        case 's':
-            if (nsecrets == SIGN_MAX_KEYS) {
-                return cmd_usage_error("blast", "at most %d --secret options", SIGN_MAX_KEYS);
-            }
-            secrets[nsecrets++] = slice_cstr(optarg);
-            break;
         case 'u':
             rc = add_urls(&cfg, optarg);
             if (rc) {
@@ -749,12 +736,6 @@ int cmd_blast(int argc, char **argv)
             }
             cfg.timeout_ms = (uint32_t)v;
             break;
-        case 'e':
-            enc = optarg;
-            break;
-        case 'a':
-            salt = optarg;
-            break;
         case 'N':
             cfg.new_conns = true;
             break;
@@ -768,7 +749,10 @@ int cmd_blast(int argc, char **argv)
             fputs(blast_help, stdout);
             return EXIT_OK;
         default: {
-            int e = cmd_net_option("blast", &cfg.net, c, optarg);
+            int e = cmd_sig_option("blast", &sg, c, optarg);
+            if (e < 0) {
+                e = cmd_net_option("blast", &cfg.net, c, optarg);
+            }
             if (e < 0) {
                 return cmd_bad_option("blast", argc, argv, c);
             }
@@ -782,7 +766,7 @@ int cmd_blast(int argc, char **argv)
     if (optind != argc) {
         return cmd_usage_error("blast", "unexpected argument '%s'", argv[optind]);
     }
-    cfg.profile = cmd_profile("blast", pname);
+    cfg.profile = cmd_profile("blast", sg.profile);
     if (!cfg.profile) {
         return EXIT_USAGE;
     }
@@ -811,8 +795,8 @@ int cmd_blast(int argc, char **argv)
                                    u->host, addr_class_name(cls));
         }
     }
-    if (signer_init(&cfg.signer, cfg.profile, secrets, nsecrets, slice_cstr(enc), slice_cstr(salt),
-                    err, sizeof(err))) {
+    if (signer_init(&cfg.signer, cfg.profile, sg.secrets, sg.nsecrets, slice_cstr(sg.enc),
+                    slice_cstr(sg.salt), err, sizeof(err))) {
         return cmd_usage_error("blast", "%s", err);
     }
     if (build_template(&cfg, err, sizeof(err))) {

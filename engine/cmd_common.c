@@ -163,3 +163,33 @@ int cmd_net_option(const char *cmd, struct cmd_net *n, int c, char *arg)
         return -1;
     }
 }
+
+void cmd_sig_init(struct cmd_sig *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->enc = "";
+    g->salt = "";
+}
+
+int cmd_sig_option(const char *cmd, struct cmd_sig *g, int c, char *arg)
+{
+    switch (c) {
+    case 'p':
+        g->profile = arg;
+        return 0;
+    case 's':
+        if (g->nsecrets == SIGN_MAX_KEYS) {
+            return cmd_usage_error(cmd, "at most %d --secret options", SIGN_MAX_KEYS);
+        }
+        g->secrets[g->nsecrets++] = slice_cstr(arg);
+        return 0;
+    case 'e':
+        g->enc = arg;
+        return 0;
+    case 'a':
+        g->salt = arg;
+        return 0;
+    default:
+        return -1;
+    }
+}

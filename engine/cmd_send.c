@@ -112,42 +112,30 @@ static void send_done(struct attempt *a)
 int cmd_send(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},
-        {"secret", required_argument, NULL, 's'},
         {"url", required_argument, NULL, 'u'},
         {"retries", no_argument, NULL, 'r'},
         {"time-scale", required_argument, NULL, 'T'},
         {"timeout", required_argument, NULL, 't'},
         {"id", required_argument, NULL, 'i'},
-        {"enc-secret", required_argument, NULL, 'e'},
-        {"enc-salt", required_argument, NULL, 'a'},
         CMD_NET_LONGOPTS,
+        CMD_SIG_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *pname = NULL, *url_s = NULL, *id = NULL, *enc = "", *salt = "";
+    const char *url_s = NULL, *id = NULL;
     static struct cmd_net net;
     cmd_net_init(&net);
-    struct slice secrets[SIGN_MAX_KEYS];
-    size_t nsecrets = 0;
     static struct send_state s;
     memset(&s, 0, sizeof(s));
     double scale = 1.0;
     uint64_t timeout_ms = 0;
     int c;
+    static struct cmd_sig sg;
+    cmd_sig_init(&sg);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
-        case 'p':
-            pname = optarg;
-            break;
-        case 's':
-            if (nsecrets == SIGN_MAX_KEYS) {
-                return cmd_usage_error("send", "at most %d --secret options", SIGN_MAX_KEYS);
-            }
-            secrets[nsecrets++] = slice_cstr(optarg);
-            break;
         case 'u':
             url_s = optarg;
             break;
@@ -170,17 +158,14 @@ int cmd_send(int argc, char **argv)
         case 'i':
             id = optarg;
             break;
-        case 'e':
-            enc = optarg;
-            break;
-        case 'a':
-            salt = optarg;
-            break;
         case 'h':
             fputs(send_help, stdout);
             return EXIT_OK;
         default: {
-            int e = cmd_net_option("send", &net, c, optarg);
+            int e = cmd_sig_option("send", &sg, c, optarg);
+            if (e < 0) {
+                e = cmd_net_option("send", &net, c, optarg);
+            }
             if (e < 0) {
                 return cmd_bad_option("send", argc, argv, c);
             }
@@ -195,7 +180,7 @@ int cmd_send(int argc, char **argv)
         return cmd_usage_error("send", optind >= argc ? "EVENT.json is required"
                                                       : "exactly one EVENT.json, not several");
     }
-    const struct profile *p = cmd_profile("send", pname);
+    const struct profile *p = cmd_profile("send", sg.profile);
     if (!p) {
         return EXIT_USAGE;
     }
@@ -212,8 +197,8 @@ int cmd_send(int argc, char **argv)
         return cmd_usage_error("send", "%s", err);
     }
     struct signer signer;
-    if (signer_init(&signer, p, secrets, nsecrets, slice_cstr(enc), slice_cstr(salt), err,
-                    sizeof(err))) {
+    if (signer_init(&signer, p, sg.secrets, sg.nsecrets, slice_cstr(sg.enc), slice_cstr(sg.salt),
+                    err, sizeof(err))) {
         return cmd_usage_error("send", "%s", err);
     }
     int ret = EXIT_USAGE;

@@ -34,49 +34,39 @@ static const char sign_help[] =
 int cmd_sign(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},
-        {"secret", required_argument, NULL, 's'},
         {"id", required_argument, NULL, 'i'},
         {"timestamp", required_argument, NULL, 't'},
-        {"enc-secret", required_argument, NULL, 'e'},
-        {"enc-salt", required_argument, NULL, 'a'},
+        CMD_SIG_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *pname = NULL, *id = NULL, *ts = NULL, *enc = "", *salt = "";
-    struct slice secrets[SIGN_MAX_KEYS];
-    size_t nsecrets = 0;
+    const char *id = NULL, *ts = NULL;
     int c;
+    static struct cmd_sig sg;
+    cmd_sig_init(&sg);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
-        case 'p':
-            pname = optarg;
-            break;
-        case 's':
-            if (nsecrets == SIGN_MAX_KEYS) {
-                return cmd_usage_error("sign", "at most %d --secret options", SIGN_MAX_KEYS);
-            }
-            secrets[nsecrets++] = slice_cstr(optarg);
-            break;
         case 'i':
             id = optarg;
             break;
         case 't':
             ts = optarg;
             break;
-        case 'e':
-            enc = optarg;
-            break;
-        case 'a':
-            salt = optarg;
-            break;
         case 'h':
             fputs(sign_help, stdout);
             return EXIT_OK;
-        default:
-            return cmd_bad_option("sign", argc, argv, c);
+        default: {
+            int e = cmd_sig_option("sign", &sg, c, optarg);
+            if (e < 0) {
+                return cmd_bad_option("sign", argc, argv, c);
+            }
+            if (e) {
+                return e;
+            }
+            break;
+        }
         }
     }
     if (optind != argc - 1) {
@@ -84,7 +74,7 @@ int cmd_sign(int argc, char **argv)
                                                       : "exactly one EVENT.json, not several");
     }
     const char *path = argv[optind];
-    const struct profile *p = cmd_profile("sign", pname);
+    const struct profile *p = cmd_profile("sign", sg.profile);
     if (!p) {
         return EXIT_USAGE;
     }
@@ -102,7 +92,7 @@ int cmd_sign(int argc, char **argv)
     }
     char err[EVENT_ERR_MAX];
     struct signer s;
-    if (signer_init(&s, p, secrets, nsecrets, slice_cstr(enc), slice_cstr(salt), err,
+    if (signer_init(&s, p, sg.secrets, sg.nsecrets, slice_cstr(sg.enc), slice_cstr(sg.salt), err,
                     sizeof(err))) {
         return cmd_usage_error("sign", "%s", err);
     }

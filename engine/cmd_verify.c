@@ -33,36 +33,21 @@ static const char verify_help[] =
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"profile", required_argument, NULL, 'p'},
-        {"secret", required_argument, NULL, 's'},
-        {"header", required_argument, NULL, 'H'},
-        {"tolerance", required_argument, NULL, 'T'},
-        {"now", required_argument, NULL, 'n'},
-        {"enc-secret", required_argument, NULL, 'e'},
-        {"enc-salt", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"header", required_argument, NULL, 'H'}, {"tolerance", required_argument, NULL, 'T'},
+        {"now", required_argument, NULL, 'n'},    CMD_SIG_LONGOPTS,
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *pname = NULL, *enc = "", *salt = "";
-    struct slice secrets[SIGN_MAX_KEYS];
     struct header hdrs[MAX_HEADERS];
-    size_t nsecrets = 0, nh = 0;
+    size_t nh = 0;
     struct verify_opts vo = {.now_ms = cmd_now_ms(), .tolerance_s = VERIFY_TOLERANCE_S};
     uint64_t v;
     int c;
+    static struct cmd_sig sg;
+    cmd_sig_init(&sg);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":hH:", opts, NULL)) != -1) {
         switch (c) {
-        case 'p':
-            pname = optarg;
-            break;
-        case 's':
-            if (nsecrets == SIGN_MAX_KEYS) {
-                return cmd_usage_error("verify", "at most %d --secret options", SIGN_MAX_KEYS);
-            }
-            secrets[nsecrets++] = slice_cstr(optarg);
-            break;
         case 'H': {
             const char *colon = strchr(optarg, ':');
             if (!colon || colon == optarg) {
@@ -95,30 +80,32 @@ int cmd_verify(int argc, char **argv)
             }
             vo.now_ms = (int64_t)v * 1000;
             break;
-        case 'e':
-            enc = optarg;
-            break;
-        case 'a':
-            salt = optarg;
-            break;
         case 'h':
             fputs(verify_help, stdout);
             return EXIT_OK;
-        default:
-            return cmd_bad_option("verify", argc, argv, c);
+        default: {
+            int e = cmd_sig_option("verify", &sg, c, optarg);
+            if (e < 0) {
+                return cmd_bad_option("verify", argc, argv, c);
+            }
+            if (e) {
+                return e;
+            }
+            break;
+        }
         }
     }
     if (optind != argc - 1) {
         return cmd_usage_error("verify", optind >= argc ? "BODY_FILE is required"
                                                         : "exactly one BODY_FILE, not several");
     }
-    const struct profile *p = cmd_profile("verify", pname);
+    const struct profile *p = cmd_profile("verify", sg.profile);
     if (!p) {
         return EXIT_USAGE;
     }
     char err[EVENT_ERR_MAX];
     struct signer s;
-    if (signer_init(&s, p, secrets, nsecrets, slice_cstr(enc), slice_cstr(salt), err,
+    if (signer_init(&s, p, sg.secrets, sg.nsecrets, slice_cstr(sg.enc), slice_cstr(sg.salt), err,
                     sizeof(err))) {
         return cmd_usage_error("verify", "%s", err);
     }
