@@ -142,8 +142,9 @@ int client_init(struct client *c, struct ring *r, const struct client_opts *o)
     if (!c->conns) {
         return -ENOMEM;
     }
-    /* One direct descriptor per connection; without the table, plain fds are used. */
-    c->direct = ring_files_init(r, o->max_conns) == 0;
+    /* One direct descriptor per connection; without the table (an old kernel, or the ring has
+     * one already), ring_fd_install keeps plain fds. */
+    ring_files_init(r, o->max_conns);
     /* Buffers are allocated when a connection is first opened and kept for reuse, so memory
      * follows the connections really used, not the table size. */
     for (uint32_t i = o->max_conns; i-- > 0;) {

@@ -157,7 +157,6 @@ struct client {
     uint32_t queued;        /* attempts waiting in endpoint queues */
     uint32_t nconns;        /* open connections, idle ones included */
     uint32_t nclosing;      /* connections waiting for the kernel to hand back their ops */
-    bool direct;            /* sockets are the ring's direct descriptors */
     struct origin *origins; /* one per origin: the keep-alive pools and TLS sessions */
     struct conn *lru_head, *lru_tail; /* idle connections, most recently used first */
     char detail_buf[80]; /* a failure's reason, formatted just before it is copied out */
