@@ -38,6 +38,8 @@ static const char serve_help[] =
     "  --dns-server S      ask this resolver (IP[:PORT], comma-separated)\n"
     "  --dedup-window S    an event id seen within S seconds (1-2 windows) is a duplicate\n"
     "                      (default 86400)\n"
+    "  --dedup-capacity N  event ids the dedup table holds per window (default 200000; its\n"
+    "                      memory, 64-128 bytes per id, is committed at start)\n"
     "  --max-body BYTES    the largest API request body (default 1 MiB; larger: 413)\n"
     "  --idle-timeout MS   an API connection must deliver a whole request within MS of being\n"
     "                      ready for one (default 30000)\n"
@@ -97,6 +99,7 @@ int cmd_serve(int argc, char **argv)
         {"api-key", required_argument, NULL, 'k'},
         {"time-scale", required_argument, NULL, 'T'},
         {"dedup-window", required_argument, NULL, 'w'},
+        {"dedup-capacity", required_argument, NULL, 'D'},
         {"max-body", required_argument, NULL, 'b'},
         {"idle-timeout", required_argument, NULL, 'i'},
         {"workers", required_argument, NULL, 'W'},
@@ -140,6 +143,12 @@ int cmd_serve(int argc, char **argv)
                 return cmd_usage_error("serve", "--dedup-window must be 1-2592000 seconds");
             }
             so.dedup_window_ms = v * 1000;
+            break;
+        case 'D':
+            if (!cmd_parse_uint(optarg, &v) || v < 1000 || v > 100000000) {
+                return cmd_usage_error("serve", "--dedup-capacity must be 1000-100000000");
+            }
+            so.dedup_capacity = v;
             break;
         case 'b':
             if (!cmd_parse_uint(optarg, &v) || v < 1024 || v > (16u << 20)) {
