@@ -76,7 +76,8 @@ def ms(v):
 class Out:
     def __init__(self):
         self.lock = threading.Lock()
-        self.tty = sys.stderr.isatty()
+        # a live line only when both go to a terminal (| tee would interleave them badly)
+        self.tty = sys.stderr.isatty() and sys.stdout.isatty()
         self.live = ""
 
     def say(self, text=""):
