@@ -526,6 +526,32 @@ class Api:
             self.c = None
 
 
+def unix_ms(t):
+    """RFC 3339 UTC with milliseconds (2026-12-02T01:11:05.123Z) -> unix ms"""
+    import calendar
+    base, _, frac = t.rstrip("Z").partition(".")
+    sec = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return sec * 1000 + int((frac + "000")[:3])
+
+
+def attempts_line(d):
+    """a delivery's attempts in one line: outcome, then each answer, its latency and when"""
+    at = d.get("attempts", [])
+    if not at:
+        return d["status"]
+    t0 = unix_ms(at[0]["at"])
+    parts = []
+    for a in at:
+        code = str(a["status"]) if a["status"] else a["result"]
+        off = unix_ms(a["at"]) - t0
+        parts.append(f"{code} in {a['latency_ms']:.1f} ms" + (f" at +{off} ms" if off else ""))
+    if len(parts) > 4:
+        parts = parts[:2] + [f"... ({len(parts) - 3} more)"] + parts[-1:]
+    why = f" ({d['error']})" if d.get("error") else ""
+    return (f"{d['status']}{why} after {len(at)} attempt{'s' if len(at) > 1 else ''}: "
+            + ", ".join(parts))
+
+
 def parse_metrics(text):
     m = {}
     for line in text.splitlines():
@@ -1084,6 +1110,7 @@ class Demo:
         self.whs = {w["id"]: w for w in r["data"]} if st == 200 else {}
         # a sample of attempt latencies per webhook, from serve's own records
         self.att = {}
+        self.example = {}  # webhook name: one delivery (of the sample) with its attempts
         for w in WEBHOOKS:
             lat = []
             for dlv in sorted(self.sampled.get(w[0], ())):
@@ -1091,6 +1118,13 @@ class Demo:
                 if st2 == 200:
                     lat += [x["latency_ms"] for x in full["attempts"]]
             self.att[w[0]] = sorted(lat)
+            # the example: of the newest 1000, the one with the most attempts
+            st, r = api.json("GET", f"/v1/webhooks/{self.whid[w[0]]}/deliveries?limit=1000")
+            if st == 200 and r["data"]:
+                best = max(r["data"], key=lambda d: d["attempt_count"])
+                st2, full = api.json("GET", f"/v1/deliveries/{best['id']}")
+                if st2 == 200:
+                    self.example[w[0]] = full
         hapi = Api(lambda: self.harness.addr)
         st, data = hapi.call("GET", "/_harness/stats")
         self.hstats = json.loads(data)
@@ -1289,9 +1323,10 @@ class Demo:
         out.say()
         out.say(f"   {B}Endpoints{O} {D}delivered/failed: serve's counts; 1st try, retried, "
                 f"attempts: the receiver's id table;{O}")
-        out.say(f"   {D}attempt: serve's record of each attempt (deliveries sampled through the "
-                f"run); to recv.: from the{O}")
-        out.say(f"   {D}producer's POST to the receiver's first sight{O}")
+        out.say(f"   {D}attempt: serve's recorded latency of each attempt, queueing included "
+                f"(deliveries sampled through{O}")
+        out.say(f"   {D}the run); to recv.: from the producer's POST to the receiver's first "
+                f"sight{O}")
         out.say(f"   {D}{'name':<12} {'profile':<16} {'status':<9} {'delivered':>9} {'failed':>6} "
                 f"{'1st try':>7} {'retried':>7} {'attempts':>8} {'attempt':>8} "
                 f"{'to recv.':>8}{O}")
@@ -1306,6 +1341,14 @@ class Demo:
                     f"{(ms(pctl(lat, 50)) + ' ms') if lat else '-':>8} "
                     f"{(ms(pctl(e2e, 50) * 1000) + ' ms') if e2e else '-':>8}")
         out.say(f"   {D}(attempt and to recv.: medians){O}")
+        out.say()
+        out.say(f"   {B}One delivery of each kind{O} {D}(GET /v1/deliveries/ID: each attempt's "
+                f"answer, latency from queueing to{O}")
+        out.say(f"   {D}answer, and when it was sent, after the first){O}")
+        for name in ("billing", "inbox", "app", "payments-eu", "legacy-crm"):
+            d = self.example.get(name)
+            if d:
+                out.say(f"   {name:<12} {d['id']}  {attempts_line(d)}")
         out.say()
         out.say(f"   {B}Deliveries{O}")
         row("deliveries", n(delivered + failed),
