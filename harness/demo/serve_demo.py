@@ -1351,8 +1351,12 @@ class Demo:
                 out.say(f"   {name:<12} {d['id']}  {attempts_line(d)}")
         out.say()
         out.say(f"   {B}Deliveries{O}")
+        left = (int(m.get("hookring_retries_pending", -1)),
+                int(m.get("hookring_attempts_in_flight", -1)))
         row("deliveries", n(delivered + failed),
-            f"{n(delivered)} delivered + {n(failed)} failed; none pending, none in flight")
+            f"{n(delivered)} delivered + {n(failed)} failed; "
+            + ("none pending, none in flight" if left == (0, 0) else
+               f"{n(left[0])} pending, {n(left[1])} in flight"))
         row("delivered", n(delivered),
             f"{n(first_try)} on the first attempt, {n(after_retry)} after retries")
         row("attempts", n(req_seen),
@@ -1381,8 +1385,8 @@ class Demo:
         if kill:
             acked = self.killed[2]
             row("acknowledged at the kill", n(acked),
-                f"serve back {(self.restarted[0] - self.killed[0]) * 1000:.0f} ms later; every "
-                f"one delivered (checked by id)")
+                f"serve back {(self.restarted[0] - self.killed[0]) * 1000:.0f} ms later"
+                + ("; every one delivered (checked by id)" if not self.problems else ""))
             row("delivered twice", n(rdups),
                 "in flight at the kill, made again: at-least-once, same id")
         out.say(f"   {D}all final {self.t_final - self.t0:.1f} s after the first event{O}")
