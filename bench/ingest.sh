@@ -17,9 +17,13 @@
 #    all threads) per request and busy %, and serve's peak RSS (VmHWM; it keeps every event in
 #    memory, so this grows with the events taken, warm-up included).
 # 2. End to end. hookring-harness (1 thread, --route /std/=standard:whsec_…, verifying every
-#    signature) and serve (--allow-net 127.0.0.0/8) both on CPU 0, one webhook registered
-#    (profile standard, events ["*"], url http://HARNESS/std/ok/); wrk as above on CPU 1 for
-#    D, while a poller (on CPU 1, started before wrk) reads the harness's stats every 20 ms;
+#    signature) alone on CPU 0; serve (--allow-net 127.0.0.0/8) on CPU 1, the sender's side,
+#    with its producer; one webhook registered (profile standard, events ["*"], url
+#    http://HARNESS/std/ok/, plus E2E_WEBHOOK_EXTRA, e.g. ',"max_in_flight":64'). Two
+#    producers, each for D: "single", wrk as above (-c CONNS, one event per request), and
+#    "batch", wrk -c BATCH_CONNS posting BATCH events per POST /v1/events/batch (NDJSON; an
+#    answer counts only if it is 200 and every line accepted its event). Meanwhile a poller
+#    (on CPU 1, started before wrk) reads the harness's stats every 20 ms;
 #    after wrk it waits (at most E2E_WAIT seconds) until the harness's `verified` equals
 #    serve's hookring_events_ingested_total (>= the 202s: a request wrk abandons at the end may
 #    still be taken). e2e rate = verified / (time from wrk's start to the poll that saw the
@@ -33,7 +37,7 @@
 # fresh server and data directory; the best rate of each side is kept. Prints one line per
 # measurement and a summary with the ratios (hookring / redis, e2e / blast); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
-# CONNS (64), E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
+# CONNS (64), BATCH (64), BATCH_CONNS (4), E2E_WEBHOOK_EXTRA (''), E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
 # the figures. Reported, never asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +45,8 @@ BUILD=${1:-build}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
+BATCH=${BATCH:-64}
+BATCH_CONNS=${BATCH_CONNS:-4}
 E2E_WAIT=${E2E_WAIT:-60}
 HOOKRING="$BUILD/hookring"
 HARNESS="$BUILD/hookring-harness"
@@ -61,6 +67,7 @@ done
 case $secs in '' | *[!0-9]*) die "DURATION must be whole seconds (e.g. 5s), not '$DURATION'" ;; esac
 
 . bench/lib.sh
+serve_pin=("${pin_server[@]}")
 
 # ---- helpers -------------------------------------------------------------------------------
 
@@ -136,6 +143,58 @@ function done(summary, latency, requests)
     io.write(string.format("not_202: %d\n", n))
 end
 LUA
+# The batch producer of the second end-to-end run: each request POSTs /v1/events/batch with
+# BATCH events (NDJSON, each the same 1024-byte event as above with a unique id). An answer
+# counts only when it is 200 and every one of its lines accepted its event ("deliveries"); the
+# script prints the accepted events and every refusal (done()).
+cat > "$tmp/batch.lua" <<LUA
+wrk.method = "POST"
+wrk.path = "/v1/events/batch"
+wrk.headers["Content-Type"] = "application/x-ndjson"
+wrk.headers["Authorization"] = "Bearer $KEY"
+local threads = {}
+local counter = 0
+local batch = ${BATCH:-64}
+local middle = '","type":"bench.event","data":{"pad":"'
+not202 = 0
+accepted = 0
+function setup(thread)
+    thread:set("tid", #threads)
+    table.insert(threads, thread)
+end
+function init(args)
+    prefix = '{"id":"evt_' .. (args[1] or "x") .. "_" .. tostring(tid) .. "_"
+    local n = 1024 - #prefix - 7 - #middle - 3
+    if n < 1 then n = 1 end
+    suffix = middle .. string.rep("x", n) .. '"}}'
+end
+function request()
+    local t = {}
+    for i = 1, batch do
+        counter = counter + 1
+        t[i] = prefix .. counter .. suffix
+    end
+    return wrk.format(nil, nil, nil, table.concat(t, "\n"))
+end
+function response(status, headers, body)
+    local ok = 0
+    if status == 200 then
+        for _ in string.gmatch(body, '"deliveries":') do ok = ok + 1 end
+    end
+    if ok ~= batch then
+        not202 = not202 + 1
+    end
+    accepted = accepted + ok
+end
+function done(summary, latency, requests)
+    local n, a = 0, 0
+    for _, t in ipairs(threads) do
+        n = n + t:get("not202")
+        a = a + t:get("accepted")
+    end
+    io.write(string.format("not_202: %d\naccepted: %d\n", n, a))
+end
+LUA
 python3 -c "import sys; sys.stdout.write('x' * 1024)" > "$tmp/value"
 
 # run_wrk URL TAG SECONDS: runs wrk on CPU 1 and prints "RATE REQUESTS"; fails loudly on any
@@ -161,7 +220,8 @@ if int(m.group(1)) or "Non-2xx" in out or "Socket errors" in out or "PANIC" in o
     sys.exit("bench/ingest.sh: wrk saw answers other than 202, or errors:\n" + out)
 if int(n.group(1)) == 0:
     sys.exit("bench/ingest.sh: wrk completed no request:\n" + out)
-print(rate.group(1), n.group(1))
+a = re.search(r"accepted: (\d+)", out)
+print(rate.group(1), a.group(1) if a else n.group(1))
 PY
 }
 
@@ -169,14 +229,15 @@ metric() { # metric PORT NAME: one counter from serve's /metrics
     curl -sf -H "Authorization: Bearer $KEY" "http://127.0.0.1:$1/metrics" | sed -n "s/^$2 //p"
 }
 
-# start_serve [extra...]: a fresh serve (new data dir) on CPU 0; sets serve_port, serve_pid
+# start_serve [extra...]: a fresh serve (new data dir) on CPU 0 (serve_pin: another CPU); sets
+# serve_port, serve_pid
 serve_n=0
 start_serve() {
     serve_n=$((serve_n + 1))
     serve_port=$(free_port)
     local d="$tmp/serve$serve_n"
     mkdir -p "$d"
-    "${pin_server[@]}" "$HOOKRING" serve --data "$d/data" --listen "127.0.0.1:$serve_port" \
+    "${serve_pin[@]}" "$HOOKRING" serve --data "$d/data" --listen "127.0.0.1:$serve_port" \
         --api-key "$KEY" --quiet "$@" > "$d/out" 2> "$d/err" &
     serve_pid=$!
     pids+=("$serve_pid")
@@ -330,13 +391,23 @@ t0 = float(open(t0file).read())
 print("%.1f %d %.3f %d %.3f" % (last / (last_t - t0), last, last_t - t0, at_end, wrk_end - t0))
 PY
 
-# sets result="E2E_RATE VERIFIED ELAPSED_S VERIFIED_AT_WRK_END WRK_END_S WRK_RATE N202 SERVE_CPU_S
-# HARNESS_CPU_S RSS_KIB"
+# measure_e2e MODE: MODE single (wrk -c CONNS, one event per POST /v1/events) or batch (wrk -c
+# BATCH_CONNS, BATCH events per POST /v1/events/batch). serve runs on the client CPU, the
+# sender's side like blast in the reference, with the producer (wrk); the harness has CPU 0 to
+# itself as in the reference. Sets result="E2E_RATE VERIFIED ELAPSED_S VERIFIED_AT_WRK_END
+# WRK_END_S WRK_REQ_RATE ACCEPTED SERVE_CPU_S HARNESS_CPU_S RSS_KIB"
 measure_e2e() {
+    local mode=$1 script conns
+    case $mode in
+    single) script="$tmp/events.lua" conns=$CONNS ;;
+    batch) script="$tmp/batch.lua" conns=$BATCH_CONNS ;;
+    esac
+    serve_pin=("${pin_client[@]}")
     start_serve --allow-net 127.0.0.0/8
+    serve_pin=("${pin_server[@]}")
     local api="http://127.0.0.1:$serve_port" wh w res c0 c1 h0 h1 rss poller d="$tmp/e2e$serve_n"
     mkdir -p "$d"
-    wh=$(curl -sf -H "Authorization: Bearer $KEY" "$api/v1/webhooks" -d "{\"url\":\"http://$harness_addr/std/ok/\",\"profile\":\"standard\",\"events\":[\"*\"],\"secret\":\"$SECRET\"}") \
+    wh=$(curl -sf -H "Authorization: Bearer $KEY" "$api/v1/webhooks" -d "{\"url\":\"http://$harness_addr/std/ok/\",\"profile\":\"standard\",\"events\":[\"*\"],\"secret\":\"$SECRET\"${E2E_WEBHOOK_EXTRA:-}}") \
         || die "registering the webhook failed"
     echo "$wh" | grep -q '"status":"active"' || die "webhook not active: $wh"
     harness_reset
@@ -353,7 +424,7 @@ measure_e2e() {
     c0=$(proc_cpu "$serve_pid")
     h0=$(proc_cpu "$harness_pid")
     date +%s.%N > "$d/t0"
-    "${pin_client[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" -s "$tmp/events.lua" "$api/v1/events" \
+    "${pin_client[@]}" wrk -t1 -c"$conns" -d"$DURATION" -s "$script" "$api/v1/events" \
         -- "e2e$serve_n" > "$tmp/wrk.out" 2>&1 || { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
     local wrk_end
     wrk_end=$(date +%s.%N)
@@ -418,28 +489,34 @@ start_harness
 # warm the harness up (and check the route verifies) with a short blast
 DURATION=1s measure_blast
 best_e="0 0 0 0 0 0 0 0 0 0"
+best_eb="0 0 0 0 0 0 0 0 0 0"
 best_b="0 0 0 0"
 for round in $(seq "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then
-        measure_e2e; e=$result
+        measure_e2e single; e=$result
+        measure_e2e batch; eb=$result
         measure_blast; b=$result
     else
         measure_blast; b=$result
-        measure_e2e; e=$result
+        measure_e2e batch; eb=$result
+        measure_e2e single; e=$result
     fi
-    echo "e2e round $round: serve ${e%% *} events/s verified end to end, blast ${b%% *} deliveries/s"
-    if [ -n "${VERBOSE:-}" ]; then echo "  e2e [$e] blast [$b]"; fi
+    echo "e2e round $round: serve ${e%% *} events/s (single posts), ${eb%% *} events/s (batches) verified end to end, blast ${b%% *} deliveries/s"
+    if [ -n "${VERBOSE:-}" ]; then echo "  e2e [$e] e2e-batch [$eb] blast [$b]"; fi
     best_e=$(best "$best_e" "$e")
+    best_eb=$(best "$best_eb" "$eb")
     best_b=$(best "$best_b" "$b")
 done
 
-python3 - "$best_s" "$best_r" "$best_e" "$best_b" "$secs" "$CONNS" "${JSON:-}" <<'PY'
+python3 - "$best_s" "$best_r" "$best_e" "$best_b" "$secs" "$CONNS" "${JSON:-}" "$best_eb" "$BATCH" "$BATCH_CONNS" <<'PY'
 import json, sys
 sr, sn, scpu, srss, sing = (float(x) for x in sys.argv[1].split())
 rr, rn, rcpu = (float(x) for x in sys.argv[2].split())
 er, ev, et, eav, eat, ewr, en, ecpu, ehc, erss = (float(x) for x in sys.argv[3].split())
 br, bn, bhc, bcpu = (float(x) for x in sys.argv[4].split())
 secs, conns, out = float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+xr, xv, xt, xav, xat, xwr, xn, xcpu, xhc, xrss = (float(x) for x in sys.argv[8].split())
+batch, bconns = int(sys.argv[9]), int(sys.argv[10])
 print()
 print("1 KiB events, %d concurrent clients, %gs runs; servers on CPU 0, clients on CPU 1" % (conns, secs))
 print("ingest: hookring serve (no webhook) %.0f events/s acknowledged 202 (durable), server CPU "
@@ -448,14 +525,19 @@ print("ingest: hookring serve (no webhook) %.0f events/s acknowledged 202 (durab
 print("ingest: redis 7 XADD, appendfsync always  %.0f XADD/s, server CPU %.1f us/XADD"
       % (rr, rcpu * 1e6 / rn))
 print("ingest ratio hookring/redis: %.2f (CPU per event ratio %.2f)" % (sr / rr, (scpu / sn) / (rcpu / rn)))
-print("e2e: serve + 1 standard webhook -> harness /std/ok/ (verifying): %.0f events/s verified "
-      "(%d in %.2fs; ingest during it %.0f/s, %d answered 202; %d verified when wrk ended at %.2fs), "
+print("e2e (serve and its producer on CPU 1, the harness alone on CPU 0):")
+print("e2e single posts: serve + 1 standard webhook -> harness /std/ok/ (verifying), wrk -c%d: %.0f events/s verified "
+      "(%d in %.2fs; %d answered 202, %.0f/s; %d verified when wrk ended at %.2fs), "
       "serve CPU %.1f us/event (busy %.0f%%), harness CPU %.1f us/event, serve peak RSS %.1f MiB"
-      % (er, ev, et, ewr, en, eav, eat, ecpu * 1e6 / ev, 100 * ecpu / et, ehc * 1e6 / ev, erss / 1024))
+      % (conns, er, ev, et, en, en / secs, eav, eat, ecpu * 1e6 / ev, 100 * ecpu / et, ehc * 1e6 / ev, erss / 1024))
+print("e2e batches: the same, wrk -c%d posting %d events per /v1/events/batch: %.0f events/s verified "
+      "(%d in %.2fs; %d accepted, %.0f/s; %d verified when wrk ended at %.2fs), "
+      "serve CPU %.1f us/event (busy %.0f%%), harness CPU %.1f us/event, serve peak RSS %.1f MiB"
+      % (bconns, batch, xr, xv, xt, xn, xn / secs, xav, xat, xcpu * 1e6 / xv, 100 * xcpu / xt, xhc * 1e6 / xv, xrss / 1024))
 print("e2e reference: hookring blast (standard, 1 worker, c=%d) to the same route: %.0f deliveries/s, "
       "blast CPU %.1f us/delivery, harness CPU %.1f us/delivery"
       % (conns, br, bcpu * 1e6 / bn, bhc * 1e6 / bn))
-print("e2e ratio e2e/blast: %.2f" % (er / br))
+print("e2e ratio e2e/blast: single posts %.2f, batches %.2f" % (er / br, xr / br))
 if out:
     with open(out, "w") as f:
         json.dump({"bench": "ingest", "duration_s": secs, "concurrency": conns,
@@ -466,6 +548,9 @@ if out:
                    "e2e_ingest_rps": ewr, "e2e_verified_at_wrk_end": int(eav), "e2e_wrk_end_s": eat, "e2e_serve_cpu_us": ecpu * 1e6 / ev,
                    "e2e_harness_cpu_us": ehc * 1e6 / ev, "e2e_serve_rss_kib": int(erss),
                    "blast_rps": br, "blast_cpu_us": bcpu * 1e6 / bn,
-                   "blast_harness_cpu_us": bhc * 1e6 / bn, "e2e_ratio": er / br}, f)
+                   "blast_harness_cpu_us": bhc * 1e6 / bn, "e2e_ratio": er / br,
+                   "e2e_batch_rps": xr, "e2e_batch_verified": int(xv), "e2e_batch_size": batch,
+                   "e2e_batch_conns": bconns, "e2e_batch_serve_cpu_us": xcpu * 1e6 / xv,
+                   "e2e_batch_harness_cpu_us": xhc * 1e6 / xv, "e2e_batch_ratio": xr / br}, f)
         f.write("\n")
 PY
