@@ -1455,6 +1455,7 @@ int serve_start(struct serve *s, int lfd)
         } else if (d && d->status == DLV_SENDING) {
             d->status = DLV_PENDING;
             dlv_schedule(s, d, 0);
+            s->recovered_pending++;
         }
     }
     return 0;
@@ -1483,14 +1484,21 @@ bool serve_idle(const struct serve *s)
 
 void serve_recovered_summary(const struct serve *s, char *out, size_t outlen)
 {
-    size_t active = 0;
+    size_t active = 0, pending = 0;
     for (size_t i = 0; i < s->nwh; i++) {
         active += s->whs[i]->status == WH_ACTIVE;
     }
-    snprintf(out, outlen,
-             "recovered %zu webhooks (%zu active), %zu events, %" PRIu64
-             " deliveries pending (journal: %" PRIu64 " records)",
-             s->nwh, active, s->nev, s->recovered_pending, journal_last_seq(&s->j));
+    /* counted here, not by serve_start (which runs after this is printed): an attempt in flight
+     * at the crash (recovered as sending) is pending again too */
+    for (size_t i = 0; i < s->ndlv; i++) {
+        const struct delivery *d = s->dlvs[i];
+        pending += d && (d->status == DLV_PENDING || d->status == DLV_SENDING);
+    }
+    snprintf(
+        out, outlen,
+        "recovered %zu webhooks (%zu active), %zu events, %zu deliveries pending (journal: %" PRIu64
+        " records)",
+        s->nwh, active, s->nev, pending, journal_last_seq(&s->j));
 }
 
 int serve_free(struct serve *s)
