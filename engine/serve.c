@@ -744,7 +744,10 @@ static void dlv_done(struct attempt *a)
     struct dlv_attempt h = {.at_ms = a->sent_unix_ms ? a->sent_unix_ms : serve_now_ms(),
                             .status = a->status,
                             .result = (uint8_t)a->result};
-    int64_t lat = (a->done_ns - a->submit_ns) / 1000;
+    /* from the request's send (the time shown as at), not from the submit: under a backlog an
+     * attempt waits for a connection first, which is not the receiver's latency; an attempt that
+     * never got to send (connect failed) counts from its submit */
+    int64_t lat = (a->done_ns - (a->sent_ns ? a->sent_ns : a->submit_ns)) / 1000;
     h.latency_us = lat < 0 ? 0 : lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
     size_t n = a->excerpt_len < DLV_EXCERPT ? a->excerpt_len : DLV_EXCERPT;
     for (size_t i = 0; i < n; i++) {
