@@ -293,6 +293,13 @@ int endpoint_set_keep_alive(struct endpoint *ep, bool on)
     return 0;
 }
 
+int endpoint_add_header(struct endpoint *ep, struct slice name, struct slice value)
+{
+    int rc = buf_put_slice(&ep->prefix, name) | buf_puts(&ep->prefix, ": ") |
+             buf_put_slice(&ep->prefix, value) | buf_puts(&ep->prefix, "\r\n");
+    return rc ? -ENOMEM : 0;
+}
+
 void endpoint_set_adaptive(struct endpoint *ep, bool on)
 {
     ep->adaptive = on;

@@ -189,6 +189,11 @@ void endpoint_set_adaptive(struct endpoint *ep, bool on);
  * with Connection: close) or back on. */
 int endpoint_set_keep_alive(struct endpoint *ep, bool on);
 
+/* endpoint_add_header appends the line "name: value" to every request of ep, after Host and
+ * User-Agent and before the profile's headers. The caller has checked name and value (a token;
+ * no CR, LF or NUL). Call it before endpoint_set_keep_alive. Returns 0 or -ENOMEM. */
+int endpoint_add_header(struct endpoint *ep, struct slice name, struct slice value);
+
 /* endpoint_cleanup closes the idle connections the endpoint holds and frees its prefix; the
  * endpoint must have nothing queued or in flight, and its client must not be cleaned up yet. */
 void endpoint_cleanup(struct endpoint *ep);
