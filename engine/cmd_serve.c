@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "apisrv.h"
@@ -17,7 +18,8 @@ static const char serve_help[] =
     "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
     "                      [--idle-timeout MS] [--workers 1] [--quiet] [--failing-after N]\n"
-    "                      [--operator-url URL [--operator-secret S]]\n"
+    "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
+    "                      [--humanos-api-version V]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -48,6 +50,10 @@ static const char serve_help[] =
     "  --failing-after N   a webhook is marked failing after N deliveries in a row exhausted\n"
     "                      their retries (default 5; humanconnection: after any delivery's 5th\n"
     "                      failed retry); one delivered makes it active again\n"
+    "  --disable-after S   a webhook failing for S seconds (times --time-scale) becomes\n"
+    "                      disabled and its pending deliveries fail (default 432000: 5 days)\n"
+    "  --humanos-api-version V  the api_version a humanos webhook is pinned to at its first\n"
+    "                      delivery (default v1; PATCH {api_version} changes a webhook's)\n"
     "  --operator-url URL  post endpoint.failing, endpoint.disabled and\n"
     "                      message.attempt.exhausted events there, signed as the standard\n"
     "                      profile (they are always logged on stdout)\n"
@@ -57,9 +63,11 @@ static const char serve_help[] =
     "\n"
     "API (JSON; every path but /v1/health needs the bearer key):\n"
     "  POST   /v1/webhooks {url, profile, events:[...], agent?, secret?, enc_secret?, enc_salt?,\n"
-    "                       retry_schedule?:[s...], timeout_ms?}          201 with signing_secret\n"
+    "                       retry_schedule?:[s...], timeout_ms?, max_in_flight?, headers?:{..},\n"
+    "                       api_version? (humanos)}                       201 with signing_secret\n"
     "  GET    /v1/webhooks;  GET|PATCH|DELETE /v1/webhooks/{id}\n"
-    "  POST   /v1/events {id?, type, created_at?, agent?, data}  202 {id, deliveries} once "
+    "  POST   /v1/events {id?, type, created_at?, agent?, data, callback_url?, callback_secret?}\n"
+    "                                                             202 {id, deliveries} once "
     "durable,\n"
     "                                                             200 {id, duplicate:true}\n"
     "  POST   /v1/events/batch (NDJSON)  one result line per event, once all are durable\n"
@@ -107,6 +115,8 @@ int cmd_serve(int argc, char **argv)
         {"operator-url", required_argument, NULL, 'O'},
         {"operator-secret", required_argument, NULL, 'S'},
         {"failing-after", required_argument, NULL, 'F'},
+        {"disable-after", required_argument, NULL, 'D'},
+        {"humanos-api-version", required_argument, NULL, 'V'},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -183,6 +193,29 @@ int cmd_serve(int argc, char **argv)
             }
             so.failing_after = (uint32_t)v;
             break;
+        case 'D':
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 365 * 86400) {
+                return cmd_usage_error("serve", "--disable-after must be 1-31536000 seconds");
+            }
+            so.disable_after_s = v;
+            break;
+        case 'V': {
+            size_t n = strlen(optarg);
+            bool ok = n > 0 && n <= SIGN_API_VERSION_MAX;
+            for (size_t i = 0; i < n && ok; i++) {
+                char ch = optarg[i];
+                ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                     (ch >= 'A' && ch <= 'Z') || strchr("._-", ch);
+            }
+            if (!ok) {
+                return cmd_usage_error("serve",
+                                       "--humanos-api-version must be 1-%d letters, "
+                                       "digits, '.', '_' or '-'",
+                                       SIGN_API_VERSION_MAX);
+            }
+            so.humanos_api_version = optarg;
+            break;
+        }
         case 'h':
             fputs(serve_help, stdout);
             return EXIT_OK;

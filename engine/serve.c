@@ -8,6 +8,7 @@
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <time.h>
 
 #include "codec.h"
@@ -186,6 +187,118 @@ static int webhook_signer(const struct webhook *wh, int64_t now_ms, struct signe
     return 0;
 }
 
+/* headers_packed_ok tells whether h holds exactly n "name\0value\0" pairs. */
+static bool headers_packed_ok(struct slice h, uint32_t n)
+{
+    size_t nul = 0;
+    for (size_t i = 0; i < h.len; i++) {
+        nul += h.p[i] == 0;
+    }
+    return nul == 2 * (size_t)n && (h.len == 0 || h.p[h.len - 1] == 0);
+}
+
+static bool is_tchar(uint8_t ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool prefix_nocase(struct slice s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.len >= n && strncasecmp((const char *)s.p, prefix, n) == 0;
+}
+
+bool serve_header_check(const struct profile *p, struct slice name, struct slice value, char *err,
+                        size_t errlen)
+{
+    /* what the protocol or the signature depends on: never the caller's */
+    static const char *const protocol[] = {"Host",       "Content-Length", "Transfer-Encoding",
+                                           "Connection", "Content-Type",   "User-Agent",
+                                           "TE",         "Trailer",        "Upgrade",
+                                           "Keep-Alive", "Expect",         "Proxy-Connection"};
+    /* each profile's own headers; a name starting with one of them is refused too */
+    static const char *const own[PROFILE_COUNT][4] = {
+        [PROFILE_HUMANCONNECTION] = {"X-HumanConnection-Signature"},
+        [PROFILE_HUMIRIS] = {"X-Humiris-Signature"},
+        [PROFILE_HUMCLI] = {"X-Signature", "X-Timestamp"},
+        [PROFILE_HUMANOS] = {"x-signature", "x-timestamp"},
+        [PROFILE_AKSITA] = {"X-Webhook-Signature"},
+        [PROFILE_STANDARD] = {"webhook-id", "webhook-timestamp", "webhook-signature"},
+        [PROFILE_SVIX] = {"svix-id", "svix-timestamp", "svix-signature"},
+        [PROFILE_STRIPE] = {"Stripe-Signature"},
+        [PROFILE_GITHUB] = {"X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature"},
+    };
+    if (name.len == 0 || name.len > 256) {
+        snprintf(err, errlen, "field 'headers': a name must be 1-256 characters");
+        return false;
+    }
+    for (size_t i = 0; i < name.len; i++) {
+        if (!is_tchar(name.p[i])) {
+            snprintf(err, errlen, "field 'headers': '%.*s' is not a header name (RFC 9110 token)",
+                     (int)(name.len < 64 ? name.len : 64), (const char *)name.p);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(protocol); i++) {
+        if (name.len == strlen(protocol[i]) && prefix_nocase(name, protocol[i])) {
+            snprintf(err, errlen, "field 'headers': '%s' is set by the protocol", protocol[i]);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < 4 && own[p->pid][i]; i++) {
+        if (prefix_nocase(name, own[p->pid][i])) {
+            snprintf(err, errlen, "field 'headers': '%.*s' would override profile %s's %s",
+                     (int)name.len, (const char *)name.p, p->name, own[p->pid][i]);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < value.len; i++) {
+        uint8_t ch = value.p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            snprintf(err, errlen,
+                     "field 'headers': the value of '%.*s' has a control character (CR, LF, "
+                     "NUL, ...)",
+                     (int)name.len, (const char *)name.p);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* webhook_headers_add appends wh's custom headers to its endpoint's prefix, checking each. */
+static int webhook_headers_add(struct webhook *wh, char *err, size_t errlen)
+{
+    const char *p = wh->hdrs;
+    for (uint32_t i = 0; i < wh->nhdr; i++) {
+        struct slice name = slice_cstr(p);
+        p += name.len + 1;
+        struct slice value = slice_cstr(p);
+        p += value.len + 1;
+        if (!serve_header_check(wh->p, name, value, err, errlen)) {
+            return -EINVAL;
+        }
+        if (endpoint_add_header(&wh->ep, name, value)) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* webhook_api_version sets the api_version wh's signer sends: the pinned one, else the
+ * server's default (pinned at the first delivery). */
+static void webhook_api_version(const struct serve *s, struct webhook *wh)
+{
+    if (wh->p->pid != PROFILE_HUMANOS) {
+        return;
+    }
+    const char *v = wh->api_version[0]         ? wh->api_version
+                    : s->o.humanos_api_version ? s->o.humanos_api_version
+                                               : "v1";
+    snprintf(wh->signer.api_version, sizeof(wh->signer.api_version), "%s", v);
+}
+
 int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t errlen)
 {
     struct signer sg;
@@ -219,9 +332,16 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
     }
     signer_wipe(&wh->signer);
     wh->signer = sg;
+    webhook_api_version(s, wh);
     wh->url = u;
-    if (endpoint_init(&wh->ep, &s->cl, &wh->url, &wh->signer, wh->timeout_ms, 16, 64, err,
+    uint32_t conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS;
+    uint32_t inflight = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT;
+    if (endpoint_init(&wh->ep, &s->cl, &wh->url, &wh->signer, wh->timeout_ms, conns, inflight, err,
                       errlen)) {
+        return -EINVAL;
+    }
+    if (webhook_headers_add(wh, err, errlen)) {
+        endpoint_cleanup(&wh->ep);
         return -EINVAL;
     }
     wh->ep_ok = true;
@@ -260,6 +380,10 @@ static int webhook_encode(struct buf *b, const struct webhook *wh)
           put_u64(b, (uint64_t)wh->created_ms);
     /* added after the first version: a record without them has no previous secret */
     rc |= put_cstr(b, wh->old_secret) | put_u64(b, (uint64_t)wh->old_until_ms);
+    /* added with max_in_flight, the failing period, api_version pinning and custom headers: a
+     * record without them has none of them */
+    rc |= put_u32(b, wh->max_in_flight) | put_u64(b, (uint64_t)wh->failing_since_ms) |
+          put_cstr(b, wh->api_version) | put_u32(b, wh->nhdr) | put_str(b, wh->hdrs, wh->hdr_len);
     return rc ? -ENOMEM : 0;
 }
 
@@ -314,6 +438,20 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
     if (!r->bad && r->off < r->len) {
         rd_cstr(r, wh->old_secret, sizeof(wh->old_secret));
         wh->old_until_ms = (int64_t)rd_u64(r);
+    }
+    if (!r->bad && r->off < r->len) {
+        wh->max_in_flight = rd_u32(r);
+        wh->failing_since_ms = (int64_t)rd_u64(r);
+        rd_cstr(r, wh->api_version, sizeof(wh->api_version));
+        wh->nhdr = rd_u32(r);
+        struct slice h = rd_str(r);
+        if (h.len > sizeof(wh->hdrs) || wh->nhdr > WH_MAX_HEADERS ||
+            wh->max_in_flight > WH_MAX_IN_FLIGHT || !headers_packed_ok(h, wh->nhdr)) {
+            r->bad = true;
+        } else {
+            memcpy(wh->hdrs, h.p, h.len);
+            wh->hdr_len = h.len;
+        }
     }
     wh->p = profile_find(pname);
     if (r->bad || !wh->p || wh->status > WH_FAILING) {
@@ -518,6 +656,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
         d->wh->exhausted_run = 0;
         if (d->wh->status == WH_FAILING) {
             d->wh->status = WH_ACTIVE;
+            d->wh->failing_since_ms = 0;
             printf("operator: webhook %s is active again (a delivery succeeded)\n", d->wh->id);
             fflush(stdout);
             serve_webhook_record(s, d->wh, NULL);
@@ -527,6 +666,13 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
         d->wh->failed++;
     }
     dlv_record(s, d, h);
+    if (d->wh->adhoc) {
+        /* a callback destination is done with: freed after this loop iteration's completions
+         * (its endpoint may still be named by the attempt that just finished) */
+        d->wh->next_release = s->release;
+        s->release = d->wh;
+        d->wh = s->cbwh;
+    }
 }
 
 static void dlv_send(struct serve *s, struct delivery *d)
@@ -548,6 +694,11 @@ static void dlv_send(struct serve *s, struct delivery *d)
         if (serve_webhook_resign(wh, serve_now_ms(), err, sizeof(err))) {
             fprintf(stderr, "hookring serve: webhook %s: %s\n", wh->id, err);
         }
+    }
+    if (wh->p->pid == PROFILE_HUMANOS && !wh->api_version[0] && !d->op) {
+        /* the first delivery pins the api_version in force (journaled; PATCH changes it) */
+        snprintf(wh->api_version, sizeof(wh->api_version), "%s", wh->signer.api_version);
+        serve_webhook_record(s, wh, NULL);
     }
     if (d->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
         /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
@@ -692,8 +843,60 @@ static void webhook_failing(struct serve *s, struct webhook *wh, const char *why
         return;
     }
     wh->status = WH_FAILING;
+    wh->failing_since_ms = serve_now_ms();
     serve_webhook_record(s, wh, NULL);
     op_notify(s, "endpoint.failing", wh, NULL, why);
+}
+
+/* webhook_disable disables a live wh (journaled), says so, and ends its pending deliveries
+ * failed (those in flight end when their attempt does). */
+static void webhook_disable(struct serve *s, struct webhook *wh, const char *reason)
+{
+    if (!wh_live(wh)) {
+        return;
+    }
+    wh->status = WH_DISABLED;
+    wh->failing_since_ms = 0;
+    serve_webhook_record(s, wh, NULL);
+    op_notify(s, "endpoint.disabled", wh, NULL, reason);
+    for (size_t i = 0; i < s->ndlv; i++) {
+        struct delivery *d = s->dlvs[i];
+        if (d && d->wh == wh && d->status == DLV_PENDING) {
+            wheel_del(&d->timer);
+            dlv_final(s, d, DLV_FAILED, "webhook_disabled", NULL);
+        }
+    }
+}
+
+/* serve_sweep disables every webhook that has been failing for --disable-after. */
+static void serve_sweep(struct serve *s)
+{
+    int64_t now = serve_now_ms();
+    for (size_t i = 0; i < s->nwh; i++) {
+        struct webhook *wh = s->whs[i];
+        if (wh->status == WH_FAILING && wh->failing_since_ms &&
+            now - wh->failing_since_ms >= s->disable_after_ms) {
+            webhook_disable(s, wh, "failing_period");
+        }
+    }
+}
+
+static void sweep_arm(struct serve *s)
+{
+    /* a twentieth of the period, within 10 ms .. 1 s: the disable comes at most that late */
+    int64_t every = s->disable_after_ms / 20;
+    every = every < 10 ? 10 : every > 1000 ? 1000 : every;
+    wheel_add(&s->wheel, &s->sweep, ring_now_ms(s->r) + (uint64_t)every);
+}
+
+static void sweep_fire(struct wheel *w, struct wheel_timer *t)
+{
+    struct serve *s = container_of(t, struct serve, sweep);
+    if (s->stopping) {
+        return;
+    }
+    serve_sweep(s);
+    sweep_arm(s);
 }
 
 /* dlv_lifecycle applies what attempt outcome v of d means for its webhook: exhaustion is
@@ -709,6 +912,7 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
     if (v == RETRY_GONE) {
         if (wh_live(wh)) {
             wh->status = WH_DISABLED;
+            wh->failing_since_ms = 0;
             serve_webhook_record(s, wh, NULL);
             op_notify(s, "endpoint.disabled", wh, NULL, "it answered 410 Gone");
         }
@@ -788,7 +992,7 @@ static void dlv_done(struct attempt *a)
         dlv_final(s, d, DLV_FAILED, "gone", &h);
         break;
     }
-    if (!d->op) {
+    if (!d->op && !wh->adhoc) {
         dlv_lifecycle(s, d, v);
     }
 }
@@ -821,8 +1025,87 @@ static int canonical_event(struct buf *b, const struct event *ev)
     if (ev->has_agent) {
         rc |= buf_puts(b, ",\"agent\":") | json_put_string(b, slice_of(ev->agent, ev->agent_len));
     }
+    if (ev->callback) {
+        rc |= buf_puts(b, ",\"callback_url\":") |
+              json_put_string(b, slice_of(ev->callback->url, ev->callback->url_len)) |
+              buf_puts(b, ",\"callback_secret\":") |
+              json_put_string(b, slice_of(ev->callback->secret, ev->callback->secret_len));
+    }
     rc |= buf_puts(b, ",\"data\":") | buf_put_slice(b, ev->data) | buf_puts(b, "}");
     return rc ? -ENOMEM : 0;
+}
+
+/* ---- callback destinations ---- */
+
+static void adhoc_free(struct serve *s, struct webhook *wh)
+{
+    if (!wh) {
+        return;
+    }
+    if (wh->ep_ok) {
+        endpoint_cleanup(&wh->ep);
+    }
+    signer_wipe(&wh->signer);
+    explicit_bzero(wh->secret, sizeof(wh->secret));
+    free(wh);
+    s->nadhoc--;
+}
+
+/* adhoc_new builds the humcli destination of ev's callback (counted in s->nadhoc); check_body
+ * also builds the body once, so that an event humcli cannot carry is refused at ingest. NULL
+ * with err filled (naming the field) on failure. */
+static struct webhook *adhoc_new(struct serve *s, const struct event *ev, bool check_body,
+                                 char *err, size_t errlen)
+{
+    const struct event_callback *cb = ev->callback;
+    struct webhook *wh = calloc(1, sizeof(*wh));
+    if (!wh) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->nadhoc++;
+    snprintf(wh->id, sizeof(wh->id), "%s", WH_CALLBACK_ID);
+    wh->adhoc = true;
+    wh->p = profile_find("humcli");
+    wh->status = WH_ACTIVE;
+    wh->created_ms = serve_now_ms();
+    if (cb->url_len >= sizeof(wh->url_s) || cb->secret_len >= sizeof(wh->secret)) {
+        snprintf(err, errlen, "field 'callback_url': too long");
+        adhoc_free(s, wh);
+        return NULL;
+    }
+    memcpy(wh->url_s, cb->url, cb->url_len);
+    memcpy(wh->secret, cb->secret, cb->secret_len);
+    char why[EVENT_ERR_MAX];
+    if (serve_webhook_apply(s, wh, why, sizeof(why))) {
+        snprintf(err, errlen, "field '%s': %s",
+                 strncmp(why, "secret", 6) == 0 ? "callback_secret" : "callback_url", why);
+        adhoc_free(s, wh);
+        return NULL;
+    }
+    if (check_body) {
+        struct buf b;
+        buf_init(&b, 64u << 20);
+        int rc = wh->p->build_body(&wh->signer, ev, &b, why, sizeof(why));
+        buf_free(&b);
+        if (rc) {
+            snprintf(err, errlen, "%s (callback_url is delivered as profile humcli)",
+                     rc == -ENOMEM ? "out of memory" : why);
+            adhoc_free(s, wh);
+            return NULL;
+        }
+    }
+    return wh;
+}
+
+/* adhoc_release_all frees the callback destinations whose delivery is over. */
+static void adhoc_release_all(struct serve *s)
+{
+    while (s->release) {
+        struct webhook *wh = s->release;
+        s->release = wh->next_release;
+        adhoc_free(s, wh);
+    }
 }
 
 static int ev_keep(struct serve *s, struct sevent *e)
@@ -953,12 +1236,13 @@ enum ingest_result {
  * record is durable. The journal's room is checked before the dedup insert: an insert cannot be
  * undone, so an event refused for backpressure must not leave its key behind. */
 static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const struct event *in,
-                                     int64_t now_ms, struct journal_waiter *w)
+                                     int64_t now_ms, struct journal_waiter *w,
+                                     struct webhook **adhoc)
 {
     if (journal_failed(&s->j)) {
         return ING_FAILED;
     }
-    size_t n = 0;
+    size_t n = *adhoc ? 1 : 0;
     for (size_t i = 0; i < s->nwh; i++) {
         n += serve_match(s->whs[i], in);
     }
@@ -1018,6 +1302,17 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         r->dl[r->ndl++] = d;
         rc |= put_u64(&s->scratch, d->idx) | put_cstr(&s->scratch, wh->id);
     }
+    struct delivery *cbd = NULL;
+    if (*adhoc && !rc) {
+        /* the callback: one more delivery, to an ad-hoc destination rebuilt from the event */
+        cbd = dlv_new(s, s->ndlv, e, *adhoc);
+        if (!cbd) {
+            rc = -ENOMEM;
+        } else {
+            r->dl[r->ndl++] = cbd;
+            rc |= put_u64(&s->scratch, cbd->idx) | put_cstr(&s->scratch, WH_CALLBACK_ID);
+        }
+    }
     enum ingest_result res = ING_NOMEM;
     if (!rc) {
         rc = journal_append(&s->j, SREC_EVENT, s->scratch.p, s->scratch.len, w);
@@ -1035,6 +1330,9 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         s->nev--;
         ev_free(e);
         return res;
+    }
+    if (cbd) {
+        *adhoc = NULL; /* the delivery owns it now */
     }
     r->nnew++;
     return ING_NEW;
@@ -1061,15 +1359,52 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
     }
 }
 
-static const char callback_refused[] =
-    "field 'callback_url': per-event callbacks are not supported by serve yet";
+static void ingest_with(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms,
+                        struct webhook **adhoc);
+
+/* callback_prepare builds the callback destination of in, if it has one, into *adhoc. Returns
+ * 0, 400 (err names the field) or 503 (too many callback deliveries pending). */
+static int callback_prepare(struct serve *s, const struct event *in, struct webhook **adhoc,
+                            char *err, size_t errlen)
+{
+    *adhoc = NULL;
+    if (!in->callback) {
+        return 0;
+    }
+    if (s->nadhoc >= SERVE_ADHOC_MAX) {
+        snprintf(err, errlen, "%d callback deliveries are pending; retry", SERVE_ADHOC_MAX);
+        return 503;
+    }
+    *adhoc = adhoc_new(s, in, true, err, errlen);
+    return *adhoc ? 0 : 400;
+}
 
 void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms)
 {
-    if (in->callback) {
-        serve_api_error(c, 400, callback_refused);
+    struct webhook *adhoc;
+    char cerr[EVENT_ERR_MAX + 64];
+    int cst = callback_prepare(s, in, &adhoc, cerr, sizeof(cerr));
+    if (cst == 503) {
+        struct buf b;
+        buf_init(&b, 4096);
+        buf_puts(&b, "{\"error\":");
+        json_put_string(&b, slice_cstr(cerr));
+        buf_puts(&b, "}\n");
+        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n", b.p, b.len);
+        buf_free(&b);
         return;
     }
+    if (cst) {
+        serve_api_error(c, cst, cerr);
+        return;
+    }
+    ingest_with(s, c, in, now_ms, &adhoc);
+    adhoc_free(s, adhoc);
+}
+
+static void ingest_with(struct serve *s, struct apiconn *c, struct event *in, int64_t now_ms,
+                        struct webhook **adhoc)
+{
     if (journal_failed(&s->j)) {
         ingest_refuse(c, ING_FAILED);
         return;
@@ -1086,7 +1421,7 @@ void serve_ingest(struct serve *s, struct apiconn *c, struct event *in, int64_t 
         serve_api_error(c, 500, "out of memory");
         return;
     }
-    enum ingest_result ir = ingest_one(s, r, in, now_ms, &r->w);
+    enum ingest_result ir = ingest_one(s, r, in, now_ms, &r->w, adhoc);
     buf_puts(&r->body, "{\"id\":");
     json_put_string(&r->body, slice_of(in->id, in->id_len));
     switch (ir) {
@@ -1136,13 +1471,16 @@ static void batch_line(struct serve *s, struct sreply *r, size_t line, const uin
         event_clear(&ev);
         return;
     }
-    if (ev.callback) {
-        batch_line_error(&r->body, line, callback_refused);
+    struct webhook *adhoc;
+    char cerr[EVENT_ERR_MAX + 64];
+    if (callback_prepare(s, &ev, &adhoc, cerr, sizeof(cerr))) {
+        batch_line_error(&r->body, line, cerr);
         event_clear(&ev);
         return;
     }
     size_t before = r->ndl;
-    enum ingest_result ir = ingest_one(s, r, &ev, now_ms, NULL);
+    enum ingest_result ir = ingest_one(s, r, &ev, now_ms, NULL, &adhoc);
+    adhoc_free(s, adhoc);
     if (ir == ING_NEW || ir == ING_DUPLICATE) {
         buf_puts(&r->body, "{\"id\":");
         json_put_string(&r->body, slice_of(ev.id, ev.id_len));
@@ -1234,12 +1572,28 @@ static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
         uint64_t idx = rd_u64(r);
         struct slice whid = rd_str(r);
         struct webhook *wh = r->bad ? NULL : webhook_find_any(s, whid);
+        if (!r->bad && slice_eq_cstr(whid, WH_CALLBACK_ID)) {
+            if (!e->ev.callback) {
+                snprintf(err, errlen, "an event record names a callback it does not have");
+                return -EINVAL;
+            }
+            /* a destination refused now (a narrower --allow-net) ends its delivery failed */
+            wh = adhoc_new(s, &e->ev, false, why, sizeof(why));
+            if (!wh) {
+                fprintf(stderr, "hookring serve: a callback of event %s cannot be delivered: %s\n",
+                        e->ev.id, why);
+                wh = s->cbwh;
+            }
+        }
         if (!wh) {
             snprintf(err, errlen, "an event record names an unknown webhook");
             return -EINVAL;
         }
         struct delivery *d = dlv_new(s, idx, e, wh);
         if (!d) {
+            if (wh->adhoc) {
+                adhoc_free(s, wh);
+            }
             return -ENOMEM;
         }
         d->next_at_ms = ingest_ms;
@@ -1295,6 +1649,10 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
                 d->wh->exhausted_run++;
             }
         }
+    }
+    if (d->wh->adhoc && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
+        adhoc_free(s, d->wh);
+        d->wh = s->cbwh;
     }
     return 0;
 }
@@ -1388,6 +1746,11 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     if (!s->o.failing_after) {
         s->o.failing_after = 5;
     }
+    if (!s->o.disable_after_s) {
+        s->o.disable_after_s = 5 * 86400;
+    }
+    s->disable_after_ms = (int64_t)((double)s->o.disable_after_s * 1000.0 * s->o.time_scale);
+    wheel_timer_init(&s->sweep, sweep_fire);
     buf_init(&s->scratch, 64u << 20);
     RAND_bytes((uint8_t *)&s->rng, sizeof(s->rng));
     s->rng |= 1;
@@ -1413,6 +1776,14 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     if (o->operator_url && operator_init(s, err, errlen)) {
         goto fail;
     }
+    s->cbwh = calloc(1, sizeof(*s->cbwh));
+    if (!s->cbwh) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(s->cbwh->id, sizeof(s->cbwh->id), "%s", WH_CALLBACK_ID);
+    s->cbwh->p = profile_find("humcli");
+    s->cbwh->status = WH_ACTIVE; /* never ep_ok: a delivery left pointing at it cannot send */
     char jerr[512];
     /* room for several of the largest events at once beyond the default, so that the check
      * before each ingest (serve_ingest) never refuses an empty journal */
@@ -1447,6 +1818,9 @@ int serve_start(struct serve *s, int lfd)
         return rc;
     }
     s->api_ok = true;
+    /* webhooks that went on failing while the server was down are disabled first */
+    serve_sweep(s);
+    sweep_arm(s);
     /* every delivery recovered pending goes on at its journaled time (at once if that is past:
      * an attempt in flight at the crash left no record and is made again) */
     int64_t now = serve_now_ms();
@@ -1466,6 +1840,7 @@ int serve_start(struct serve *s, int lfd)
 
 void serve_after_run(struct serve *s)
 {
+    adhoc_release_all(s);
     if (s->client_ok) {
         client_flush(&s->cl);
     }
@@ -1520,8 +1895,12 @@ int serve_free(struct serve *s)
         wheel_cleanup(&s->wheel);
         s->r->wheel = NULL;
     }
+    adhoc_release_all(s);
     for (size_t i = 0; i < s->ndlv; i++) {
         if (s->dlvs[i]) {
+            if (s->dlvs[i]->wh->adhoc) {
+                adhoc_free(s, s->dlvs[i]->wh);
+            }
             buf_free(&s->dlvs[i]->body);
             free(s->dlvs[i]->hist);
             free(s->dlvs[i]);
@@ -1539,6 +1918,7 @@ int serve_free(struct serve *s)
         free(s->ops[i]);
     }
     free(s->ops);
+    free(s->cbwh);
     if (s->opwh) {
         if (s->opwh->ep_ok) {
             endpoint_cleanup(&s->opwh->ep);

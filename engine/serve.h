@@ -31,8 +31,12 @@ struct serve_opts {
     uint32_t max_conns;       /* API connections; 0: 1024 */
     bool quiet;               /* no per-event log lines */
     uint32_t failing_after;   /* exhausted deliveries in a row that mark a webhook failing; 0: 5 */
-    const char *operator_url; /* operator events go there (NULL: logged only) */
-    const char *operator_secret; /* their standard-profile secret (NULL: a random one) */
+    /* a webhook failing this long (seconds, times time_scale) becomes disabled; 0: 5 days */
+    uint64_t disable_after_s;
+    const char *humanos_api_version; /* pinned on humanos webhooks at their first delivery;
+                                        NULL: "v1" */
+    const char *operator_url;        /* operator events go there (NULL: logged only) */
+    const char *operator_secret;     /* their standard-profile secret (NULL: a random one) */
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,

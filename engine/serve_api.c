@@ -8,6 +8,7 @@
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "codec.h"
 #include "json.h"
@@ -171,7 +172,29 @@ static void webhook_json(struct buf *b, const struct webhook *wh, bool with_secr
     for (size_t i = 0; i < n; i++) {
         buf_printf(b, "%s%u", i ? "," : "", sch[i]);
     }
-    buf_printf(b, "],\"timeout_ms\":%u,\"status\":\"%s\",\"created_at\":",
+    buf_printf(b, "],\"max_in_flight\":%u,\"headers\":{",
+               wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT);
+    const char *h = wh->hdrs;
+    for (uint32_t i = 0; i < wh->nhdr; i++) {
+        struct slice name = slice_cstr(h);
+        h += name.len + 1;
+        struct slice value = slice_cstr(h);
+        h += value.len + 1;
+        buf_puts(b, i ? "," : "");
+        json_put_string(b, name);
+        buf_putc(b, ':');
+        json_put_string(b, value);
+    }
+    buf_putc(b, '}');
+    if (wh->p->pid == PROFILE_HUMANOS) {
+        buf_puts(b, ",\"api_version\":");
+        if (wh->api_version[0]) {
+            json_put_string(b, slice_cstr(wh->api_version));
+        } else {
+            buf_puts(b, "null");
+        }
+    }
+    buf_printf(b, ",\"timeout_ms\":%u,\"status\":\"%s\",\"created_at\":",
                wh->timeout_ms ? wh->timeout_ms : wh->p->timeout_ms,
                serve_wh_status_name(wh->status));
     put_time(b, wh->created_ms);
@@ -189,17 +212,89 @@ enum wh_field {
     F_SCHED = 1 << 7,
     F_TIMEOUT = 1 << 8,
     F_STATUS = 1 << 9,
+    F_HEADERS = 1 << 10,
+    F_MAXINF = 1 << 11,
+    F_APIVER = 1 << 12,
 };
 
 static const struct {
     const char *name;
     unsigned bit;
 } wh_fields[] = {
-    {"url", F_URL},       {"profile", F_PROFILE},      {"events", F_EVENTS},
-    {"agent", F_AGENT},   {"secret", F_SECRET},        {"enc_secret", F_ENC},
-    {"enc_salt", F_SALT}, {"retry_schedule", F_SCHED}, {"timeout_ms", F_TIMEOUT},
+    {"url", F_URL},
+    {"profile", F_PROFILE},
+    {"events", F_EVENTS},
+    {"agent", F_AGENT},
+    {"secret", F_SECRET},
+    {"enc_secret", F_ENC},
+    {"enc_salt", F_SALT},
+    {"retry_schedule", F_SCHED},
+    {"timeout_ms", F_TIMEOUT},
     {"status", F_STATUS},
+    {"headers", F_HEADERS},
+    {"max_in_flight", F_MAXINF},
+    {"api_version", F_APIVER},
 };
+
+/* parse_headers reads the object vt (token index vi) of custom headers into wh, packed; the
+ * names and values are checked against wh's profile when it is applied. */
+static int parse_headers(struct webhook *wh, const struct json_tok *toks, size_t vi,
+                         const uint8_t *in, char *err, size_t errlen)
+{
+    const struct json_tok *vt = &toks[vi];
+    if (vt->type != JSON_OBJECT || vt->size > WH_MAX_HEADERS) {
+        snprintf(err, errlen, "field 'headers': must be an object of at most %d headers",
+                 WH_MAX_HEADERS);
+        return -EINVAL;
+    }
+    size_t len = 0;
+    size_t k = vi + 1;
+    for (uint32_t m = 0; m < vt->size; m++) {
+        const struct json_tok *kt = &toks[k];
+        const struct json_tok *val = &toks[k + 1];
+        k = kt[1].next;
+        size_t nl, vl;
+        char *name = wh->hdrs + len;
+        size_t room = sizeof(wh->hdrs) - len;
+        if (json_unescape(kt, in, name, room, &nl) || nl + 1 >= room || memchr(name, 0, nl)) {
+            snprintf(err, errlen,
+                     "field 'headers': more than %d bytes, a bad escape, or a NUL in a name",
+                     WH_HEADERS_BYTES);
+            return -EINVAL;
+        }
+        name[nl] = 0;
+        for (const char *p = wh->hdrs; p < name;) {
+            if (strcasecmp(p, name) == 0) {
+                snprintf(err, errlen, "field 'headers': '%.64s' given twice", name);
+                return -EINVAL;
+            }
+            p += strlen(p) + 1;
+            p += strlen(p) + 1;
+        }
+        char *value = name + nl + 1;
+        room -= nl + 1;
+        if (val->type != JSON_STRING) {
+            snprintf(err, errlen, "field 'headers': the value of '%.64s' must be a string", name);
+            return -EINVAL;
+        }
+        int rc = json_unescape(val, in, value, room, &vl);
+        if (rc || vl + 1 > room) {
+            snprintf(err, errlen, "field 'headers': %s",
+                     rc == -ENOSPC || !rc ? "names and values together are limited to 8192 bytes"
+                                          : "a bad escape");
+            return -EINVAL;
+        }
+        if (memchr(value, 0, vl)) {
+            snprintf(err, errlen, "field 'headers': the value of '%.64s' has a NUL", name);
+            return -EINVAL;
+        }
+        value[vl] = 0;
+        len += nl + 1 + vl + 1;
+    }
+    wh->nhdr = vt->size;
+    wh->hdr_len = len;
+    return 0;
+}
 
 /* parse_webhook reads the members of the object in toks into wh; allowed names the members
  * accepted; *seen gets those present. Returns 0 or -EINVAL with err naming the field. */
@@ -337,6 +432,31 @@ static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const 
             wh->timeout_ms = (uint32_t)v;
             break;
         }
+        case F_HEADERS:
+            rc = parse_headers(wh, toks, vi, in, err, errlen);
+            break;
+        case F_MAXINF: {
+            uint64_t v;
+            if (vt->type != JSON_NUMBER ||
+                !slice_uint(json_tok_slice(vt, in), WH_MAX_IN_FLIGHT, &v) || v == 0) {
+                snprintf(err, errlen, "field 'max_in_flight': must be 1-%d", WH_MAX_IN_FLIGHT);
+                return -EINVAL;
+            }
+            wh->max_in_flight = (uint32_t)v;
+            break;
+        }
+        case F_APIVER: {
+            rc = get_string(vt, in, "api_version", wh->api_version, sizeof(wh->api_version), false,
+                            err, errlen);
+            for (const char *p = wh->api_version; !rc && *p; p++) {
+                if (!(*p >= '0' && *p <= '9') && !(*p >= 'a' && *p <= 'z') &&
+                    !(*p >= 'A' && *p <= 'Z') && !strchr("._-", *p)) {
+                    snprintf(err, errlen, "field 'api_version': letters, digits, '.', '_', '-'");
+                    rc = -EINVAL;
+                }
+            }
+            break;
+        }
         case F_STATUS: {
             char st[16];
             rc = get_string(vt, in, "status", st, sizeof(st), false, err, errlen);
@@ -427,6 +547,10 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
                  seen & F_ENC ? "enc_secret" : "enc_salt");
         goto bad;
     }
+    if ((seen & F_APIVER) && wh->p->pid != PROFILE_HUMANOS) {
+        snprintf(err, sizeof(err), "field 'api_version': only the humanos profile has one");
+        goto bad;
+    }
     uint8_t rid[8];
     RAND_bytes(rid, sizeof(rid));
     memcpy(wh->id, "whk_", 4);
@@ -462,27 +586,50 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     memcpy(&tmp, wh, sizeof(tmp));
     if (parse_body(req, toks, err, sizeof(err)) ||
         parse_webhook(&tmp, toks, req->body.p,
-                      F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS, &seen, err,
-                      sizeof(err))) {
+                      F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS | F_HEADERS |
+                          F_MAXINF | F_APIVER,
+                      &seen, err, sizeof(err))) {
         serve_api_error(c, 400, err);
         return;
     }
-    bool rebuild = (seen & (F_URL | F_TIMEOUT)) != 0;
+    if ((seen & F_APIVER) && wh->p->pid != PROFILE_HUMANOS) {
+        serve_api_error(c, 400, "field 'api_version': only the humanos profile has one");
+        return;
+    }
+    bool rebuild = (seen & (F_URL | F_TIMEOUT | F_HEADERS | F_MAXINF)) != 0;
     if (rebuild && wh->inflight) {
         serve_api_error(c, 409, "the webhook has attempts in flight; retry the change");
         return;
     }
-    char old_url[WH_URL_MAX + 1];
-    uint32_t old_timeout = wh->timeout_ms;
-    memcpy(old_url, wh->url_s, sizeof(old_url));
+    /* what the endpoint is built from, kept to put back if the new one is refused */
+    static struct webhook old;
+    memcpy(old.url_s, wh->url_s, sizeof(old.url_s));
+    memcpy(old.hdrs, wh->hdrs, sizeof(old.hdrs));
+    old.hdr_len = wh->hdr_len;
+    old.nhdr = wh->nhdr;
+    old.timeout_ms = wh->timeout_ms;
+    old.max_in_flight = wh->max_in_flight;
     memcpy(wh->url_s, tmp.url_s, sizeof(wh->url_s));
+    memcpy(wh->hdrs, tmp.hdrs, sizeof(wh->hdrs));
+    wh->hdr_len = tmp.hdr_len;
+    wh->nhdr = tmp.nhdr;
     wh->timeout_ms = tmp.timeout_ms;
+    wh->max_in_flight = tmp.max_in_flight;
     if (rebuild && serve_webhook_apply(s, wh, err, sizeof(err))) {
-        memcpy(wh->url_s, old_url, sizeof(old_url));
-        wh->timeout_ms = old_timeout;
-        serve_webhook_apply(s, wh, err, sizeof(err));
+        memcpy(wh->url_s, old.url_s, sizeof(old.url_s));
+        memcpy(wh->hdrs, old.hdrs, sizeof(old.hdrs));
+        wh->hdr_len = old.hdr_len;
+        wh->nhdr = old.nhdr;
+        wh->timeout_ms = old.timeout_ms;
+        wh->max_in_flight = old.max_in_flight;
+        char ignored[EVENT_ERR_MAX + 64];
+        serve_webhook_apply(s, wh, ignored, sizeof(ignored));
         serve_api_error(c, 400, err);
         return;
+    }
+    if (seen & F_APIVER) {
+        memcpy(wh->api_version, tmp.api_version, sizeof(wh->api_version));
+        memcpy(wh->signer.api_version, wh->api_version, sizeof(wh->api_version));
     }
     memcpy(wh->events, tmp.events, sizeof(wh->events));
     wh->nevents = tmp.nevents;
@@ -492,8 +639,10 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     wh->nsched = tmp.nsched;
     wh->has_sched = tmp.has_sched;
     if (tmp.status != wh->status) {
-        /* an operator's "active" starts the count of exhausted deliveries afresh */
+        /* an operator's "active" starts the count of exhausted deliveries (and the failing
+         * period) afresh */
         wh->exhausted_run = 0;
+        wh->failing_since_ms = 0;
     }
     wh->status = tmp.status;
     commit_webhook(s, c, wh, 200, false);
@@ -608,7 +757,15 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
 {
     char id[DLV_ID_LEN + 1];
     serve_format_dlv_id(id, d->idx);
-    buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":\"%s\",\"event_id\":", id, d->wh->id);
+    if (d->wh->adhoc || strcmp(d->wh->id, WH_CALLBACK_ID) == 0) {
+        /* a callback delivery: no webhook, the event's callback_url (never its secret) */
+        buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":null,\"callback_url\":", id);
+        const struct event_callback *cb = d->ev->ev.callback;
+        json_put_string(b, cb ? slice_of(cb->url, cb->url_len) : slice_cstr(""));
+        buf_puts(b, ",\"event_id\":");
+    } else {
+        buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":\"%s\",\"event_id\":", id, d->wh->id);
+    }
     json_put_string(b, slice_of(d->ev->ev.id, d->ev->ev.id_len));
     buf_printf(b, ",\"event_type\":\"%s\",\"status\":\"%s\",\"attempt_count\":%u", d->ev->ev.type,
                serve_dlv_status_name(d->status), d->attempts);

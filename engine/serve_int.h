@@ -17,6 +17,13 @@
 #define WH_MAX_SCHEDULE 32
 #define WH_URL_MAX 2048
 #define DLV_EXCERPT 96
+#define WH_MAX_HEADERS 32         /* custom headers per webhook */
+#define WH_HEADERS_BYTES 8192     /* their names and values together */
+#define WH_MAX_IN_FLIGHT 1024     /* the largest max_in_flight */
+#define WH_DEFAULT_CONNS 16       /* connections per webhook without max_in_flight */
+#define WH_DEFAULT_IN_FLIGHT 64   /* attempts in flight per webhook without max_in_flight */
+#define SERVE_ADHOC_MAX 1024      /* callback destinations alive at once */
+#define WH_CALLBACK_ID "callback" /* the webhook id a callback delivery is journaled under */
 
 /* journal record types */
 enum {
@@ -57,6 +64,17 @@ struct webhook {
     uint32_t inflight;
     uint64_t delivered, failed;
     uint32_t exhausted_run; /* deliveries in a row that exhausted their retries */
+    /* custom headers: nhdr pairs "name\0value\0" packed in hdrs[0..hdr_len) */
+    char hdrs[WH_HEADERS_BYTES];
+    size_t hdr_len;
+    uint32_t nhdr;
+    uint32_t max_in_flight;   /* 0: the defaults */
+    int64_t failing_since_ms; /* unix ms it became failing (0: it is not) */
+    /* humanos: the api_version its deliveries carry, pinned at its first delivery from the
+     * server's default; "" until then */
+    char api_version[SIGN_API_VERSION_MAX + 1];
+    bool adhoc; /* an event's callback destination: not in the table, freed once delivered */
+    struct webhook *next_release;
 };
 
 /* wh_live tells whether wh takes and delivers events: active, or failing (a warning only). */
@@ -147,6 +165,11 @@ struct serve {
     struct webhook *opwh;  /* --operator-url, or NULL */
     struct delivery **ops; /* operator deliveries, each owning its event */
     size_t nops, opcap;
+    struct webhook *cbwh;     /* what a finished callback delivery points at (never sends) */
+    size_t nadhoc;            /* callback destinations alive */
+    struct webhook *release;  /* callback destinations to free after the loop's completions */
+    struct wheel_timer sweep; /* looks for webhooks failing longer than --disable-after */
+    int64_t disable_after_ms; /* scaled by --time-scale */
 };
 
 /* ---- serve.c, for serve_api.c ---- */
@@ -162,6 +185,12 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
  * its secrets at now_ms: the previous secret too while its grace lasts. Returns 0 or -EINVAL
  * with err filled (naming the field). */
 int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t errlen);
+
+/* serve_header_check tells whether name: value may be a custom header of a webhook of profile
+ * p: a token name that is not a protocol header nor (a prefix of) one of p's, a value without
+ * CR, LF or NUL. Fills err (naming the field 'headers') when not. */
+bool serve_header_check(const struct profile *p, struct slice name, struct slice value, char *err,
+                        size_t errlen);
 
 /* serve_webhook_add takes wh (malloc'ed, applied) into the table. Returns 0 or -ENOMEM. */
 int serve_webhook_add(struct serve *s, struct webhook *wh);
