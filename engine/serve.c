@@ -1577,13 +1577,8 @@ static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
                 snprintf(err, errlen, "an event record names a callback it does not have");
                 return -EINVAL;
             }
-            /* a destination refused now (a narrower --allow-net) ends its delivery failed */
-            wh = adhoc_new(s, &e->ev, false, why, sizeof(why));
-            if (!wh) {
-                fprintf(stderr, "hookring serve: a callback of event %s cannot be delivered: %s\n",
-                        e->ev.id, why);
-                wh = s->cbwh;
-            }
+            /* its destination is rebuilt by serve_start if it is still pending */
+            wh = s->cbwh;
         }
         if (!wh) {
             snprintf(err, errlen, "an event record names an unknown webhook");
@@ -1591,9 +1586,6 @@ static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
         }
         struct delivery *d = dlv_new(s, idx, e, wh);
         if (!d) {
-            if (wh->adhoc) {
-                adhoc_free(s, wh);
-            }
             return -ENOMEM;
         }
         d->next_at_ms = ingest_ms;
@@ -1649,10 +1641,6 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
                 d->wh->exhausted_run++;
             }
         }
-    }
-    if (d->wh->adhoc && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
-        adhoc_free(s, d->wh);
-        d->wh = s->cbwh;
     }
     return 0;
 }
@@ -1826,6 +1814,19 @@ int serve_start(struct serve *s, int lfd)
     int64_t now = serve_now_ms();
     for (size_t i = 0; i < s->ndlv; i++) {
         struct delivery *d = s->dlvs[i];
+        if (d && d->wh == s->cbwh && d->status != DLV_DELIVERED && d->status != DLV_FAILED) {
+            /* a callback still owed: its destination again (refused now, e.g. by a narrower
+             * --allow-net: left on the placeholder, it ends failed endpoint_unusable) */
+            char why[EVENT_ERR_MAX + 64];
+            struct webhook *wh = adhoc_new(s, &d->ev->ev, false, why, sizeof(why));
+            if (wh) {
+                d->wh = wh;
+            } else {
+                fprintf(stderr,
+                        "hookring serve: the callback of event %s cannot be delivered: %s\n",
+                        d->ev->ev.id, why);
+            }
+        }
         if (d && d->status == DLV_PENDING) {
             dlv_schedule(s, d, d->next_at_ms - now);
             s->recovered_pending++;

@@ -103,7 +103,9 @@ static int get_string(const struct json_tok *t, const uint8_t *in, const char *f
         return -EINVAL;
     }
     int rc = json_unescape(t, in, out, cap, &n);
-    if (rc == -ENOSPC) {
+    if (rc == -ENOSPC || (!rc && n >= cap)) {
+        /* exactly cap bytes fit without their NUL: too long as well */
+        out[cap - 1] = 0;
         snprintf(err, errlen, "field '%s': longer than %zu bytes", field, cap - 1);
         return -EINVAL;
     }

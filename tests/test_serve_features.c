@@ -1,0 +1,926 @@
+/* test_serve_features.c: hookring serve's webhook options and event callbacks end to end, the
+ * real server on loopback against the real harness (which verifies signatures) or, where the
+ * harness cannot show what is tested (request headers, concurrency, humanos' plaintext), a small
+ * receiver in the test that verifies with the engine's own verifiers: custom headers sent and
+ * refused, max_in_flight, per-event callback_url delivered as humcli (and resumed after a
+ * restart), disabled after a period of failing (kept across a restart), humanos' api_version
+ * pinned at the first delivery and changed by PATCH. */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sign/profile.h"
+#include "support/testnet.h"
+
+TestSuite(serve_features);
+
+/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libcriterion.so\n";
+}
+
+#define KEY "test-api-key-2"
+#define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define HUMCLI_SECRET "whsec_my_secret_key_123"
+#define HOS_SECRET "your-signature-secret"
+#define HOS_ENC "eW91ci1lbmNyeXB0aW9uLXNlY3JldA=="
+#define HOS_SALT "your-encryption-salt"
+#define HOS_DATA                                                                                   \
+    "{\"requestId\":\"68c42ec3e47c9a7f9241e0ba\",\"issuerDid\":\"did:via:org-abc123\","            \
+    "\"user\":{\"contact\":\"+1234567890\",\"did\":\"did:via:user-xyz789\"},"                      \
+    "\"decisionDate\":\"2024-01-15T18:30:00.000Z\"}"
+
+/* ---- processes (as in test_serve.c) --------------------------------------------------------- */
+
+static struct tn_proc H, S;
+static char data_dir[64];
+
+static void make_data_dir(void)
+{
+    strcpy(data_dir, "/tmp/hookring-feat-XXXXXX");
+    cr_assert_not_null(mkdtemp(data_dir));
+}
+
+static void remove_data_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* start_harness runs the harness verifying /humcli/ as humcli and /std/ as standard. */
+static void start_harness(struct tn_proc *h)
+{
+    const char *args[] = {"--listen",
+                          "127.0.0.1:0",
+                          "--quiet",
+                          "--route",
+                          "/humcli/=humcli:" HUMCLI_SECRET,
+                          "--route",
+                          "/std/=standard:" STD_SECRET,
+                          NULL};
+    cr_assert_eq(tn_start(h, "hookring-harness", args, 1), 0, "the harness did not start");
+}
+
+/* start_serve runs hookring serve on data_dir; allow_net adds --allow-net 127.0.0.0/8. */
+static void start_serve(struct tn_proc *s, bool allow_net, const char *const *extra)
+{
+    const char *args[32] = {"serve",       "--data",    data_dir, "--listen",
+                            "127.0.0.1:0", "--api-key", KEY,      "--quiet"};
+    size_t n = 8;
+    if (allow_net) {
+        args[n++] = "--allow-net";
+        args[n++] = "127.0.0.0/8";
+    }
+    for (size_t i = 0; extra && extra[i]; i++) {
+        args[n++] = extra[i];
+    }
+    args[n] = NULL;
+    cr_assert_eq(tn_start(s, "hookring", args, 1), 0, "hookring serve did not start");
+}
+
+#define SERVE(s, ...) start_serve(s, true, (const char *const[]){__VA_ARGS__, NULL})
+
+static void stop_clean(struct tn_proc *p)
+{
+    int st = tn_stop(p, SIGTERM);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d; output:\n%s", st, p->out);
+}
+
+/* ---- the API -------------------------------------------------------------------------------- */
+
+static int api(const struct tn_proc *s, const char *method, const char *path, const char *body,
+               struct tn_resp *r)
+{
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = blen + 1024;
+    char *raw = malloc(cap);
+    cr_assert_not_null(raw);
+    int n = snprintf(raw, cap,
+                     "%s %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                     "\r\nContent-Length: %zu\r\n\r\n",
+                     method, path, blen);
+    memcpy(raw + n, body ? body : "", blen);
+    int rc = tn_request(s->addr[0], raw, (size_t)n + blen, r);
+    free(raw);
+    return rc < 0 ? rc : r->status;
+}
+
+/* jstr copies the first string member named key of a JSON text into out. */
+static bool jstr(const char *json, const char *key, char *out, size_t n)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = json ? strstr(json, pat) : NULL;
+    if (!p) {
+        return false;
+    }
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= n) {
+        return false;
+    }
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return true;
+}
+
+static void create_webhook(const char *body, char *id, size_t n)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/webhooks", body, &r), 201, "create: %s", r.body);
+    cr_assert(jstr(r.body, "id", id, n));
+    tn_resp_free(&r);
+}
+
+static void post_ok(const char *json)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events", json, &r), 202, "%s -> %s", json, r.body);
+    tn_resp_free(&r);
+}
+
+/* expect_400 sends body to path with method and checks that the error names field. */
+static void expect_400(const char *method, const char *path, const char *body, const char *field)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, method, path, body, &r), 400, "%s -> %d %s", body, r.status, r.body);
+    cr_assert_not_null(strstr(r.body, field), "the error for %s should name %s: %s", body, field,
+                       r.body);
+    tn_resp_free(&r);
+}
+
+/* wait_dlv polls GET /v1/deliveries/{dlv} until its status is want; its JSON is left in r. */
+static bool wait_dlv(const char *dlv, const char *want, struct tn_resp *r, int ms)
+{
+    char path[128], st[32];
+    snprintf(path, sizeof(path), "/v1/deliveries/%s", dlv);
+    int64_t end = tn_now_ms() + ms;
+    while (tn_now_ms() < end) {
+        if (api(&S, "GET", path, NULL, r) == 200 && jstr(r->body, "status", st, sizeof(st)) &&
+            strcmp(st, want) == 0) {
+            return true;
+        }
+        tn_resp_free(r);
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+static void wh_status(const char *wh, char *st, size_t n)
+{
+    char path[128];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "status", st, n), "%s", r.body);
+    tn_resp_free(&r);
+}
+
+static uint64_t harness_id(const char *id, const char *field)
+{
+    char path[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
+    uint64_t v = 0;
+    if (tn_get(H.addr[0], path, &r) == 200) {
+        tn_json_u64(r.body, field, &v);
+    }
+    tn_resp_free(&r);
+    return v;
+}
+
+/* harness_processed tells whether the harness took a delivery of id. */
+static bool harness_processed(const char *id)
+{
+    char path[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
+    bool yes = tn_get(H.addr[0], path, &r) == 200 && strstr(r.body, "\"processed\":true");
+    tn_resp_free(&r);
+    return yes;
+}
+
+/* ---- a receiver that keeps what the harness does not show ------------------------------------
+ * One thread accepts; one thread per connection reads requests (Content-Length framing),
+ * verifies each with the engine's verifier when a signer is set, records the head and the
+ * verified plaintext, holds the answer delay_ms and answers 200. It counts requests being held
+ * at once. */
+
+struct rcv {
+    int lfd;
+    char addr[64];
+    pthread_t th;
+    pthread_mutex_t mu;
+    int delay_ms;
+    bool has_signer;
+    struct signer sg;
+    int cur, max, count, verified, bad;
+    char last_head[16384];
+    char last_plain[4096];
+};
+
+static struct rcv R;
+
+struct rcv_conn {
+    struct rcv *r;
+    int fd;
+};
+
+static void *rcv_conn_main(void *arg)
+{
+    struct rcv_conn *k = arg;
+    struct rcv *r = k->r;
+    static __thread char buf[65536];
+    size_t len = 0;
+    for (;;) {
+        char *end = NULL;
+        while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
+            ssize_t n = len < sizeof(buf) ? read(k->fd, buf + len, sizeof(buf) - len) : -1;
+            if (n <= 0) {
+                goto out;
+            }
+            len += (size_t)n;
+        }
+        size_t head_len = (size_t)(end - buf) + 4;
+        size_t clen = 0;
+        struct header h[64];
+        size_t nh = 0;
+        /* the header lines, split in place on a copy */
+        static __thread char head[16384];
+        memcpy(head, buf, head_len < sizeof(head) ? head_len : sizeof(head) - 1);
+        head[head_len < sizeof(head) ? head_len : sizeof(head) - 1] = 0;
+        char *line = strstr(head, "\r\n");
+        while (line && line[2] != '\r' && nh < 64) {
+            line += 2;
+            char *eol = strstr(line, "\r\n");
+            char *colon = memchr(line, ':', (size_t)(eol - line));
+            if (!colon) {
+                break;
+            }
+            const char *v = colon + 1;
+            while (*v == ' ') {
+                v++;
+            }
+            h[nh].name = slice_of(line, (size_t)(colon - line));
+            h[nh].value = slice_of(v, (size_t)(eol - v));
+            if (strncasecmp(line, "Content-Length:", 15) == 0) {
+                clen = strtoul(v, NULL, 10);
+            }
+            nh++;
+            line = eol;
+        }
+        while (len < head_len + clen) {
+            ssize_t n = len < sizeof(buf) ? read(k->fd, buf + len, sizeof(buf) - len) : -1;
+            if (n <= 0) {
+                goto out;
+            }
+            len += (size_t)n;
+        }
+        pthread_mutex_lock(&r->mu);
+        r->cur++;
+        r->max = r->cur > r->max ? r->cur : r->max;
+        r->count++;
+        snprintf(r->last_head, sizeof(r->last_head), "%s", head);
+        if (r->has_signer) {
+            struct verify_result vr;
+            buf_init(&vr.plain, 1 << 20);
+            struct verify_opts vo = {.now_ms = 0, .tolerance_s = 0};
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            vo.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            vo.tolerance_s = VERIFY_TOLERANCE_S;
+            if (verify_request(&r->sg, h, nh, slice_of(buf + head_len, clen), &vo, &vr) ==
+                VERIFY_OK) {
+                r->verified++;
+                size_t n = vr.plain.len < sizeof(r->last_plain) - 1 ? vr.plain.len
+                                                                    : sizeof(r->last_plain) - 1;
+                memcpy(r->last_plain, vr.plain.p, n);
+                r->last_plain[n] = 0;
+            } else {
+                r->bad++;
+            }
+            buf_free(&vr.plain);
+        }
+        int delay = r->delay_ms;
+        pthread_mutex_unlock(&r->mu);
+        if (delay) {
+            usleep((useconds_t)delay * 1000);
+        }
+        pthread_mutex_lock(&r->mu);
+        r->cur--;
+        pthread_mutex_unlock(&r->mu);
+        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if (tn_send_all(k->fd, ok, sizeof(ok) - 1)) {
+            goto out;
+        }
+        memmove(buf, buf + head_len + clen, len - head_len - clen);
+        len -= head_len + clen;
+    }
+out:
+    close(k->fd);
+    free(k);
+    return NULL;
+}
+
+static void *rcv_main(void *arg)
+{
+    struct rcv *r = arg;
+    for (;;) {
+        int fd = accept(r->lfd, NULL, NULL);
+        if (fd < 0) {
+            return NULL; /* shut down */
+        }
+        struct rcv_conn *k = malloc(sizeof(*k));
+        if (!k) {
+            close(fd);
+            continue;
+        }
+        k->r = r;
+        k->fd = fd;
+        pthread_t t;
+        if (pthread_create(&t, NULL, rcv_conn_main, k)) {
+            close(fd);
+            free(k);
+            continue;
+        }
+        pthread_detach(t);
+    }
+}
+
+/* rcv_start listens on a free loopback port; profile (or NULL) verifies every request. */
+static void rcv_start(struct rcv *r, int delay_ms, const char *profile, const char *secret,
+                      const char *enc, const char *salt)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->mu, NULL);
+    r->delay_ms = delay_ms;
+    if (profile) {
+        char err[256];
+        struct slice sec = slice_cstr(secret);
+        cr_assert_eq(signer_init(&r->sg, profile_find(profile), &sec, 1,
+                                 enc ? slice_cstr(enc) : slice_cstr(""),
+                                 salt ? slice_cstr(salt) : slice_cstr(""), err, sizeof(err)),
+                     0, "%s", err);
+        r->has_signer = true;
+    }
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(r->lfd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(r->lfd, 64), 0);
+    cr_assert_eq(getsockname(r->lfd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+    cr_assert_eq(pthread_create(&r->th, NULL, rcv_main, r), 0);
+}
+
+static void rcv_stop(struct rcv *r)
+{
+    shutdown(r->lfd, SHUT_RDWR);
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+}
+
+static int rcv_get(struct rcv *r, const int *field)
+{
+    pthread_mutex_lock(&r->mu);
+    int v = *field;
+    pthread_mutex_unlock(&r->mu);
+    return v;
+}
+
+/* rcv_wait waits until the receiver counted n requests; returns whether it did. */
+static bool rcv_wait(struct rcv *r, int n, int ms)
+{
+    int64_t end = tn_now_ms() + ms;
+    while (tn_now_ms() < end) {
+        if (rcv_get(r, &r->count) >= n) {
+            return true;
+        }
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+/* rcv_head copies the last request head. */
+static void rcv_head(struct rcv *r, char *out, size_t n)
+{
+    pthread_mutex_lock(&r->mu);
+    snprintf(out, n, "%s", r->last_head);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- custom headers ------------------------------------------------------------------------- */
+
+// cppcheck-suppress unknownMacro
+Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refused, .timeout = 40)
+{
+    make_data_dir();
+    rcv_start(&R, 0, "standard", STD_SECRET, NULL, NULL);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[2048], path[128], head[16384];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"headers\":{\"X-Tenant\":\"acme\","
+             "\"Authorization\":\"Bearer t0k\"}}",
+             R.addr);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(
+        strstr(r.body, "\"headers\":{\"X-Tenant\":\"acme\",\"Authorization\":\"Bearer t0k\"}"),
+        "%s", r.body);
+    cr_assert_null(strstr(r.body, STD_SECRET), "GET must not show the secret: %s", r.body);
+    tn_resp_free(&r);
+
+    post_ok("{\"id\":\"evt_h1\",\"type\":\"a.b\",\"data\":{\"n\":1}}");
+    cr_assert(rcv_wait(&R, 1, 10000));
+    rcv_head(&R, head, sizeof(head));
+    cr_assert_not_null(strstr(head, "\r\nX-Tenant: acme\r\n"), "%s", head);
+    cr_assert_not_null(strstr(head, "\r\nAuthorization: Bearer t0k\r\n"), "%s", head);
+    cr_assert_not_null(strstr(head, "\r\nwebhook-signature: v1,"), "%s", head);
+    cr_assert_eq(rcv_get(&R, &R.verified), 1, "the signature still verifies");
+
+    /* journaled: a restart (kill -9) keeps them */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    post_ok("{\"id\":\"evt_h2\",\"type\":\"a.b\",\"data\":{\"n\":2}}");
+    cr_assert(rcv_wait(&R, 2, 10000));
+    rcv_head(&R, head, sizeof(head));
+    cr_assert_not_null(strstr(head, "\r\nX-Tenant: acme\r\n"), "%s", head);
+
+    /* PATCH replaces them */
+    cr_assert_eq(api(&S, "PATCH", path, "{\"headers\":{\"x-tenant\":\"beta\"}}", &r), 200, "%s",
+                 r.body);
+    tn_resp_free(&r);
+    post_ok("{\"id\":\"evt_h3\",\"type\":\"a.b\",\"data\":{\"n\":3}}");
+    cr_assert(rcv_wait(&R, 3, 10000));
+    rcv_head(&R, head, sizeof(head));
+    cr_assert_not_null(strstr(head, "\r\nx-tenant: beta\r\n"), "%s", head);
+    cr_assert_null(strstr(head, "acme"), "%s", head);
+    cr_assert_null(strstr(head, "Authorization"), "%s", head);
+    cr_assert_eq(rcv_get(&R, &R.verified), 3);
+    cr_assert_eq(rcv_get(&R, &R.bad), 0);
+
+    /* every refused header names the field */
+    static const char *const refused[] = {
+        "{\"Host\":\"evil\"}",
+        "{\"content-length\":\"0\"}",
+        "{\"Transfer-Encoding\":\"chunked\"}",
+        "{\"CONNECTION\":\"close\"}",
+        "{\"Content-Type\":\"text/plain\"}",
+        "{\"User-Agent\":\"x\"}",
+        "{\"webhook-signature\":\"v1,AAAA\"}",
+        "{\"Webhook-Id\":\"x\"}",
+        "{\"webhook-timestamp-x\":\"1\"}",
+        "{\"X Bad\":\"v\"}",
+        "{\"X-Bad:\":\"v\"}",
+        "{\"\":\"v\"}",
+        "{\"X-A\":\"a\\r\\nX-Injected: 1\"}",
+        "{\"X-A\":\"a\\nb\"}",
+        "{\"X-A\":\"a\\u0000b\"}",
+        "{\"X-A\":1}",
+        "{\"X-A\":\"1\",\"x-a\":\"2\"}",
+        "[\"X-A\"]",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+                 "\"headers\":%s}",
+                 R.addr, refused[i]);
+        expect_400("POST", "/v1/webhooks", body, "headers");
+        snprintf(body, sizeof(body), "{\"headers\":%s}", refused[i]);
+        expect_400("PATCH", path, body, "headers");
+    }
+    /* the profile's own names, per profile */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"github\",\"events\":[\"*\"],"
+             "\"headers\":{\"X-GitHub-Event\":\"push\"}}",
+             R.addr);
+    expect_400("POST", "/v1/webhooks", body, "headers");
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"stripe\",\"events\":[\"*\"],"
+             "\"headers\":{\"stripe-signature\":\"t=1\"}}",
+             R.addr);
+    expect_400("POST", "/v1/webhooks", body, "headers");
+    /* but another profile's name is just a header */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"github\",\"events\":[\"x\"],"
+             "\"headers\":{\"Stripe-Signature\":\"t=1\"}}",
+             R.addr);
+    char other[64];
+    create_webhook(body, other, sizeof(other));
+
+    /* at most 32 headers, 8 KiB together */
+    static char big[12000];
+    size_t n = (size_t)snprintf(big, sizeof(big),
+                                "{\"url\":\"http://%s/in\",\"profile\":\"standard\","
+                                "\"events\":[\"*\"],\"headers\":{",
+                                R.addr);
+    for (int i = 0; i < 33; i++) {
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"X-H%d\":\"v\"", i ? "," : "", i);
+    }
+    snprintf(big + n, sizeof(big) - n, "}}");
+    expect_400("POST", "/v1/webhooks", big, "headers");
+    n = (size_t)snprintf(big, sizeof(big),
+                         "{\"url\":\"http://%s/in\",\"profile\":\"standard\","
+                         "\"events\":[\"*\"],\"headers\":{\"X-Big\":\"",
+                         R.addr);
+    memset(big + n, 'v', 8200);
+    snprintf(big + n + 8200, sizeof(big) - n - 8200, "\"}}");
+    expect_400("POST", "/v1/webhooks", big, "headers");
+
+    /* the refusals changed nothing */
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"headers\":{\"x-tenant\":\"beta\"}"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
+
+/* ---- max_in_flight -------------------------------------------------------------------------- */
+
+Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .timeout = 40)
+{
+    make_data_dir();
+    rcv_start(&R, 300, "standard", STD_SECRET, NULL, NULL);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[1024], path[128];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":2}",
+             R.addr);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"max_in_flight\":2"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* eight events in one batch: all due at once */
+    char batch[2048];
+    size_t n = 0;
+    for (int i = 0; i < 8; i++) {
+        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                              "{\"id\":\"evt_m%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
+    }
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(rcv_wait(&R, 8, 15000));
+    cr_assert_eq(rcv_get(&R, &R.max), 2, "at most 2 in flight, and 2 were: %d", R.max);
+    cr_assert_eq(rcv_get(&R, &R.verified), 8);
+
+    /* PATCH raises it (journaled: after a restart too); it waits for the last answers */
+    int64_t end = tn_now_ms() + 5000;
+    int st;
+    while ((st = api(&S, "PATCH", path, "{\"max_in_flight\":4}", &r)) == 409 && tn_now_ms() < end) {
+        tn_resp_free(&r);
+        usleep(50 * 1000);
+    }
+    cr_assert_eq(st, 200, "%s", r.body);
+    tn_resp_free(&r);
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    pthread_mutex_lock(&R.mu);
+    R.max = 0;
+    pthread_mutex_unlock(&R.mu);
+    n = 0;
+    for (int i = 0; i < 8; i++) {
+        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                              "{\"id\":\"evt_n%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
+    }
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(rcv_wait(&R, 16, 15000));
+    cr_assert_eq(rcv_get(&R, &R.max), 4, "at most 4 in flight, and 4 were: %d", R.max);
+
+    expect_400("PATCH", path, "{\"max_in_flight\":0}", "max_in_flight");
+    expect_400("PATCH", path, "{\"max_in_flight\":1025}", "max_in_flight");
+    expect_400("PATCH", path, "{\"max_in_flight\":\"2\"}", "max_in_flight");
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"max_in_flight\":-1}",
+             R.addr);
+    expect_400("POST", "/v1/webhooks", body, "max_in_flight");
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
+
+/* ---- per-event callbacks -------------------------------------------------------------------- */
+
+Test(serve_features, a_callback_url_is_delivered_as_humcli_and_verified, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char ev[1024], hook[64], body[1024];
+    /* a webhook takes the event too: the callback is one more delivery */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/w\",\"profile\":\"standard\",\"events\":[\"task.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(body, hook, sizeof(hook));
+    char url[128];
+    snprintf(url, sizeof(url), "http://%s/humcli/ok/cb", H.addr[0]);
+    snprintf(ev, sizeof(ev),
+             "{\"id\":\"evt_cb1\",\"type\":\"task.status_changed\",\"callback_url\":\"%s\","
+             "\"callback_secret\":\"" HUMCLI_SECRET "\",\"data\":{\"task_id\":\"task_cb1\","
+             "\"status\":\"SUBMITTED\",\"previous_status\":\"IN_PROGRESS\"}}",
+             url);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events", ev, &r), 202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":2"), "%s", r.body);
+    tn_resp_free(&r);
+    /* the webhook's delivery is the first, the callback's the second */
+    cr_assert(wait_dlv("dlv_0000000000000001", "delivered", &r, 10000));
+    cr_assert_not_null(strstr(r.body, "\"webhook_id\":null"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, url), "%s", r.body);
+    cr_assert_null(strstr(r.body, HUMCLI_SECRET), "never the secret: %s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"message_id\":\"evt_cb1\""), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_dlv("dlv_0000000000000000", "delivered", &r, 10000));
+    tn_resp_free(&r);
+    /* the harness verified it as humcli (its id is task_id:status) */
+    cr_assert_eq(harness_id("task_cb1:SUBMITTED", "verified"), 1);
+    cr_assert_eq(harness_id("task_cb1:SUBMITTED", "bad_signature"), 0);
+    /* it is not one of the webhook's deliveries */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries", hook);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"count\":1"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* the batch endpoint takes callbacks too */
+    snprintf(ev, sizeof(ev),
+             "{\"id\":\"evt_cb2\",\"type\":\"x\",\"callback_url\":\"%s\","
+             "\"callback_secret\":\"" HUMCLI_SECRET "\",\"data\":{\"task_id\":\"task_cb2\","
+             "\"status\":\"VERIFIED\"}}\n",
+             url);
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", ev, &r), 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_dlv("dlv_0000000000000002", "delivered", &r, 10000));
+    tn_resp_free(&r);
+    cr_assert_eq(harness_id("task_cb2:VERIFIED", "verified"), 1);
+
+    /* refused: a body humcli cannot carry, a secret without a URL, a guarded address */
+    snprintf(ev, sizeof(ev),
+             "{\"type\":\"x\",\"callback_url\":\"%s\",\"callback_secret\":\"s\",\"data\":{}}", url);
+    expect_400("POST", "/v1/events", ev, "task_id");
+    expect_400("POST", "/v1/events",
+               "{\"type\":\"x\",\"callback_secret\":\"s\",\"data\":{\"task_id\":\"t\","
+               "\"status\":\"VERIFIED\"}}",
+               "callback_url");
+    expect_400("POST", "/v1/events",
+               "{\"type\":\"x\",\"callback_url\":\"http://10.9.9.9/cb\",\"callback_secret\":\"s\","
+               "\"data\":{\"task_id\":\"t\",\"status\":\"VERIFIED\"}}",
+               "callback_url");
+    stop_clean(&S);
+
+    /* without --allow-net an http:// callback is refused, saying why */
+    start_serve(&S, false, (const char *const[]){"--time-scale", "0.01", NULL});
+    snprintf(ev, sizeof(ev),
+             "{\"type\":\"x\",\"callback_url\":\"%s\",\"callback_secret\":\"s\","
+             "\"data\":{\"task_id\":\"t\",\"status\":\"VERIFIED\"}}",
+             url);
+    cr_assert_eq(api(&S, "POST", "/v1/events", ev, &r), 400, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "callback_url"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "https://"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+Test(serve_features, a_restart_resumes_a_pending_callback_delivery, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    /* humcli's first retry is 5 s; times 0.4: 2 s */
+    SERVE(&S, "--time-scale", "0.4");
+    char ev[1024], url[128];
+    snprintf(url, sizeof(url), "http://%s/humcli/flaky/1/cb", H.addr[0]);
+    snprintf(ev, sizeof(ev),
+             "{\"id\":\"evt_cbr\",\"type\":\"task.status_changed\",\"callback_url\":\"%s\","
+             "\"callback_secret\":\"" HUMCLI_SECRET "\",\"data\":{\"task_id\":\"task_r\","
+             "\"status\":\"COMPLETED\"}}",
+             url);
+    post_ok(ev);
+    int64_t end = tn_now_ms() + 10000;
+    while (harness_id("task_r:COMPLETED", "attempts") < 1 && tn_now_ms() < end) {
+        usleep(10 * 1000);
+    }
+    struct tn_resp r;
+    cr_assert(wait_dlv("dlv_0000000000000000", "pending", &r, 2000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    /* a duplicate is answered once everything journaled before it is durable: the attempt's
+     * record too (otherwise a crash only repeats the attempt) */
+    cr_assert_eq(api(&S, "POST", "/v1/events", ev, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    tn_stop(&S, SIGKILL);
+    cr_assert(!harness_processed("task_r:COMPLETED"));
+
+    SERVE(&S, "--time-scale", "0.4");
+    cr_assert(wait_dlv("dlv_0000000000000000", "delivered", &r, 15000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":2"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"webhook_id\":null"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(harness_processed("task_r:COMPLETED"));
+    cr_assert_eq(harness_id("task_r:COMPLETED", "duplicates"), 0);
+    cr_assert_eq(harness_id("task_r:COMPLETED", "verified"), 2);
+    cr_assert_eq(harness_id("task_r:COMPLETED", "bad_signature"), 0);
+
+    /* a finished callback is still there after another restart */
+    stop_clean(&S);
+    SERVE(&S, "--time-scale", "0.4");
+    cr_assert(wait_dlv("dlv_0000000000000000", "delivered", &r, 2000));
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- disabled after a period of failing ----------------------------------------------------- */
+
+static size_t count_of(const char *text, const char *what)
+{
+    size_t n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) {
+        n++;
+    }
+    return n;
+}
+
+Test(serve_features, a_webhook_failing_for_the_period_is_disabled_across_a_restart, .timeout = 60)
+{
+    make_data_dir();
+    start_harness(&H);
+    /* --disable-after 400 s times 0.01: 4 s */
+    const char *const extra[] = {"--time-scale", "0.01", "--failing-after", "1", "--disable-after",
+                                 "400",          NULL};
+    start_serve(&S, true, extra);
+    char wh[64], body[1024], path[128], st[32];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
+             "\"events\":[\"*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             H.addr[0]);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    post_ok("{\"id\":\"evt_f1\",\"type\":\"a\",\"data\":1}");
+    int64_t end = tn_now_ms() + 10000;
+    do {
+        usleep(10 * 1000);
+        wh_status(wh, st, sizeof(st));
+    } while (strcmp(st, "failing") != 0 && tn_now_ms() < end);
+    cr_assert_str_eq(st, "failing");
+    int64_t failing_at = tn_now_ms();
+    /* a delivery left pending (its retry 1000 s times 0.01 away) when the period ends */
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "PATCH", path, "{\"retry_schedule\":[1000]}", &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    post_ok("{\"id\":\"evt_f2\",\"type\":\"a\",\"data\":2}");
+    cr_assert(wait_dlv("dlv_0000000000000001", "pending", &r, 5000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* a restart 2.5 s into the period: the count goes on from the journaled start */
+    while (tn_now_ms() < failing_at + 2500) {
+        usleep(10 * 1000);
+    }
+    tn_stop(&S, SIGKILL);
+    start_serve(&S, true, extra);
+    wh_status(wh, st, sizeof(st));
+    cr_assert_str_eq(st, "failing", "not yet: the period is 4 s");
+    end = failing_at + 10000;
+    do {
+        usleep(10 * 1000);
+        wh_status(wh, st, sizeof(st));
+    } while (strcmp(st, "disabled") != 0 && tn_now_ms() < end);
+    int64_t took = tn_now_ms() - failing_at;
+    cr_assert_str_eq(st, "disabled");
+    cr_assert_geq(took, 3900, "disabled too soon: %lld ms", (long long)took);
+    /* counted afresh from the restart it would take 2.5 + 4 s */
+    cr_assert_lt(took, 6000, "the failing period restarted with the server: %lld ms",
+                 (long long)took);
+    /* its pending delivery ended failed at once */
+    cr_assert(wait_dlv("dlv_0000000000000001", "failed", &r, 2000));
+    cr_assert_not_null(strstr(r.body, "\"error\":\"webhook_disabled\""), "%s", r.body);
+    tn_resp_free(&r);
+    /* events no longer go to it */
+    cr_assert_eq(api(&S, "POST", "/v1/events", "{\"id\":\"evt_f3\",\"type\":\"a\",\"data\":3}", &r),
+                 202);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":0"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    cr_assert_eq(count_of(S.out, "operator: endpoint.disabled webhook"), 1, "%s", S.out);
+    cr_assert_not_null(strstr(S.out, "failing_period"), "%s", S.out);
+
+    /* disabled survives a restart; "active" by PATCH starts afresh */
+    start_serve(&S, true, extra);
+    wh_status(wh, st, sizeof(st));
+    cr_assert_str_eq(st, "disabled");
+    cr_assert_eq(api(&S, "PATCH", path, "{\"status\":\"active\"}", &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    usleep(500 * 1000);
+    wh_status(wh, st, sizeof(st));
+    cr_assert_str_eq(st, "active");
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- humanos api_version -------------------------------------------------------------------- */
+
+/* hos_event posts a humanos event and waits until the receiver has taken its nth request;
+ * returns the api_version of the decrypted plaintext in out. */
+static void hos_event(const char *id, int nth, char *out, size_t n)
+{
+    char ev[1024];
+    snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"credential\",\"data\":" HOS_DATA "}", id);
+    post_ok(ev);
+    cr_assert(rcv_wait(&R, nth, 10000));
+    pthread_mutex_lock(&R.mu);
+    bool ok = jstr(R.last_plain, "api_version", out, n);
+    pthread_mutex_unlock(&R.mu);
+    cr_assert(ok, "no api_version in %s", R.last_plain);
+}
+
+Test(serve_features, humanos_api_version_is_pinned_at_the_first_delivery_and_changed_by_patch,
+     .timeout = 40)
+{
+    make_data_dir();
+    rcv_start(&R, 0, "humanos", HOS_SECRET, HOS_ENC, HOS_SALT);
+    SERVE(&S, "--time-scale", "0.01", "--humanos-api-version", "2024-01-01");
+    char wh[64], body[1024], path[128], v[64];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/h\",\"profile\":\"humanos\",\"events\":[\"*\"],"
+             "\"secret\":\"" HOS_SECRET "\",\"enc_secret\":\"" HOS_ENC "\",\"enc_salt\":\"" HOS_SALT
+             "\"}",
+             R.addr);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"api_version\":null"), "not pinned yet: %s", r.body);
+    tn_resp_free(&r);
+
+    hos_event("evt_v1", 1, v, sizeof(v));
+    cr_assert_str_eq(v, "2024-01-01");
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"api_version\":\"2024-01-01\""), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* the server's default changes: the webhook keeps its pinned version */
+    stop_clean(&S);
+    SERVE(&S, "--time-scale", "0.01", "--humanos-api-version", "2025-06-01");
+    hos_event("evt_v2", 2, v, sizeof(v));
+    cr_assert_str_eq(v, "2024-01-01");
+
+    /* until changed through the API */
+    cr_assert_eq(api(&S, "PATCH", path, "{\"api_version\":\"2025-06-01\"}", &r), 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"api_version\":\"2025-06-01\""), "%s", r.body);
+    tn_resp_free(&r);
+    hos_event("evt_v3", 3, v, sizeof(v));
+    cr_assert_str_eq(v, "2025-06-01");
+    cr_assert_eq(rcv_get(&R, &R.bad), 0);
+    cr_assert_eq(rcv_get(&R, &R.verified), 3);
+
+    /* journaled */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01", "--humanos-api-version", "v1");
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"api_version\":\"2025-06-01\""), "%s", r.body);
+    tn_resp_free(&r);
+    hos_event("evt_v4", 4, v, sizeof(v));
+    cr_assert_str_eq(v, "2025-06-01");
+
+    expect_400("PATCH", path, "{\"api_version\":\"\"}", "api_version");
+    expect_400("PATCH", path, "{\"api_version\":\"a b\"}", "api_version");
+    expect_400("PATCH", path, "{\"api_version\":\"0123456789012345678901234\"}", "api_version");
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/h\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"api_version\":\"v2\"}",
+             R.addr);
+    expect_400("POST", "/v1/webhooks", body, "api_version");
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
