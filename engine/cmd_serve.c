@@ -82,6 +82,10 @@ static const char serve_help[] =
     "\n"
     "exit status: 0 after a clean stop; 1 a failure (journal, io_uring); 2 bad usage.\n";
 
+/* long options without a short letter: above every character, so they never take another
+ * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
+enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION };
+
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
 
@@ -115,8 +119,8 @@ int cmd_serve(int argc, char **argv)
         {"operator-url", required_argument, NULL, 'O'},
         {"operator-secret", required_argument, NULL, 'S'},
         {"failing-after", required_argument, NULL, 'F'},
-        {"disable-after", required_argument, NULL, 'D'},
-        {"humanos-api-version", required_argument, NULL, 'V'},
+        {"disable-after", required_argument, NULL, OPT_DISABLE_AFTER},
+        {"humanos-api-version", required_argument, NULL, OPT_HUMANOS_API_VERSION},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -193,13 +197,13 @@ int cmd_serve(int argc, char **argv)
             }
             so.failing_after = (uint32_t)v;
             break;
-        case 'D':
+        case OPT_DISABLE_AFTER:
             if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 365 * 86400) {
                 return cmd_usage_error("serve", "--disable-after must be 1-31536000 seconds");
             }
             so.disable_after_s = v;
             break;
-        case 'V': {
+        case OPT_HUMANOS_API_VERSION: {
             size_t n = strlen(optarg);
             bool ok = n > 0 && n <= SIGN_API_VERSION_MAX;
             for (size_t i = 0; i < n && ok; i++) {
