@@ -190,6 +190,16 @@ static void wh_status(const char *wh, char *st, size_t n)
     tn_resp_free(&r);
 }
 
+/* sync_journal returns once every record journaled so far is durable: an empty PATCH of
+ * webhook path is answered once its record is, and records are durable in order. Attempt
+ * records wait for nobody, so without this a kill -9 may repeat a finished attempt. */
+static void sync_journal(const char *path)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "PATCH", path, "{}", &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+}
+
 static uint64_t harness_id(const char *id, const char *field)
 {
     char path[256];
@@ -457,6 +467,7 @@ Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refus
     cr_assert_eq(rcv_get(&R, &R.verified), 1, "the signature still verifies");
 
     /* journaled: a restart (kill -9) keeps them */
+    sync_journal(path);
     tn_stop(&S, SIGKILL);
     SERVE(&S, "--time-scale", "0.01");
     post_ok("{\"id\":\"evt_h2\",\"type\":\"a.b\",\"data\":{\"n\":2}}");
@@ -904,6 +915,7 @@ Test(serve_features, humanos_api_version_is_pinned_at_the_first_delivery_and_cha
     cr_assert_eq(rcv_get(&R, &R.verified), 3);
 
     /* journaled */
+    sync_journal(path);
     tn_stop(&S, SIGKILL);
     SERVE(&S, "--time-scale", "0.01", "--humanos-api-version", "v1");
     cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
