@@ -453,6 +453,10 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
             wh->hdr_len = h.len;
         }
     }
+    if (wh->status == WH_FAILING && !wh->failing_since_ms) {
+        /* failing in a record from before the field: its failing period counts from now */
+        wh->failing_since_ms = serve_now_ms();
+    }
     wh->p = profile_find(pname);
     if (r->bad || !wh->p || wh->status > WH_FAILING) {
         free(wh);
