@@ -3,8 +3,8 @@
  * harness cannot show what is tested (request headers, concurrency, humanos' plaintext), a small
  * receiver in the test that verifies with the engine's own verifiers: custom headers sent and
  * refused, max_in_flight, per-event callback_url delivered as humcli (and resumed after a
- * restart), disabled after a period of failing (kept across a restart), humanos' api_version
- * pinned at the first delivery and changed by PATCH. */
+ * restart; at most 1024 alive, each freed once final), disabled after a period of failing (kept
+ * across a restart), humanos' api_version pinned at the first delivery and changed by PATCH. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -717,6 +717,61 @@ Test(serve_features, a_callback_url_is_delivered_as_humcli_and_verified, .timeou
     tn_resp_free(&r);
     stop_clean(&S);
     stop_clean(&H);
+    remove_data_dir();
+}
+
+Test(serve_features, callback_destinations_are_bounded_and_freed_once_final, .timeout = 60)
+{
+    make_data_dir();
+    /* a port nobody listens on: every attempt is refused at once; with --time-scale 0 the
+     * retries follow at once too, so each callback ends failed after humcli's 10 attempts */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/cb", ntohs(sa.sin_port));
+    SERVE(&S, "--time-scale", "0");
+    /* one batch of 1025: the lines are all taken before any delivery starts */
+    size_t cap = 1100 * 256, n = 0;
+    char *batch = malloc(cap);
+    cr_assert_not_null(batch);
+    for (int i = 1; i <= 1025; i++) {
+        n += (size_t)snprintf(batch + n, cap - n,
+                              "{\"id\":\"evt_b%d\",\"type\":\"x\",\"callback_url\":\"%s\","
+                              "\"callback_secret\":\"s\",\"data\":{\"task_id\":\"t%d\","
+                              "\"status\":\"VERIFIED\"}}\n",
+                              i, url, i);
+    }
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "{\"id\":\"evt_b1024\",\"deliveries\":1}"), "%.300s", r.body);
+    cr_assert_not_null(
+        strstr(r.body, "{\"line\":1025,\"error\":\"1024 callback deliveries are pending; retry\"}"),
+        "%.300s", r.body + (r.body_len > 300 ? r.body_len - 300 : 0));
+    tn_resp_free(&r);
+    free(batch);
+    /* each ends failed, and its destination is freed: new callbacks are taken again */
+    cr_assert(wait_dlv("dlv_00000000000003ff", "failed", &r, 30000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":10"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"error\":\"retries_exhausted\""), "%s", r.body);
+    tn_resp_free(&r);
+    char ev[512];
+    snprintf(ev, sizeof(ev),
+             "{\"id\":\"evt_b1025\",\"type\":\"x\",\"callback_url\":\"%s\","
+             "\"callback_secret\":\"s\",\"data\":{\"task_id\":\"t1025\",\"status\":\"VERIFIED\"}}",
+             url);
+    int64_t end = tn_now_ms() + 30000;
+    int st;
+    while ((st = api(&S, "POST", "/v1/events", ev, &r)) == 503 && tn_now_ms() < end) {
+        tn_resp_free(&r);
+        usleep(50 * 1000);
+    }
+    cr_assert_eq(st, 202, "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
     remove_data_dir();
 }
 
