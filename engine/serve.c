@@ -591,10 +591,16 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     return d;
 }
 
+static void adhoc_free(struct serve *s, struct webhook *wh);
+
+/* dlv_free frees a delivery that never started (and its callback destination, if any). */
 static void dlv_free(struct serve *s, struct delivery *d)
 {
     if (!d) {
         return;
+    }
+    if (d->wh->adhoc) {
+        adhoc_free(s, d->wh);
     }
     wheel_del(&d->timer);
     if (d->idx < s->ndlv && s->dlvs[d->idx] == d) {
@@ -1333,6 +1339,9 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         r->ndl = base;
         s->nev--;
         ev_free(e);
+        if (cbd) {
+            *adhoc = NULL; /* freed with its delivery */
+        }
         return res;
     }
     if (cbd) {
