@@ -84,7 +84,7 @@ static const char serve_help[] =
 
 /* long options without a short letter: above every character, so they never take another
  * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
-enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION };
+enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION, OPT_DEDUP_CAPACITY };
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -111,7 +111,7 @@ int cmd_serve(int argc, char **argv)
         {"api-key", required_argument, NULL, 'k'},
         {"time-scale", required_argument, NULL, 'T'},
         {"dedup-window", required_argument, NULL, 'w'},
-        {"dedup-capacity", required_argument, NULL, 'D'},
+        {"dedup-capacity", required_argument, NULL, OPT_DEDUP_CAPACITY},
         {"max-body", required_argument, NULL, 'b'},
         {"idle-timeout", required_argument, NULL, 'i'},
         {"workers", required_argument, NULL, 'W'},
@@ -158,7 +158,7 @@ int cmd_serve(int argc, char **argv)
             }
             so.dedup_window_ms = v * 1000;
             break;
-        case 'D':
+        case OPT_DEDUP_CAPACITY:
             if (!cmd_parse_uint(optarg, &v) || v < 1000 || v > 100000000) {
                 return cmd_usage_error("serve", "--dedup-capacity must be 1000-100000000");
             }

@@ -991,3 +991,26 @@ Test(serve_features, humanos_api_version_is_pinned_at_the_first_delivery_and_cha
     rcv_stop(&R);
     remove_data_dir();
 }
+
+/* ---- the CLI -------------------------------------------------------------------------------- */
+
+Test(serve_features, new_options_do_not_take_the_network_options_letters, .timeout = 20)
+{
+    make_data_dir();
+    /* --dns-server is 'D' in the shared network options: no serve option may take it */
+    SERVE(&S, "--dns-server", "127.0.0.1", "--disable-after", "100", "--humanos-api-version", "v9",
+          "--dedup-capacity", "5000");
+    stop_clean(&S);
+    static const char *const bad[][3] = {{"--disable-after", "0", "--disable-after"},
+                                         {"--humanos-api-version", "a b", "--humanos-api-version"},
+                                         {"--dedup-capacity", "5", "--dedup-capacity"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "%s/hookring serve --data %s --listen 127.0.0.1:0 --api-key k %s '%s' 2>&1 | "
+                 "grep -q -- '%s must'",
+                 tn_build_dir(), data_dir, bad[i][0], bad[i][1], bad[i][2]);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+    }
+    remove_data_dir();
+}
