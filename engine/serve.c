@@ -920,12 +920,7 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
         return;
     }
     if (v == RETRY_GONE) {
-        if (wh_live(wh)) {
-            wh->status = WH_DISABLED;
-            wh->failing_since_ms = 0;
-            serve_webhook_record(s, wh, NULL);
-            op_notify(s, "endpoint.disabled", wh, NULL, "it answered 410 Gone");
-        }
+        webhook_disable(s, wh, "it answered 410 Gone");
         return;
     }
     if (v == RETRY_EXHAUSTED) {
