@@ -913,6 +913,50 @@ Test(serve_features, a_webhook_failing_for_the_period_is_disabled_across_a_resta
     remove_data_dir();
 }
 
+Test(serve_features, a_410_ends_the_pending_deliveries_of_its_webhook_at_once, .timeout = 30)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[1024], path[128], st[32];
+    /* a delivery waits for its retry, 1000 s times 0.01 away */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
+             "\"events\":[\"*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[1000]}",
+             H.addr[0]);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    post_ok("{\"id\":\"evt_g1\",\"type\":\"a\",\"data\":1}");
+    struct tn_resp r;
+    cr_assert(wait_dlv("dlv_0000000000000000", "pending", &r, 5000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    /* then the receiver says it is gone */
+    snprintf(body, sizeof(body), "{\"url\":\"http://%s/std/gone/x\"}", H.addr[0]);
+    int64_t end = tn_now_ms() + 5000;
+    int code;
+    while ((code = api(&S, "PATCH", path, body, &r)) == 409 && tn_now_ms() < end) {
+        tn_resp_free(&r);
+        usleep(20 * 1000);
+    }
+    cr_assert_eq(code, 200, "%s", r.body);
+    tn_resp_free(&r);
+    post_ok("{\"id\":\"evt_g2\",\"type\":\"a\",\"data\":2}");
+    cr_assert(wait_dlv("dlv_0000000000000001", "failed", &r, 5000));
+    cr_assert_not_null(strstr(r.body, "\"error\":\"gone\""), "%s", r.body);
+    tn_resp_free(&r);
+    wh_status(wh, st, sizeof(st));
+    cr_assert_str_eq(st, "disabled");
+    /* the one waiting for its retry ended too, without another attempt */
+    cr_assert(wait_dlv("dlv_0000000000000000", "failed", &r, 1000));
+    cr_assert_not_null(strstr(r.body, "\"error\":\"webhook_disabled\""), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* ---- humanos api_version -------------------------------------------------------------------- */
 
 /* hos_event posts a humanos event and waits until the receiver has taken its nth request;
