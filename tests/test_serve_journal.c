@@ -251,6 +251,7 @@ static bool check_torn(size_t k, uint8_t fill, bool again)
     return torn;
 }
 
+// cppcheck-suppress unknownMacro
 Test(serve_journal, torn_at_every_offset_of_the_last_record_is_recovered, .timeout = 240)
 {
     make_journal();
@@ -364,6 +365,7 @@ static void check_flip(size_t at, unsigned bit)
     remove_dir(dir);
 }
 
+// cppcheck-suppress unknownMacro
 Test(serve_journal, a_flipped_bit_in_the_middle_is_refused_naming_file_and_offset, .timeout = 60)
 {
     make_journal();
