@@ -19,7 +19,8 @@
 # 2. End to end. hookring-harness (1 thread, --route /std/=standard:whsec_…, verifying every
 #    signature) alone on CPU 0; serve (--allow-net 127.0.0.0/8) on CPU 1, the sender's side,
 #    with its producer; one webhook registered (profile standard, events ["*"], url
-#    http://HARNESS/std/ok/, plus E2E_WEBHOOK_EXTRA, e.g. ',"max_in_flight":64'). Two
+#    http://HARNESS/std/ok/, max_in_flight CONNS as blast's concurrency: E2E_WEBHOOK_EXTRA,
+#    default ',"max_in_flight":CONNS'). Two
 #    producers, each for D: "single", wrk as above (-c CONNS, one event per request), and
 #    "batch", wrk -c BATCH_CONNS posting BATCH events per POST /v1/events/batch (NDJSON; an
 #    answer counts only if it is 200 and every line accepted its event). Meanwhile a poller
@@ -37,7 +38,7 @@
 # fresh server and data directory; the best rate of each side is kept. Prints one line per
 # measurement and a summary with the ratios (hookring / redis, e2e / blast); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
-# CONNS (64), BATCH (64), BATCH_CONNS (4), E2E_WEBHOOK_EXTRA (''), E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
+# CONNS (64), BATCH (64), BATCH_CONNS (4), E2E_WEBHOOK_EXTRA, E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
 # the figures. Reported, never asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,8 @@ ROUNDS=${ROUNDS:-2}
 CONNS=${CONNS:-64}
 BATCH=${BATCH:-64}
 BATCH_CONNS=${BATCH_CONNS:-4}
+# the webhook's max_in_flight: as many connections and attempts in flight as blast's CONNS
+E2E_WEBHOOK_EXTRA=${E2E_WEBHOOK_EXTRA-,\"max_in_flight\":$CONNS}
 E2E_WAIT=${E2E_WAIT:-60}
 HOOKRING="$BUILD/hookring"
 HARNESS="$BUILD/hookring-harness"
@@ -407,7 +410,7 @@ measure_e2e() {
     serve_pin=("${pin_server[@]}")
     local api="http://127.0.0.1:$serve_port" wh w res c0 c1 h0 h1 rss poller d="$tmp/e2e$serve_n"
     mkdir -p "$d"
-    wh=$(curl -sf -H "Authorization: Bearer $KEY" "$api/v1/webhooks" -d "{\"url\":\"http://$harness_addr/std/ok/\",\"profile\":\"standard\",\"events\":[\"*\"],\"secret\":\"$SECRET\"${E2E_WEBHOOK_EXTRA:-}}") \
+    wh=$(curl -sf -H "Authorization: Bearer $KEY" "$api/v1/webhooks" -d "{\"url\":\"http://$harness_addr/std/ok/\",\"profile\":\"standard\",\"events\":[\"*\"],\"secret\":\"$SECRET\"$E2E_WEBHOOK_EXTRA}") \
         || die "registering the webhook failed"
     echo "$wh" | grep -q '"status":"active"' || die "webhook not active: $wh"
     harness_reset
