@@ -628,6 +628,9 @@ class Demo:
         self.serve_argv = [os.path.join(a.build, "hookring"), "serve", "--data", self.data,
                            "--api-key", self.key, "--allow-net", "127.0.0.0/8", "--quiet",
                            "--time-scale", TIME_SCALE, "--failing-after", str(FAILING_AFTER),
+                           # a year of failing before 'disabled' (315 s here): the failing
+                           # endpoint must stay 'failing' and exhaust every retry
+                           "--disable-after", "31536000",
                            "--operator-url", f"http://{self.harness.addr}/ops/ok/operator",
                            "--operator-secret", self.op_secret]
         self.serve = Proc("serve", self.serve_argv + ["--listen", "127.0.0.1:0"], a.work)
@@ -638,7 +641,7 @@ class Demo:
                 f"request as its profile's")
         out.say(f"   receiver would; hookring serve ({self.addr}) journals under {self.data}.")
         out.say(f"   {D}hookring serve --data DIR --listen 127.0.0.1:0 --time-scale {TIME_SCALE} "
-                f"--failing-after {FAILING_AFTER} --operator-url HARNESS/ops/ ...{O}")
+                f"--failing-after {FAILING_AFTER} --disable-after 31536000 --operator-url HARNESS/ops/ ...{O}")
         out.say(f"   {D}(--time-scale {TIME_SCALE}: a day of retry schedule takes 0.86 s){O}")
 
     def register(self):
@@ -1343,8 +1346,8 @@ class Demo:
         out.say(f"   {D}(attempt and to recv.: medians){O}")
         out.say()
         out.say(f"   {B}One delivery of each kind{O} {D}(GET /v1/deliveries/ID: each attempt's "
-                f"answer, latency from queueing to{O}")
-        out.say(f"   {D}answer, and when it was sent, after the first){O}")
+                f"answer, latency from its send to{O}")
+        out.say(f"   {D}the answer, and when it was sent, after the first){O}")
         for name in ("billing", "inbox", "app", "payments-eu", "legacy-crm"):
             d = self.example.get(name)
             if d:
