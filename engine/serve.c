@@ -225,7 +225,41 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
         return -EINVAL;
     }
     wh->ep_ok = true;
+    if (s->xp) {
+        /* the owning worker builds its own endpoint (and signer copy) from the same fields */
+        if (!wh->slotted) {
+            wh->slot = s->nslots++;
+            wh->slotted = true;
+        }
+        if (xpool_endpoint_set(s->xp, wh->slot, &wh->url, &wh->signer, wh->timeout_ms)) {
+            endpoint_cleanup(&wh->ep);
+            wh->ep_ok = false;
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
     return 0;
+}
+
+void serve_webhook_signer_changed(struct serve *s, struct webhook *wh)
+{
+    if (s->xp && wh->slotted && xpool_signer_set(s->xp, wh->slot, &wh->signer)) {
+        fprintf(stderr, "hookring serve: webhook %s: out of memory handing its new signer over\n",
+                wh->id);
+    }
+}
+
+void serve_metrics_workers(const struct serve *s, struct buf *b)
+{
+    buf_puts(b, "# TYPE hookring_worker_attempts_total counter\n");
+    if (!s->xp) {
+        buf_printf(b, "hookring_worker_attempts_total{worker=\"0\"} %" PRIu64 "\n", s->m.attempts);
+        return;
+    }
+    for (uint32_t i = 0; i < xpool_workers(s->xp); i++) {
+        buf_printf(b, "hookring_worker_attempts_total{worker=\"%u\"} %" PRIu64 "\n", i,
+                   xpool_attempts_done(s->xp, i));
+    }
 }
 
 int serve_webhook_add(struct serve *s, struct webhook *wh)
@@ -333,6 +367,8 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         *old = *wh;
         old->delivered = keep.delivered;
         old->failed = keep.failed;
+        old->slotted = keep.slotted; /* the same endpoint slot on the same worker */
+        old->slot = keep.slot;
         free(wh);
         wh = old;
     } else if (serve_webhook_add(s, wh)) {
@@ -420,6 +456,7 @@ static int dlv_slot(struct serve *s, uint64_t idx)
 
 static void dlv_fire(struct wheel *w, struct wheel_timer *t);
 static void dlv_done(struct attempt *a);
+static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms);
 
 static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
                                 struct webhook *wh)
@@ -547,6 +584,8 @@ static void dlv_send(struct serve *s, struct delivery *d)
         memset(wh->old_secret, 0, sizeof(wh->old_secret));
         if (serve_webhook_resign(wh, serve_now_ms(), err, sizeof(err))) {
             fprintf(stderr, "hookring serve: webhook %s: %s\n", wh->id, err);
+        } else {
+            serve_webhook_signer_changed(s, wh);
         }
     }
     if (d->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
@@ -568,7 +607,14 @@ static void dlv_send(struct serve *s, struct delivery *d)
                             .done = dlv_done};
     s->inflight++;
     wh->inflight++;
-    client_submit(&d->a);
+    if (!s->xp) {
+        client_submit(&d->a); /* its done callback may run at once */
+    } else if (xpool_submit(s->xp, wh->slot, &d->a)) {
+        /* not handed over (out of memory): tried again in a second */
+        s->inflight--;
+        wh->inflight--;
+        dlv_schedule(s, d, 1000);
+    }
 }
 
 static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
@@ -788,6 +834,12 @@ static void dlv_done(struct attempt *a)
     if (!d->op) {
         dlv_lifecycle(s, d, v);
     }
+}
+
+/* xp_done is the worker pool's done callback: the attempt is back on this thread. */
+static void xp_done(void *arg, struct attempt *a)
+{
+    dlv_done(a);
 }
 
 int serve_dlv_retry(struct serve *s, struct delivery *d)
@@ -1407,6 +1459,17 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         goto fail;
     }
     s->client_ok = true;
+    if (o->workers > 1) {
+        /* before the operator webhook and the replay: both hand endpoints to their workers */
+        struct xpool_opts xo = {
+            .workers = o->workers, .client = co, .tls = o->tls_opts, .dns = o->dns_opts};
+        char xerr[512];
+        s->xp = xpool_new(r, &xo, xp_done, s, xerr, sizeof(xerr));
+        if (!s->xp) {
+            snprintf(err, errlen, "the delivery workers: %s", xerr);
+            goto fail;
+        }
+    }
     if (o->operator_url && operator_init(s, err, errlen)) {
         goto fail;
     }
@@ -1462,6 +1525,9 @@ int serve_start(struct serve *s, int lfd)
 
 void serve_after_run(struct serve *s)
 {
+    if (s->xp) {
+        xpool_flush(s->xp);
+    }
     if (s->client_ok) {
         client_flush(&s->cl);
     }
@@ -1499,6 +1565,9 @@ int serve_free(struct serve *s)
     if (!s) {
         return 0;
     }
+    /* the workers first: they hold attempts that point into deliveries freed below */
+    xpool_free(s->xp);
+    s->xp = NULL;
     if (s->journal_open) {
         rc = journal_close(&s->j);
     }

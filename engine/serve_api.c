@@ -576,6 +576,7 @@ static void webhook_rotate(struct serve *s, struct apiconn *c, const struct http
     memcpy(sg.api_version, wh->signer.api_version, sizeof(sg.api_version));
     signer_wipe(&wh->signer);
     wh->signer = sg;
+    serve_webhook_signer_changed(s, wh);
     memcpy(wh->secret, tmp.secret, sizeof(wh->secret));
     memcpy(wh->old_secret, tmp.old_secret, sizeof(wh->old_secret));
     wh->old_until_ms = tmp.old_until_ms;
@@ -842,6 +843,7 @@ static void metrics(struct serve *s, struct apiconn *c)
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
                by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
+    serve_metrics_workers(s, &b);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);
     buf_free(&b);
 }
