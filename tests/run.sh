@@ -2,17 +2,17 @@
 # tests/run.sh BUILD_DIR...: run every Criterion suite built in each BUILD_DIR/tests, then the
 # provider-verifier conformance suite (against the first BUILD_DIR's binaries), and print one
 # closing line "tests: N passed, N failed". In a ThreadSanitizer build (a BUILD_DIR ending in
-# /tsan) only the suites of the lock-free code run (TSAN_SUITES): Criterion itself is not
-# TSan-friendly, and those are the suites TSan is for. test_serve runs a second time with
-# HOOKRING_SERVE_WORKERS=2 (hookring serve --workers 2: attempts on two worker threads), shown
-# as "test_serve (workers=2)".
+# /tsan) only the suites of the lock-free and threaded code run (TSAN_SUITES): Criterion
+# itself is not TSan-friendly, and those are the suites TSan is for. test_serve runs a second
+# time with HOOKRING_SERVE_WORKERS=2 (hookring serve --workers 2: attempts on two worker
+# threads), shown as "test_serve (workers=2)".
 set -u
 cd "$(dirname "$0")/.."
 passed=0
 failed=0
 bad_suites=()
 first_build="$1"
-TSAN_SUITES=${TSAN_SUITES:-test_dedup}
+TSAN_SUITES=${TSAN_SUITES:-test_dedup test_xpool test_serve_workers}
 for build in "$@"; do
     for t in "$build"/tests/test_*; do
         [ -x "$t" ] || continue
