@@ -253,7 +253,8 @@ void serve_metrics_workers(const struct serve *s, struct buf *b)
 {
     buf_puts(b, "# TYPE hookring_worker_attempts_total counter\n");
     if (!s->xp) {
-        buf_printf(b, "hookring_worker_attempts_total{worker=\"0\"} %" PRIu64 "\n", s->m.attempts);
+        buf_printf(b, "hookring_worker_attempts_total{worker=\"0\"} %" PRIu64 "\n",
+                   s->m.attempts_run);
         return;
     }
     for (uint32_t i = 0; i < xpool_workers(s->xp); i++) {
@@ -786,6 +787,7 @@ static void dlv_done(struct attempt *a)
     s->inflight--;
     wh->inflight--;
     s->m.attempts++;
+    s->m.attempts_run++;
     d->attempts++;
     struct dlv_attempt h = {.at_ms = a->sent_unix_ms ? a->sent_unix_ms : serve_now_ms(),
                             .status = a->status,

@@ -121,6 +121,7 @@ struct sreply {
 struct serve_metrics {
     uint64_t ingested, duplicates, delivered, failed, attempts, retries;
     uint64_t journal_errors;
+    uint64_t attempts_run; /* attempts made by this process (attempts counts replayed ones) */
 };
 
 struct serve {

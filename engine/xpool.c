@@ -188,8 +188,7 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xep_cfg *cfg)
     char err[256];
     if (endpoint_init(&e->ep, &w->cl, &cfg->url, &e->signer, cfg->timeout_ms, 16, 64, err,
                       sizeof(err))) {
-        fprintf(stderr, "hookring serve: worker %u: an endpoint cannot be used: %s\n", w->idx,
-                err);
+        fprintf(stderr, "hookring serve: worker %u: an endpoint cannot be used: %s\n", w->idx, err);
         goto out;
     }
     e->ok = true;
@@ -370,8 +369,7 @@ static void *worker_main(void *arg)
             worker_hand_back(w);
             int rc = ring_run_once(&w->ring, -1);
             if (rc < 0) {
-                fprintf(stderr, "hookring serve: worker %u: io_uring: %s\n", w->idx,
-                        strerror(-rc));
+                fprintf(stderr, "hookring serve: worker %u: io_uring: %s\n", w->idx, strerror(-rc));
                 break;
             }
         }

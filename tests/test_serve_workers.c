@@ -68,7 +68,7 @@ static void start_harness(void)
 
 static void start_serve(const char *workers)
 {
-    const char *args[] = {"serve",       "--data",      data_dir, "--listen",  "127.0.0.1:0",
+    const char *args[] = {"serve",       "--data",      data_dir,  "--listen",  "127.0.0.1:0",
                           "--api-key",   KEY,           "--quiet", "--workers", workers,
                           "--allow-net", "127.0.0.0/8", NULL};
     cr_assert_eq(tn_start(&S, "hookring", args, 1), 0, "hookring serve did not start");
@@ -167,8 +167,8 @@ Test(serve_workers, deliveries_spread_over_the_workers_and_all_verified, .timeou
     start_serve("2");
     create_webhooks(4, "ok");
     post_events("evt_spread", 25);
-    cr_assert(wait_metric("hookring_deliveries_delivered_total", 100, 20000),
-              "delivered: %" PRId64, metric("hookring_deliveries_delivered_total"));
+    cr_assert(wait_metric("hookring_deliveries_delivered_total", 100, 20000), "delivered: %" PRId64,
+              metric("hookring_deliveries_delivered_total"));
     int64_t w0 = metric("hookring_worker_attempts_total{worker=\"0\"}");
     int64_t w1 = metric("hookring_worker_attempts_total{worker=\"1\"}");
     /* four webhooks, two workers: two webhooks each, 25 deliveries per webhook */
@@ -200,6 +200,9 @@ Test(serve_workers, sigterm_waits_for_the_attempts_in_flight_on_every_worker, .t
     start_serve("1");
     cr_assert_eq(metric("hookring_deliveries_delivered_total"), 12);
     cr_assert_eq(metric("hookring_retries_pending"), 0);
+    /* one worker (inline): its counter is this process's attempts, not the replayed ones */
+    cr_assert_eq(metric("hookring_worker_attempts_total{worker=\"0\"}"), 0);
+    cr_assert_eq(metric("hookring_attempts_total"), 12);
     stop_clean(&S);
     cr_assert_eq(harness_stat("requests"), 12, "no attempt was made twice");
     stop_clean(&H);
