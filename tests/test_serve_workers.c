@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "support/testnet.h"
+#include "support/testpki.h"
 
 TestSuite(serve_workers);
 
@@ -207,6 +208,47 @@ Test(serve_workers, sigterm_waits_for_the_attempts_in_flight_on_every_worker, .t
     cr_assert_eq(harness_stat("requests"), 12, "no attempt was made twice");
     stop_clean(&H);
     remove_data_dir();
+}
+
+/* Each worker has its own TLS context (with --ca-file) and resolver (with --resolve): two
+ * webhooks on an https:// host name, one per worker, both delivered and verified. */
+Test(serve_workers, tls_and_host_names_on_every_worker, .timeout = 60)
+{
+    struct tp_pki pki;
+    char err[512];
+    cr_assert_eq(tp_pki_make(&pki, err, sizeof(err)), 0, "%s", err);
+    make_data_dir();
+    const char *hargs[] = {"--listen", "127.0.0.1:0", "--tls-cert",
+                           pki.cert,   "--tls-key",   pki.key,
+                           "--quiet",  "--route",     "/std/=standard:" STD_SECRET,
+                           NULL};
+    cr_assert_eq(tn_start(&H, "hookring-harness", hargs, 1), 0, "the harness did not start");
+    const char *sargs[] = {"serve",       "--data",    data_dir,      "--listen",
+                           "127.0.0.1:0", "--api-key", KEY,           "--quiet",
+                           "--workers",   "2",         "--allow-net", "127.0.0.0/8",
+                           "--ca-file",   pki.ca,      "--resolve",   "localhost:127.0.0.1",
+                           NULL};
+    cr_assert_eq(tn_start(&S, "hookring", sargs, 1), 0, "hookring serve did not start");
+    for (int i = 0; i < 2; i++) {
+        char body[512];
+        struct tn_resp r;
+        snprintf(body, sizeof(body),
+                 "{\"url\":\"https://%s:%u/std/ok/w%d\",\"profile\":\"standard\","
+                 "\"events\":[\"*\"],\"secret\":\"" STD_SECRET "\"}",
+                 "localhost", tn_port(&H, 0), i);
+        cr_assert_eq(api("POST", "/v1/webhooks", body, &r), 201, "%s", r.body);
+        tn_resp_free(&r);
+    }
+    post_events("evt_tls", 5);
+    cr_assert(wait_metric("hookring_deliveries_delivered_total", 10, 20000), "delivered: %" PRId64,
+              metric("hookring_deliveries_delivered_total"));
+    cr_assert_eq(metric("hookring_worker_attempts_total{worker=\"0\"}"), 5);
+    cr_assert_eq(metric("hookring_worker_attempts_total{worker=\"1\"}"), 5);
+    /* delivered is a 2xx from the harness's verifying route: each signature checked */
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+    tp_pki_remove(&pki);
 }
 
 Test(serve_workers, workers_out_of_range_is_a_usage_error)
