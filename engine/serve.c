@@ -198,6 +198,20 @@ int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t e
     return 0;
 }
 
+/* webhook_hand_over gives wh an endpoint slot in the worker pool (once) and has the owning
+ * worker build its own endpoint and signer copy from wh's fields. Returns 0 or -ENOMEM. */
+static int webhook_hand_over(struct serve *s, struct webhook *wh)
+{
+    if (!s->xp) {
+        return 0;
+    }
+    if (!wh->slotted) {
+        wh->slot = s->nslots++;
+        wh->slotted = true;
+    }
+    return xpool_endpoint_set(s->xp, wh->slot, &wh->url, &wh->signer, wh->timeout_ms);
+}
+
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
 {
     struct url u;
@@ -225,18 +239,12 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
         return -EINVAL;
     }
     wh->ep_ok = true;
-    if (s->xp) {
-        /* the owning worker builds its own endpoint (and signer copy) from the same fields */
-        if (!wh->slotted) {
-            wh->slot = s->nslots++;
-            wh->slotted = true;
-        }
-        if (xpool_endpoint_set(s->xp, wh->slot, &wh->url, &wh->signer, wh->timeout_ms)) {
-            endpoint_cleanup(&wh->ep);
-            wh->ep_ok = false;
-            snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
-        }
+    /* before serve_start (the replay) only the last state counts: serve_start hands it over */
+    if (s->api_ok && webhook_hand_over(s, wh)) {
+        endpoint_cleanup(&wh->ep);
+        wh->ep_ok = false;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
     return 0;
 }
@@ -1509,6 +1517,15 @@ int serve_start(struct serve *s, int lfd)
         return rc;
     }
     s->api_ok = true;
+    /* the workers' endpoints, in journal order (the k-th webhook is worker k mod N's) */
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->ep_ok && webhook_hand_over(s, s->whs[i])) {
+            return -ENOMEM;
+        }
+    }
+    if (s->opwh && s->opwh->ep_ok && webhook_hand_over(s, s->opwh)) {
+        return -ENOMEM;
+    }
     /* every delivery recovered pending goes on at its journaled time (at once if that is past:
      * an attempt in flight at the crash left no record and is made again) */
     int64_t now = serve_now_ms();
