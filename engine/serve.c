@@ -206,10 +206,39 @@ static int webhook_hand_over(struct serve *s, struct webhook *wh)
         return 0;
     }
     if (!wh->slotted) {
-        wh->slot = s->nslots++;
+        wh->slot = s->nfree_slots ? s->free_slots[--s->nfree_slots] : s->nslots++;
         wh->slotted = true;
     }
-    return xpool_endpoint_set(s->xp, wh->slot, &wh->url, &wh->signer, wh->timeout_ms);
+    struct xpool_endpoint e = {.url = wh->url,
+                               .signer = wh->signer,
+                               .timeout_ms = wh->timeout_ms,
+                               .max_conns = 16,
+                               .max_inflight = 64};
+    int rc = xpool_endpoint_set(s->xp, wh->slot, &e);
+    signer_wipe(&e.signer);
+    return rc;
+}
+
+int serve_webhook_release(struct serve *s, struct webhook *wh)
+{
+    if (!s->xp || !wh->slotted) {
+        return 0;
+    }
+    if (s->nfree_slots == s->free_slots_cap) {
+        size_t cap = s->free_slots_cap ? s->free_slots_cap * 2 : 16;
+        uint32_t *n = realloc(s->free_slots, cap * sizeof(*n));
+        if (!n) {
+            return -ENOMEM;
+        }
+        s->free_slots = n;
+        s->free_slots_cap = cap;
+    }
+    if (xpool_endpoint_drop(s->xp, wh->slot)) {
+        return -ENOMEM;
+    }
+    s->free_slots[s->nfree_slots++] = wh->slot;
+    wh->slotted = false;
+    return 0;
 }
 
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
@@ -1632,6 +1661,7 @@ int serve_free(struct serve *s)
         free(s->whs[i]);
     }
     free(s->whs);
+    free(s->free_slots);
     if (s->client_ok) {
         client_cleanup(&s->cl);
     }

@@ -133,8 +133,10 @@ struct serve {
     struct dedup *dd;
     struct client cl;
     bool client_ok;
-    struct xpool *xp; /* --workers N > 1: the delivery threads; NULL: attempts run on r */
-    uint32_t nslots;  /* webhook endpoint slots handed out in xp */
+    struct xpool *xp;     /* --workers N > 1: the delivery threads; NULL: attempts run on r */
+    uint32_t nslots;      /* webhook endpoint slots handed out in xp */
+    uint32_t *free_slots; /* slots released (serve_webhook_release), reused first */
+    size_t nfree_slots, free_slots_cap;
     struct wheel wheel;
     struct apisrv api;
     bool api_ok;
@@ -173,6 +175,11 @@ int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t e
  * (nothing without workers: the endpoint points at wh->signer). Call it after every change of
  * wh->signer outside serve_webhook_apply. */
 void serve_webhook_signer_changed(struct serve *s, struct webhook *wh);
+
+/* serve_webhook_release has the worker owning wh's endpoint clean it up, and frees its slot
+ * for another webhook: call it before freeing a webhook whose endpoint is not needed any more
+ * (nothing of it in flight). A no-op without workers. Returns 0 or -ENOMEM. */
+int serve_webhook_release(struct serve *s, struct webhook *wh);
 
 /* serve_metrics_workers appends the per-worker counters to a /metrics text. */
 void serve_metrics_workers(const struct serve *s, struct buf *b);

@@ -65,14 +65,7 @@ bool xq_pop(struct xq *q, struct xmsg *out)
 #define XQ_CAP 4096
 #define RETRY_NS 1000000 /* a full queue is tried again after 1 ms */
 
-enum { XM_ATTEMPT = 1, XM_EP_SET, XM_SIGNER, XM_DONE };
-
-/* what XM_EP_SET carries (the worker frees it) */
-struct xep_cfg {
-    struct url url;
-    struct signer signer;
-    uint32_t timeout_ms;
-};
+enum { XM_ATTEMPT = 1, XM_EP_SET, XM_EP_DROP, XM_SIGNER, XM_DONE };
 
 /* one webhook's endpoint on its worker */
 struct wep {
@@ -172,7 +165,7 @@ static struct wep *worker_wep(struct xworker *w, uint32_t slot, bool create)
     return w->eps[i];
 }
 
-static void worker_ep_set(struct xworker *w, uint32_t slot, struct xep_cfg *cfg)
+static void worker_ep_set(struct xworker *w, uint32_t slot, struct xpool_endpoint *cfg)
 {
     struct wep *e = worker_wep(w, slot, true);
     if (!e) {
@@ -186,8 +179,9 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xep_cfg *cfg)
     signer_wipe(&e->signer);
     e->signer = cfg->signer;
     char err[256];
-    if (endpoint_init(&e->ep, &w->cl, &cfg->url, &e->signer, cfg->timeout_ms, 16, 64, err,
-                      sizeof(err))) {
+    if (endpoint_init(&e->ep, &w->cl, &cfg->url, &e->signer, cfg->timeout_ms,
+                      cfg->max_conns ? cfg->max_conns : 16,
+                      cfg->max_inflight ? cfg->max_inflight : 64, err, sizeof(err))) {
         fprintf(stderr, "hookring serve: worker %u: an endpoint cannot be used: %s\n", w->idx, err);
         goto out;
     }
@@ -195,6 +189,19 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xep_cfg *cfg)
 out:
     signer_wipe(&cfg->signer);
     free(cfg);
+}
+
+static void worker_ep_drop(struct xworker *w, uint32_t slot)
+{
+    struct wep *e = worker_wep(w, slot, false);
+    if (e) {
+        if (e->ok) {
+            endpoint_cleanup(&e->ep);
+        }
+        signer_wipe(&e->signer);
+        free(e);
+        w->eps[slot / w->xp->n] = NULL;
+    }
 }
 
 static void worker_signer_set(struct xworker *w, uint32_t slot, struct signer *sg)
@@ -249,6 +256,9 @@ static void worker_drain(struct xworker *w)
             break;
         case XM_EP_SET:
             worker_ep_set(w, m.slot, m.p);
+            break;
+        case XM_EP_DROP:
+            worker_ep_drop(w, m.slot);
             break;
         case XM_SIGNER:
             worker_signer_set(w, m.slot, m.p);
@@ -425,16 +435,13 @@ uint64_t xpool_attempts_done(const struct xpool *xp, uint32_t i)
     return i < xp->n ? xp->w[i].attempts : 0;
 }
 
-int xpool_endpoint_set(struct xpool *xp, uint32_t slot, const struct url *url,
-                       const struct signer *signer, uint32_t timeout_ms)
+int xpool_endpoint_set(struct xpool *xp, uint32_t slot, const struct xpool_endpoint *e)
 {
-    struct xep_cfg *cfg = malloc(sizeof(*cfg));
+    struct xpool_endpoint *cfg = malloc(sizeof(*cfg));
     if (!cfg) {
         return -ENOMEM;
     }
-    cfg->url = *url;
-    cfg->signer = *signer;
-    cfg->timeout_ms = timeout_ms;
+    *cfg = *e;
     struct xmsg m = {.type = XM_EP_SET, .slot = slot, .p = cfg};
     if (pend_add(&xp->w[slot % xp->n], &m)) {
         signer_wipe(&cfg->signer);
@@ -442,6 +449,12 @@ int xpool_endpoint_set(struct xpool *xp, uint32_t slot, const struct url *url,
         return -ENOMEM;
     }
     return 0;
+}
+
+int xpool_endpoint_drop(struct xpool *xp, uint32_t slot)
+{
+    struct xmsg m = {.type = XM_EP_DROP, .slot = slot};
+    return pend_add(&xp->w[slot % xp->n], &m);
 }
 
 int xpool_signer_set(struct xpool *xp, uint32_t slot, const struct signer *signer)
@@ -499,7 +512,7 @@ void xpool_flush(struct xpool *xp)
 static void free_msg(struct xmsg *m)
 {
     if (m->type == XM_EP_SET) {
-        struct xep_cfg *cfg = m->p;
+        struct xpool_endpoint *cfg = m->p;
         signer_wipe(&cfg->signer);
         free(cfg);
     } else if (m->type == XM_SIGNER) {

@@ -78,11 +78,22 @@ struct xpool_opts {
 struct xpool *xpool_new(struct ring *owner, const struct xpool_opts *o, xpool_done_cb *done,
                         void *arg, char *err, size_t errlen);
 
-/* xpool_endpoint_set (re)creates slot's endpoint on its worker for url, timeout_ms (0: the
- * profile's) and a copy of signer. The previous endpoint of slot must have no attempt handed
- * over and not yet back. Returns 0 or -ENOMEM. */
-int xpool_endpoint_set(struct xpool *xp, uint32_t slot, const struct url *url,
-                       const struct signer *signer, uint32_t timeout_ms);
+/* What a worker builds a slot's endpoint from (copied: the caller's may change at once). */
+struct xpool_endpoint {
+    struct url url;
+    struct signer signer;
+    uint32_t timeout_ms;   /* 0: the profile's */
+    uint32_t max_conns;    /* 0: 16 */
+    uint32_t max_inflight; /* 0: 64 */
+};
+
+/* xpool_endpoint_set (re)creates slot's endpoint on its worker from a copy of e. The previous
+ * endpoint of slot must have no attempt handed over and not yet back. Returns 0 or -ENOMEM. */
+int xpool_endpoint_set(struct xpool *xp, uint32_t slot, const struct xpool_endpoint *e);
+
+/* xpool_endpoint_drop cleans slot's endpoint up on its worker (nothing of it may be handed
+ * over and not yet back); the slot may then be set again. Returns 0 or -ENOMEM. */
+int xpool_endpoint_drop(struct xpool *xp, uint32_t slot);
 
 /* xpool_signer_set replaces the signer of slot's endpoint on its worker by a copy of signer
  * (attempts in flight keep what they were signed with). Returns 0 or -ENOMEM. */

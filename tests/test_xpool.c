@@ -243,10 +243,11 @@ Test(xpool, attempts_go_to_the_slot_owner_and_come_back_on_the_owner_thread)
     ev.id_len = 5;
     memcpy(ev.type, "t.x", 4);
     ev.type_len = 3;
+    struct xpool_endpoint e = {.url = url, .signer = sg, .timeout_ms = 2000};
     static struct attempt a[12];
     /* slots 0-5 spread over the three workers; only slots 1 and 4 have an endpoint */
-    cr_assert_eq(xpool_endpoint_set(xp, 1, &url, &sg, 2000), 0);
-    cr_assert_eq(xpool_endpoint_set(xp, 4, &url, &sg, 2000), 0);
+    cr_assert_eq(xpool_endpoint_set(xp, 1, &e), 0);
+    cr_assert_eq(xpool_endpoint_set(xp, 4, &e), 0);
     cr_assert_eq(xpool_signer_set(xp, 4, &sg), 0);
     for (uint32_t i = 0; i < 12; i++) {
         a[i] = (struct attempt){.event = &ev, .body = slice_cstr("{}"), .id = slice_cstr("m")};
@@ -280,7 +281,7 @@ Test(xpool, attempts_go_to_the_slot_owner_and_come_back_on_the_owner_thread)
     a[0] = (struct attempt){.event = &ev, .body = slice_cstr("{}"), .id = slice_cstr("m")};
     a[1] = a[0];
     cr_assert_eq(xpool_submit(xp, 2, &a[0]), 0);
-    cr_assert_eq(xpool_endpoint_set(xp, 2, &url, &sg, 2000), 0);
+    cr_assert_eq(xpool_endpoint_set(xp, 2, &e), 0);
     cr_assert_eq(xpool_submit(xp, 2, &a[1]), 0);
     run_until(xp, 2);
     cr_assert_eq(O.done, 2);
@@ -291,10 +292,30 @@ Test(xpool, attempts_go_to_the_slot_owner_and_come_back_on_the_owner_thread)
             cr_assert_eq(O.results[i], ATTEMPT_REFUSED);
         }
     }
+    /* a dropped endpoint takes nothing more until it is set again, in order with attempts */
+    O.done = 0;
+    a[0] = (struct attempt){.event = &ev, .body = slice_cstr("{}"), .id = slice_cstr("m")};
+    a[1] = a[0];
+    a[2] = a[0];
+    cr_assert_eq(xpool_submit(xp, 1, &a[0]), 0);
+    run_until(xp, 1); /* back before the drop: nothing of the endpoint may be out */
+    cr_assert_eq(xpool_endpoint_drop(xp, 1), 0);
+    cr_assert_eq(xpool_submit(xp, 1, &a[1]), 0);
+    cr_assert_eq(xpool_endpoint_set(xp, 1, &e), 0);
+    cr_assert_eq(xpool_submit(xp, 1, &a[2]), 0);
+    run_until(xp, 3);
+    cr_assert_eq(O.done, 3);
+    for (size_t i = 0; i < 3; i++) {
+        size_t k = (size_t)(O.order[i] - a);
+        cr_assert_eq(O.results[i], k == 1 ? ATTEMPT_ERROR : ATTEMPT_REFUSED, "attempt %zu: %s", k,
+                     attempt_result_name(O.results[i]));
+    }
     /* messages never handed over are freed with the pool */
-    cr_assert_eq(xpool_endpoint_set(xp, 9, &url, &sg, 2000), 0);
+    cr_assert_eq(xpool_endpoint_set(xp, 9, &e), 0);
+    cr_assert_eq(xpool_endpoint_drop(xp, 9), 0);
     xpool_free(xp);
     signer_wipe(&sg);
+    signer_wipe(&e.signer);
     ring_cleanup(&O.ring);
 }
 
