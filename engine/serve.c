@@ -607,10 +607,12 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
 static void dlv_send(struct serve *s, struct delivery *d)
 {
     struct webhook *wh = d->wh;
-    if (!wh_live(wh) || !wh->ep_ok) {
+    /* with workers, an endpoint not handed over (released) cannot send either */
+    bool usable = wh->ep_ok && (!s->xp || wh->slotted);
+    if (!wh_live(wh) || !usable) {
         dlv_final(s, d, DLV_FAILED,
                   wh->status == WH_DELETED ? "webhook_deleted"
-                  : wh->ep_ok              ? "webhook_disabled"
+                  : usable                 ? "webhook_disabled"
                                            : "endpoint_unusable",
                   NULL);
         return;

@@ -438,6 +438,7 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
         goto bad;
     }
     if (serve_webhook_add(s, wh)) {
+        serve_webhook_release(s, wh);
         endpoint_cleanup(&wh->ep);
         signer_wipe(&wh->signer);
         free(wh);
