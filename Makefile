@@ -116,7 +116,8 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	$(MAKE) -j$(NPROC) all
 	$(MAKE) -j$(NPROC) SAN=asan all
-	$(MAKE) -j$(NPROC) SAN=tsan build/tsan/tests/test_dedup
+	$(MAKE) -j$(NPROC) SAN=tsan build/tsan/tests/test_dedup build/tsan/tests/test_xpool \
+		build/tsan/tests/test_serve_workers build/tsan/hookring build/tsan/hookring-harness
 	tests/run.sh build build/asan build/tsan
 
 test-plain: all

@@ -17,7 +17,7 @@ static const char serve_help[] =
     "usage: hookring serve --data DIR --listen ADDR [--api-key KEY] [--allow-net CIDR...]\n"
     "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
-    "                      [--idle-timeout MS] [--workers 1] [--quiet] [--failing-after N]\n"
+    "                      [--idle-timeout MS] [--workers N] [--quiet] [--failing-after N]\n"
     "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
     "                      [--humanos-api-version V]\n"
     "\n"
@@ -45,8 +45,10 @@ static const char serve_help[] =
     "  --max-body BYTES    the largest API request body (default 1 MiB; larger: 413)\n"
     "  --idle-timeout MS   an API connection must deliver a whole request within MS of being\n"
     "                      ready for one (default 30000)\n"
-    "  --workers N         only 1 for now: one thread and one io_uring run the API, the\n"
-    "                      journal, the delivery client and the retry wheel\n"
+    "  --workers N         delivery threads, 1-64 (default 1: one thread and one io_uring run\n"
+    "                      everything). With N > 1 the main thread keeps the API, the journal\n"
+    "                      and the retry wheel; webhooks are spread over N threads, each with\n"
+    "                      its own io_uring and connections, which make the attempts\n"
     "  --failing-after N   a webhook is marked failing after N deliveries in a row exhausted\n"
     "                      their retries (default 5; humanconnection: after any delivery's 5th\n"
     "                      failed retry); one delivered makes it active again\n"
@@ -177,10 +179,10 @@ int cmd_serve(int argc, char **argv)
             so.idle_ms = (uint32_t)v;
             break;
         case 'W':
-            if (!cmd_parse_uint(optarg, &v) || v != 1) {
-                return cmd_usage_error("serve", "--workers: only 1 is supported for now (one "
-                                                "thread runs everything)");
+            if (!cmd_parse_uint(optarg, &v) || v < 1 || v > 64) {
+                return cmd_usage_error("serve", "--workers must be 1-64");
             }
+            so.workers = (uint32_t)v;
             break;
         case 'q':
             so.quiet = true;
@@ -291,6 +293,8 @@ int cmd_serve(int argc, char **argv)
     }
     so.tls = &tctx;
     so.dns = dns_ok ? &dns : NULL;
+    so.tls_opts = &net.tls;
+    so.dns_opts = dns_ok ? &net.dns.o : NULL;
     s = serve_new(&ring, &so, err, sizeof(err));
     if (!s) {
         fprintf(stderr, "hookring serve: %s\n", err);

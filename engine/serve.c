@@ -311,6 +311,53 @@ int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t e
     return 0;
 }
 
+/* webhook_hand_over gives wh an endpoint slot in the worker pool (once) and has the owning
+ * worker build its own endpoint and signer copy from wh's fields. Returns 0 or -ENOMEM. */
+static int webhook_hand_over(struct serve *s, struct webhook *wh)
+{
+    if (!s->xp) {
+        return 0;
+    }
+    if (!wh->slotted) {
+        wh->slot = s->nfree_slots ? s->free_slots[--s->nfree_slots] : s->nslots++;
+        wh->slotted = true;
+    }
+    struct xpool_endpoint e = {
+        .url = wh->url,
+        .signer = wh->signer,
+        .timeout_ms = wh->timeout_ms,
+        .max_conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS,
+        .max_inflight = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT,
+        .hdrs = wh->hdrs,
+        .hdr_len = wh->hdr_len,
+        .nhdr = wh->nhdr};
+    int rc = xpool_endpoint_set(s->xp, wh->slot, &e);
+    signer_wipe(&e.signer);
+    return rc;
+}
+
+int serve_webhook_release(struct serve *s, struct webhook *wh)
+{
+    if (!s->xp || !wh->slotted) {
+        return 0;
+    }
+    if (s->nfree_slots == s->free_slots_cap) {
+        size_t cap = s->free_slots_cap ? s->free_slots_cap * 2 : 16;
+        uint32_t *n = realloc(s->free_slots, cap * sizeof(*n));
+        if (!n) {
+            return -ENOMEM;
+        }
+        s->free_slots = n;
+        s->free_slots_cap = cap;
+    }
+    if (xpool_endpoint_drop(s->xp, wh->slot)) {
+        return -ENOMEM;
+    }
+    s->free_slots[s->nfree_slots++] = wh->slot;
+    wh->slotted = false;
+    return 0;
+}
+
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
 {
     struct url u;
@@ -345,7 +392,36 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
         return -EINVAL;
     }
     wh->ep_ok = true;
+    /* before serve_start (the replay) only the last state counts: serve_start hands it over */
+    if (s->api_ok && webhook_hand_over(s, wh)) {
+        endpoint_cleanup(&wh->ep);
+        wh->ep_ok = false;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     return 0;
+}
+
+void serve_webhook_signer_changed(struct serve *s, struct webhook *wh)
+{
+    if (s->xp && wh->slotted && xpool_signer_set(s->xp, wh->slot, &wh->signer)) {
+        fprintf(stderr, "hookring serve: webhook %s: out of memory handing its new signer over\n",
+                wh->id);
+    }
+}
+
+void serve_metrics_workers(const struct serve *s, struct buf *b)
+{
+    buf_puts(b, "# TYPE hookring_worker_attempts_total counter\n");
+    if (!s->xp) {
+        buf_printf(b, "hookring_worker_attempts_total{worker=\"0\"} %" PRIu64 "\n",
+                   s->m.attempts_run);
+        return;
+    }
+    for (uint32_t i = 0; i < xpool_workers(s->xp); i++) {
+        buf_printf(b, "hookring_worker_attempts_total{worker=\"%u\"} %" PRIu64 "\n", i,
+                   xpool_attempts_done(s->xp, i));
+    }
 }
 
 int serve_webhook_add(struct serve *s, struct webhook *wh)
@@ -475,6 +551,8 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         *old = *wh;
         old->delivered = keep.delivered;
         old->failed = keep.failed;
+        old->slotted = keep.slotted; /* the same endpoint slot on the same worker */
+        old->slot = keep.slot;
         free(wh);
         wh = old;
     } else if (serve_webhook_add(s, wh)) {
@@ -562,6 +640,7 @@ static int dlv_slot(struct serve *s, uint64_t idx)
 
 static void dlv_fire(struct wheel *w, struct wheel_timer *t);
 static void dlv_done(struct attempt *a);
+static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms);
 
 static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
                                 struct webhook *wh)
@@ -688,10 +767,12 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
 static void dlv_send(struct serve *s, struct delivery *d)
 {
     struct webhook *wh = d->wh;
-    if (!wh_live(wh) || !wh->ep_ok) {
+    /* with workers, an endpoint not handed over (released) cannot send either */
+    bool usable = wh->ep_ok && (!s->xp || wh->slotted);
+    if (!wh_live(wh) || !usable) {
         dlv_final(s, d, DLV_FAILED,
                   wh->status == WH_DELETED ? "webhook_deleted"
-                  : wh->ep_ok              ? "webhook_disabled"
+                  : usable                 ? "webhook_disabled"
                                            : "endpoint_unusable",
                   NULL);
         return;
@@ -703,6 +784,8 @@ static void dlv_send(struct serve *s, struct delivery *d)
         memset(wh->old_secret, 0, sizeof(wh->old_secret));
         if (serve_webhook_resign(wh, serve_now_ms(), err, sizeof(err))) {
             fprintf(stderr, "hookring serve: webhook %s: %s\n", wh->id, err);
+        } else {
+            serve_webhook_signer_changed(s, wh);
         }
     }
     if (wh->p->pid == PROFILE_HUMANOS && !wh->api_version[0] && !d->op) {
@@ -729,7 +812,14 @@ static void dlv_send(struct serve *s, struct delivery *d)
                             .done = dlv_done};
     s->inflight++;
     wh->inflight++;
-    client_submit(&d->a);
+    if (!s->xp) {
+        client_submit(&d->a); /* its done callback may run at once */
+    } else if (xpool_submit(s->xp, wh->slot, &d->a)) {
+        /* not handed over (out of memory): tried again in a second */
+        s->inflight--;
+        wh->inflight--;
+        dlv_schedule(s, d, 1000);
+    }
 }
 
 static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
@@ -949,6 +1039,7 @@ static void dlv_done(struct attempt *a)
     s->inflight--;
     wh->inflight--;
     s->m.attempts++;
+    s->m.attempts_run++;
     d->attempts++;
     struct dlv_attempt h = {.at_ms = a->sent_unix_ms ? a->sent_unix_ms : serve_now_ms(),
                             .status = a->status,
@@ -1002,6 +1093,12 @@ static void dlv_done(struct attempt *a)
     }
 }
 
+/* xp_done is the worker pool's done callback: the attempt is back on this thread. */
+static void xp_done(void *arg, struct attempt *a)
+{
+    dlv_done(a);
+}
+
 int serve_dlv_retry(struct serve *s, struct delivery *d)
 {
     if (d->status == DLV_SENDING || d->status == DLV_DELIVERED) {
@@ -1046,6 +1143,10 @@ static void adhoc_free(struct serve *s, struct webhook *wh)
 {
     if (!wh) {
         return;
+    }
+    if (serve_webhook_release(s, wh)) {
+        /* its worker keeps the endpoint (a slot is lost, not a delivery) */
+        fprintf(stderr, "hookring serve: out of memory releasing a callback destination\n");
     }
     if (wh->ep_ok) {
         endpoint_cleanup(&wh->ep);
@@ -1769,6 +1870,17 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         goto fail;
     }
     s->client_ok = true;
+    if (o->workers > 1) {
+        /* before the operator webhook and the replay: both hand endpoints to their workers */
+        struct xpool_opts xo = {
+            .workers = o->workers, .client = co, .tls = o->tls_opts, .dns = o->dns_opts};
+        char xerr[512];
+        s->xp = xpool_new(r, &xo, xp_done, s, xerr, sizeof(xerr));
+        if (!s->xp) {
+            snprintf(err, errlen, "the delivery workers: %s", xerr);
+            goto fail;
+        }
+    }
     if (o->operator_url && operator_init(s, err, errlen)) {
         goto fail;
     }
@@ -1814,6 +1926,15 @@ int serve_start(struct serve *s, int lfd)
         return rc;
     }
     s->api_ok = true;
+    /* the workers' endpoints, in journal order (the k-th webhook is worker k mod N's) */
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->ep_ok && webhook_hand_over(s, s->whs[i])) {
+            return -ENOMEM;
+        }
+    }
+    if (s->opwh && s->opwh->ep_ok && webhook_hand_over(s, s->opwh)) {
+        return -ENOMEM;
+    }
     /* webhooks that went on failing while the server was down are disabled first */
     serve_sweep(s);
     sweep_arm(s);
@@ -1850,6 +1971,9 @@ int serve_start(struct serve *s, int lfd)
 void serve_after_run(struct serve *s)
 {
     adhoc_release_all(s);
+    if (s->xp) {
+        xpool_flush(s->xp);
+    }
     if (s->client_ok) {
         client_flush(&s->cl);
     }
@@ -1894,6 +2018,9 @@ int serve_free(struct serve *s)
     if (!s) {
         return 0;
     }
+    /* the workers first: they hold attempts that point into deliveries freed below */
+    xpool_free(s->xp);
+    s->xp = NULL;
     if (s->journal_open) {
         rc = journal_close(&s->j);
     }
@@ -1944,6 +2071,7 @@ int serve_free(struct serve *s)
         free(s->whs[i]);
     }
     free(s->whs);
+    free(s->free_slots);
     if (s->client_ok) {
         client_cleanup(&s->cl);
     }

@@ -1,8 +1,11 @@
 /* serve.h: `hookring serve`, the durable delivery backend: webhooks (endpoints), ingested
  * events, their deliveries, all rebuilt from the journal at start-up.
  *
- * One thread, one ring (for now): the API server (apisrv), the journal, the delivery client and
- * the retry wheel all run on the caller's ring. An event is acknowledged (202) only once its
+ * The caller's thread and ring own everything: the API server (apisrv), the journal, the retry
+ * wheel and every webhook and delivery. With one worker (the default) the delivery client runs
+ * on that ring too; with --workers N > 1 attempts are executed by N worker threads (xpool.h),
+ * each with its own ring and client, and their outcomes come back to the owner, which journals
+ * them. An event is acknowledged (202) only once its
  * journal record is durable; its deliveries start then. Every attempt's outcome is journaled, so
  * a restart resumes every pending delivery with its attempt count and retry time; an attempt in
  * flight at a crash left no record and is made again (same message id, so receivers dedup). */
@@ -37,6 +40,9 @@ struct serve_opts {
                                         NULL: "v1" */
     const char *operator_url;        /* operator events go there (NULL: logged only) */
     const char *operator_secret;     /* their standard-profile secret (NULL: a random one) */
+    uint32_t workers;                /* delivery threads; 0 or 1: attempts run on the caller's ring */
+    const struct tls_opts *tls_opts; /* for the workers' own TLS contexts (may be NULL) */
+    const struct dns_opts *dns_opts; /* for the workers' own resolvers (may be NULL) */
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,

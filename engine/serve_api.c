@@ -564,6 +564,7 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
         goto bad;
     }
     if (serve_webhook_add(s, wh)) {
+        serve_webhook_release(s, wh);
         endpoint_cleanup(&wh->ep);
         signer_wipe(&wh->signer);
         free(wh);
@@ -632,6 +633,7 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     if (seen & F_APIVER) {
         memcpy(wh->api_version, tmp.api_version, sizeof(wh->api_version));
         memcpy(wh->signer.api_version, wh->api_version, sizeof(wh->api_version));
+        serve_webhook_signer_changed(s, wh); /* the worker's copy signs the new version too */
     }
     memcpy(wh->events, tmp.events, sizeof(wh->events));
     wh->nevents = tmp.nevents;
@@ -727,6 +729,7 @@ static void webhook_rotate(struct serve *s, struct apiconn *c, const struct http
     memcpy(sg.api_version, wh->signer.api_version, sizeof(sg.api_version));
     signer_wipe(&wh->signer);
     wh->signer = sg;
+    serve_webhook_signer_changed(s, wh);
     memcpy(wh->secret, tmp.secret, sizeof(wh->secret));
     memcpy(wh->old_secret, tmp.old_secret, sizeof(wh->old_secret));
     wh->old_until_ms = tmp.old_until_ms;
@@ -1001,6 +1004,7 @@ static void metrics(struct serve *s, struct apiconn *c)
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
                by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
+    serve_metrics_workers(s, &b);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);
     buf_free(&b);
 }

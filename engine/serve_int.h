@@ -10,6 +10,7 @@
 #include "retry.h"
 #include "serve.h"
 #include "wheel.h"
+#include "xpool.h"
 
 #define WH_ID_LEN 20 /* "whk_" + 16 hex */
 #define DLV_ID_LEN 20
@@ -59,8 +60,10 @@ struct webhook {
     enum wh_status status;
     int64_t created_ms;
     struct signer signer;
-    struct endpoint ep;
+    struct endpoint ep; /* with workers: only checks the destination; a copy is on the worker */
     bool ep_ok;
+    bool slotted;  /* slot is assigned (with workers) */
+    uint32_t slot; /* its endpoint's slot in the worker pool: worker slot % workers owns it */
     uint32_t inflight;
     uint64_t delivered, failed;
     uint32_t exhausted_run; /* deliveries in a row that exhausted their retries */
@@ -136,6 +139,7 @@ struct sreply {
 struct serve_metrics {
     uint64_t ingested, duplicates, delivered, failed, attempts, retries;
     uint64_t journal_errors;
+    uint64_t attempts_run; /* attempts made by this process (attempts counts replayed ones) */
 };
 
 struct serve {
@@ -147,6 +151,10 @@ struct serve {
     struct dedup *dd;
     struct client cl;
     bool client_ok;
+    struct xpool *xp;     /* --workers N > 1: the delivery threads; NULL: attempts run on r */
+    uint32_t nslots;      /* webhook endpoint slots handed out in xp */
+    uint32_t *free_slots; /* slots released (serve_webhook_release), reused first */
+    size_t nfree_slots, free_slots_cap;
     struct wheel wheel;
     struct apisrv api;
     bool api_ok;
@@ -191,6 +199,19 @@ int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t e
  * CR, LF or NUL. Fills err (naming the field 'headers') when not. */
 bool serve_header_check(const struct profile *p, struct slice name, struct slice value, char *err,
                         size_t errlen);
+
+/* serve_webhook_signer_changed hands wh's new signer to the worker that owns wh's endpoint
+ * (nothing without workers: the endpoint points at wh->signer). Call it after every change of
+ * wh->signer outside serve_webhook_apply. */
+void serve_webhook_signer_changed(struct serve *s, struct webhook *wh);
+
+/* serve_webhook_release has the worker owning wh's endpoint clean it up, and frees its slot
+ * for another webhook: call it before freeing a webhook whose endpoint is not needed any more
+ * (nothing of it in flight). A no-op without workers. Returns 0 or -ENOMEM. */
+int serve_webhook_release(struct serve *s, struct webhook *wh);
+
+/* serve_metrics_workers appends the per-worker counters to a /metrics text. */
+void serve_metrics_workers(const struct serve *s, struct buf *b);
 
 /* serve_webhook_add takes wh (malloc'ed, applied) into the table. Returns 0 or -ENOMEM. */
 int serve_webhook_add(struct serve *s, struct webhook *wh);

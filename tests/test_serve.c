@@ -90,12 +90,18 @@ static void start_harness(struct tn_proc *h)
     cr_assert_eq(tn_start(h, "hookring-harness", args, 1), 0, "the harness did not start");
 }
 
-/* start_serve runs hookring serve on data_dir at listen with extra arguments. */
+/* start_serve runs hookring serve on data_dir at listen with extra arguments, and with
+ * --workers N when HOOKRING_SERVE_WORKERS=N is set (tests/run.sh runs the suite again so). */
 static void start_serve_at(struct tn_proc *s, const char *listen, const char *const *extra)
 {
     const char *args[32] = {"serve",     "--data", data_dir,      "--listen",    listen,
                             "--api-key", KEY,      "--allow-net", "127.0.0.0/8", "--quiet"};
     size_t n = 10;
+    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
+    if (workers && workers[0]) {
+        args[n++] = "--workers";
+        args[n++] = workers;
+    }
     for (size_t i = 0; extra && extra[i]; i++) {
         args[n++] = extra[i];
     }

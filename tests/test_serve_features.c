@@ -75,12 +75,18 @@ static void start_harness(struct tn_proc *h)
     cr_assert_eq(tn_start(h, "hookring-harness", args, 1), 0, "the harness did not start");
 }
 
-/* start_serve runs hookring serve on data_dir; allow_net adds --allow-net 127.0.0.0/8. */
+/* start_serve runs hookring serve on data_dir; allow_net adds --allow-net 127.0.0.0/8, and
+ * HOOKRING_SERVE_WORKERS=N adds --workers N (tests/run.sh runs the suite again so). */
 static void start_serve(struct tn_proc *s, bool allow_net, const char *const *extra)
 {
     const char *args[32] = {"serve",       "--data",    data_dir, "--listen",
                             "127.0.0.1:0", "--api-key", KEY,      "--quiet"};
     size_t n = 8;
+    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
+    if (workers && workers[0]) {
+        args[n++] = "--workers";
+        args[n++] = workers;
+    }
     if (allow_net) {
         args[n++] = "--allow-net";
         args[n++] = "127.0.0.0/8";
