@@ -40,7 +40,7 @@ struct serve_opts {
                                         NULL: "v1" */
     const char *operator_url;        /* operator events go there (NULL: logged only) */
     const char *operator_secret;     /* their standard-profile secret (NULL: a random one) */
-    uint32_t workers;                /* delivery threads; 0 or 1: attempts run on the caller's ring */
+    uint32_t workers; /* delivery threads; 0 or 1: attempts run on the caller's ring */
     const struct tls_opts *tls_opts; /* for the workers' own TLS contexts (may be NULL) */
     const struct dns_opts *dns_opts; /* for the workers' own resolvers (may be NULL) */
 };
