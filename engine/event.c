@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -177,13 +178,53 @@ static int get_string(const struct json_tok *toks, int v, const uint8_t *in, con
 static const char *const known_fields[] = {"id",   "type",         "created_at",     "agent",
                                            "data", "callback_url", "callback_secret"};
 
+/* Each thread keeps its token array for events of up to TOKS_KEEP tokens (a 32 KiB event):
+ * an ingest parses every event, and a malloc and free of a dozen kilobytes per event, among a
+ * heap of events held for delivery, cost more than the parse (glibc searched its bins for each). */
+#define TOKS_KEEP 16384
+static __thread struct json_tok *toks_kept;
+static pthread_key_t toks_key; /* its destructor frees a thread's array when the thread exits */
+static pthread_once_t toks_once = PTHREAD_ONCE_INIT;
+static bool toks_key_ok;
+
+static void toks_key_init(void)
+{
+    toks_key_ok = pthread_key_create(&toks_key, free) == 0;
+}
+
+static struct json_tok *toks_get(size_t n)
+{
+    if (n > TOKS_KEEP) {
+        return malloc(n * sizeof(struct json_tok));
+    }
+    if (!toks_kept) {
+        pthread_once(&toks_once, toks_key_init);
+        if (!toks_key_ok) {
+            return malloc(n * sizeof(struct json_tok));
+        }
+        toks_kept = malloc(TOKS_KEEP * sizeof(struct json_tok));
+        if (toks_kept && pthread_setspecific(toks_key, toks_kept) != 0) {
+            free(toks_kept);
+            toks_kept = NULL;
+        }
+    }
+    return toks_kept;
+}
+
+static void toks_put(struct json_tok *t)
+{
+    if (t != toks_kept) {
+        free(t);
+    }
+}
+
 int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_ms, char *err,
                 size_t errlen)
 {
     memset(ev, 0, sizeof(*ev));
 
     size_t max_toks = len / 2 + 2, ntoks, off;
-    struct json_tok *toks = malloc(max_toks * sizeof(*toks));
+    struct json_tok *toks = toks_get(max_toks);
     if (!toks) {
         return -ENOMEM;
     }
@@ -345,7 +386,7 @@ int event_parse(struct event *ev, const uint8_t *json, size_t len, int64_t now_m
         }
     }
 out:
-    free(toks);
+    toks_put(toks);
     if (rc) {
         event_clear(ev);
     }

@@ -797,6 +797,12 @@ static void dlv_send(struct serve *s, struct delivery *d)
         /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
         char err[EVENT_ERR_MAX];
         d->body.len = 0;
+        /* one allocation for the common case: the event's text plus the profile's wrapping
+         * (humanos: base64 of it) */
+        if (d->body.cap == 0 && buf_reserve(&d->body, d->ev->json.len * 4 / 3 + 512)) {
+            dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+            return;
+        }
         if (wh->p->build_body(&wh->signer, &d->ev->ev, &d->body, err, sizeof(err))) {
             char why[sizeof(d->why)];
             snprintf(why, sizeof(why), "bad_event: %.170s", err);
@@ -1239,22 +1245,37 @@ static void ev_free(struct sevent *e)
 }
 
 /* sevent_new parses json (copied) into a kept event. */
-static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
-                                 size_t errlen)
+/* sevent_adopt makes an event of the JSON text in *json, taking the buffer over (no copy: *json
+ * is left empty, also on failure). NULL with err filled on failure. */
+static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *err, size_t errlen)
 {
     struct sevent *e = calloc(1, sizeof(*e));
     if (!e) {
+        buf_free(json);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    buf_init(&e->json, len + 1);
+    e->json = *json;
+    buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
-    if (buf_put(&e->json, json, len) ||
-        event_parse(&e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
+    if (event_parse(&e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
         ev_free(e);
         return NULL;
     }
     return e;
+}
+
+static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
+                                 size_t errlen)
+{
+    struct buf b;
+    buf_init(&b, len + 1);
+    if (buf_put(&b, json, len)) {
+        buf_free(&b);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return sevent_adopt(&b, ingest_ms, err, errlen);
 }
 
 static void dedup_key_of(uint8_t key[DEDUP_KEY_LEN], const struct event *ev)
@@ -1354,7 +1375,14 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     }
     struct buf canon;
     buf_init(&canon, 64u << 20);
-    if (canonical_event(&canon, in)) {
+    /* one allocation, kept as the event's text: sized for the members and their escapes */
+    size_t guess =
+        128 + in->data.len +
+        2 * (in->id_len + in->type_len + in->created_at_len + (in->has_agent ? in->agent_len : 0));
+    if (in->callback) {
+        guess += 64 + 2 * (in->callback->url_len + in->callback->secret_len);
+    }
+    if (buf_reserve(&canon, guess) || canonical_event(&canon, in)) {
         buf_free(&canon);
         return ING_NOMEM;
     }
@@ -1379,8 +1407,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         return ING_FULL;
     }
     char err[EVENT_ERR_MAX];
-    struct sevent *e = sevent_new(canon.p, canon.len, now_ms, err, sizeof(err));
-    buf_free(&canon);
+    struct sevent *e = sevent_adopt(&canon, now_ms, err, sizeof(err));
     if (!e || ev_keep(s, e)) {
         ev_free(e);
         return ING_NOMEM;
