@@ -17,7 +17,8 @@ static const char serve_help[] =
     "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
     "                      [--idle-timeout MS] [--workers 1] [--quiet] [--failing-after N]\n"
-    "                      [--operator-url URL [--operator-secret S]]\n"
+    "                      [--operator-url URL [--operator-secret S]] [--retention SECONDS]\n"
+    "                      [--segment-size BYTES]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -50,6 +51,10 @@ static const char serve_help[] =
     "                      message.attempt.exhausted events there, signed as the standard\n"
     "                      profile (they are always logged on stdout)\n"
     "  --operator-secret S their signing secret (whsec_...; default: a random one)\n"
+    "  --retention S       forget a delivered or failed delivery (its history, its event\n"
+    "                      with its last delivery) S seconds after it became final; the\n"
+    "                      journal is compacted to what is still held (default 604800)\n"
+    "  --segment-size B    journal segment files of B bytes (default 64 MiB, at least 64 KiB)\n"
     "  --quiet             no line per attempt on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -71,6 +76,9 @@ static const char serve_help[] =
     "journal and exits 0; a second signal exits at once.\n"
     "\n"
     "exit status: 0 after a clean stop; 1 a failure (journal, io_uring); 2 bad usage.\n";
+
+/* options with no short letter (beyond every char) */
+enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE };
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -104,6 +112,8 @@ int cmd_serve(int argc, char **argv)
         {"operator-url", required_argument, NULL, 'O'},
         {"operator-secret", required_argument, NULL, 'S'},
         {"failing-after", required_argument, NULL, 'F'},
+        {"retention", required_argument, NULL, OPT_RETENTION},
+        {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -173,6 +183,18 @@ int cmd_serve(int argc, char **argv)
                 return cmd_usage_error("serve", "--failing-after must be 1-1000000 deliveries");
             }
             so.failing_after = (uint32_t)v;
+            break;
+        case OPT_RETENTION:
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 3650ull * 86400) {
+                return cmd_usage_error("serve", "--retention must be 1-315360000 seconds");
+            }
+            so.retention_ms = v * 1000;
+            break;
+        case OPT_SEGMENT_SIZE:
+            if (!cmd_parse_uint(optarg, &v) || v < (64u << 10) || v > (1ull << 30)) {
+                return cmd_usage_error("serve", "--segment-size must be 65536-1073741824 bytes");
+            }
+            so.segment_size = v;
             break;
         case 'h':
             fputs(serve_help, stdout);
