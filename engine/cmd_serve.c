@@ -214,6 +214,10 @@ int cmd_serve(int argc, char **argv)
     if (optind != argc) {
         return cmd_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     }
+    if (so.segment_size && so.segment_size < 2 * (so.max_body ? so.max_body : (1u << 20))) {
+        return cmd_usage_error("serve", "--segment-size must be at least twice --max-body (a "
+                                        "segment holds the largest event whole)");
+    }
     if (!so.data_dir) {
         return cmd_usage_error("serve", "--data DIR is required");
     }

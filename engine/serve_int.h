@@ -153,7 +153,8 @@ struct serve_keep {
     enum { KEEP_IDLE = 0, KEEP_SCAN, KEEP_WAIT } phase;
     uint64_t cut;      /* the first record of the pass: every record before it is carried */
     uint64_t scan_idx; /* next delivery index to look at */
-    size_t compact_at; /* start a pass when the journal has more segments than this */
+    uint64_t live_acc, live_bytes; /* the live state's journal bytes: being summed by the
+                                      sweep, as its last round summed them */
     struct journal_waiter w;
     uint64_t drop_errors;
 };

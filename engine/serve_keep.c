@@ -5,7 +5,7 @@
  * on the ring's wheel looks at a bounded number of delivery slots per tick, so it never stalls
  * the loop; the slot array drops its empty front as the sweep goes round.
  *
- * Compaction. When the journal has more segments than compact_at, a pass starts: the next
+ * Compaction. When the journal has more segments than compact_at(), a pass starts: the next
  * record begins a new segment (journal_new_segment: every record before it, "the cut", lies in
  * older segments), then everything the live state needs is appended again after the cut: the
  * next delivery index (SREC_META), every webhook (SREC_WEBHOOK, its whole state), every event
@@ -16,8 +16,8 @@
  * record before it creates. Once a closing SREC_NOP is durable (so every carried record is),
  * the segments before the cut are deleted. A crash at any point leaves either the old segments
  * or the carried records (or both: replaying a SREC_CARRY over deliveries that exist updates
- * them), so nothing acknowledged is lost. compact_at then becomes twice the segments left (at
- * least KEEP_MIN_SEGMENTS): the work of a pass is paid for by as much new journal.
+ * them), so nothing acknowledged is lost. A pass starts when the journal has more segments than
+ * twice the live state fills, plus one (see compact_at).
  *
  * Dedup keys. The dedup table cannot list its keys, so every key ingested is also kept in a
  * ring (key, ingest time, the record holding it), in record order; keys out of the window leave
@@ -35,7 +35,7 @@
 #define KEEP_SWEEP_BUDGET 16384       /* delivery slots looked at per tick */
 #define KEEP_CARRY_BUDGET (256u << 10) /* bytes carried per tick */
 #define KEEP_MIN_SEGMENTS 4           /* a pass starts beyond this many segments (at least) */
-#define KEEP_DEDUP_PER_RECORD 4096    /* keys per SREC_DEDUP */
+#define KEEP_DEDUP_PER_RECORD 1024    /* keys per SREC_DEDUP (24 KiB: less than a segment) */
 #define KEEP_DEFAULT_RETENTION_MS (7ull * 86400 * 1000)
 
 /* ---- the record codec (the same little-endian encoding as serve.c's) ---- */
@@ -253,11 +253,16 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
         if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
             d->final_ms <= cutoff) {
             dlv_forget(s, d);
+        } else if (d) {
+            /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
+            s->keep.live_acc += d->ev->json.len / d->ev->nlive + 96 + d->nhist * 64;
         }
     }
     if (idx >= end) {
         slots_trim(s);
         idx = s->dlv_base;
+        s->keep.live_bytes = s->keep.live_acc;
+        s->keep.live_acc = 0;
     }
     s->keep.sweep_idx = idx;
 }
@@ -365,9 +370,19 @@ static void pass_done(struct journal *j, struct journal_waiter *w, int res)
         k->drop_errors++;
     }
     s->m.compactions++;
-    struct journal_stats js;
-    journal_stats(j, &js);
-    k->compact_at = js.segments * 2 > KEEP_MIN_SEGMENTS ? js.segments * 2 : KEEP_MIN_SEGMENTS;
+}
+
+/* compact_at is how many segments the journal may have before a pass: those twice the live
+ * state would fill (as the sweep last measured it), and the segment being written; at least
+ * KEEP_MIN_SEGMENTS. So a pass is paid for by at least as much
+ * new journal, and the journal stays within about twice the live state. */
+static size_t compact_at(const struct serve *s)
+{
+    const struct serve_keep *k = &s->keep;
+    uint64_t seg = s->j.o.segment_size - JOURNAL_SEG_HDR_SIZE;
+    uint64_t live = k->live_bytes + k->dd_len * (DEDUP_KEY_LEN + 8) + s->nwh * 512;
+    size_t n = (size_t)((2 * live + seg - 1) / seg) + 1;
+    return n > KEEP_MIN_SEGMENTS ? n : KEEP_MIN_SEGMENTS;
 }
 
 /* pass_start cuts the journal and appends the small state (the next index, every webhook). */
@@ -507,7 +522,7 @@ static void keep_tick(struct wheel *w, struct wheel_timer *t)
         if (k->phase == KEEP_IDLE) {
             struct journal_stats js;
             journal_stats(&s->j, &js);
-            if (js.segments > k->compact_at) {
+            if (js.segments > compact_at(s)) {
                 pass_start(s);
             }
         }
@@ -527,7 +542,6 @@ int keep_init(struct serve *s)
     if (!s->o.retention_ms) {
         s->o.retention_ms = KEEP_DEFAULT_RETENTION_MS;
     }
-    k->compact_at = KEEP_MIN_SEGMENTS;
     k->dd_cap = 2 * s->o.dedup_capacity + 65536;
     /* not touched until used: the pages come as keys do */
     k->dd = malloc(k->dd_cap * sizeof(*k->dd));
