@@ -1238,6 +1238,9 @@ int journal_flush(struct journal *j)
 
 uint64_t journal_new_segment(struct journal *j)
 {
+    if (j->roll_at && j->roll_at < j->next_seq) {
+        return 0; /* one cut at a time: its segment starts with the next batch written */
+    }
     if (j->segs[j->nsegs - 1].base_seq < j->next_seq) {
         j->roll_at = j->next_seq;
     }

@@ -261,7 +261,8 @@ int journal_drop_before(struct journal *j, uint64_t seq);
 /* journal_new_segment makes the next record appended the first of a new segment (unless the
  * segment being written holds no record yet) and returns its sequence number: every record
  * before it then lies in older segments, which journal_drop_before(j, that number) deletes
- * whole. Nothing is written now. */
+ * whole. Nothing is written now. One cut at a time: while an earlier cut's record is appended
+ * but not yet being written, it returns 0 and does nothing (try again later). */
 uint64_t journal_new_segment(struct journal *j);
 
 /* journal_stats copies the counters into out. */

@@ -393,6 +393,9 @@ static void pass_start(struct serve *s)
         return;
     }
     k->cut = journal_new_segment(&s->j);
+    if (k->cut == 0) {
+        return; /* the last pass's cut is still to be written */
+    }
     s->scratch.len = 0;
     int rc = put_u64(&s->scratch, s->dlv_base + s->ndlv) ? -ENOMEM : 0;
     if (!rc) {
