@@ -157,6 +157,7 @@ struct serve_keep {
                                       sweep, as its last round summed them */
     struct journal_waiter w;
     uint64_t drop_errors;
+    int64_t retry_ms; /* no pass before (unix ms): the last one could not finish */
 };
 
 struct serve {

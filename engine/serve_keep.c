@@ -36,6 +36,7 @@
 #define KEEP_CARRY_BUDGET (256u << 10) /* bytes carried per tick */
 #define KEEP_MIN_SEGMENTS 4           /* a pass starts beyond this many segments (at least) */
 #define KEEP_DEDUP_PER_RECORD 1024    /* keys per SREC_DEDUP (24 KiB: less than a segment) */
+#define KEEP_RETRY_MS 10000          /* after a pass that could not finish */
 #define KEEP_DEFAULT_RETENTION_MS (7ull * 86400 * 1000)
 
 /* ---- the record codec (the same little-endian encoding as serve.c's) ---- */
@@ -275,33 +276,20 @@ void keep_sweep_all(struct serve *s)
 
 /* ---- compaction ---- */
 
-/* carry_encode writes e and its deliveries' whole state (SREC_CARRY) into b. */
-static int carry_encode(struct serve *s, struct buf *b, const struct sevent *e)
+/* dlv_encode writes one delivery's whole state, as SREC_CARRY holds it, into b. */
+static int dlv_encode(struct buf *b, const struct delivery *d)
 {
-    uint32_t n = 0;
-    for (uint64_t i = 0; i < e->span; i++) {
-        const struct delivery *d = serve_dlv_at(s, e->first_idx + i);
-        n += d && d->ev == e;
-    }
-    int rc = put_u64(b, (uint64_t)e->ingest_ms) | put_str(b, e->json.p, e->json.len) |
-             put_u32(b, n);
-    for (uint64_t i = 0; i < e->span && !rc; i++) {
-        const struct delivery *d = serve_dlv_at(s, e->first_idx + i);
-        if (!d || d->ev != e) {
-            continue;
-        }
-        /* an attempt in flight is made again after a crash: journaled as pending */
-        enum dlv_status st = d->status == DLV_SENDING ? DLV_PENDING : d->status;
-        rc |= put_u64(b, d->idx) | put_str(b, d->wh->id, strlen(d->wh->id)) |
-              put_u8(b, (uint8_t)st) | put_u32(b, d->attempts) |
-              put_u64(b, (uint64_t)d->next_at_ms) | put_str(b, d->why, strlen(d->why)) |
-              put_u64(b, (uint64_t)d->final_ms) | put_u32(b, (uint32_t)d->nhist);
-        for (size_t h = 0; h < d->nhist && !rc; h++) {
-            const struct dlv_attempt *a = &d->hist[h];
-            rc |= put_u64(b, (uint64_t)a->at_ms) | put_u32(b, (uint32_t)a->status) |
-                  put_u8(b, a->result) | put_u32(b, a->latency_us) |
-                  put_str(b, a->excerpt, strlen(a->excerpt));
-        }
+    /* an attempt in flight is made again after a crash: journaled as pending */
+    enum dlv_status st = d->status == DLV_SENDING ? DLV_PENDING : d->status;
+    int rc = put_u64(b, d->idx) | put_str(b, d->wh->id, strlen(d->wh->id)) |
+             put_u8(b, (uint8_t)st) | put_u32(b, d->attempts) |
+             put_u64(b, (uint64_t)d->next_at_ms) | put_str(b, d->why, strlen(d->why)) |
+             put_u64(b, (uint64_t)d->final_ms) | put_u32(b, (uint32_t)d->nhist);
+    for (size_t h = 0; h < d->nhist && !rc; h++) {
+        const struct dlv_attempt *a = &d->hist[h];
+        rc |= put_u64(b, (uint64_t)a->at_ms) | put_u32(b, (uint32_t)a->status) |
+              put_u8(b, a->result) | put_u32(b, a->latency_us) |
+              put_str(b, a->excerpt, strlen(a->excerpt));
     }
     return rc ? -ENOMEM : 0;
 }
@@ -315,23 +303,65 @@ static bool journal_room(struct serve *s, size_t len)
     return js.pending_bytes + len + JOURNAL_REC_HDR_SIZE <= s->j.o.max_pending / 2;
 }
 
-/* carry appends e's SREC_CARRY. Returns 0, -EAGAIN (no room now) or -errno. */
-static int carry(struct serve *s, struct sevent *e, bool force)
+/* carry_append appends the SREC_CARRY in scratch, patching in its delivery count at off. */
+static int carry_append(struct serve *s, size_t off, uint32_t n, bool force)
 {
-    s->scratch.len = 0;
-    int rc = carry_encode(s, &s->scratch, e);
-    if (rc) {
-        return rc;
-    }
+    uint8_t *p = s->scratch.p + off;
+    p[0] = (uint8_t)n;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)(n >> 16);
+    p[3] = (uint8_t)(n >> 24);
     if (!force && !journal_room(s, s->scratch.len)) {
         return -EAGAIN;
     }
-    rc = journal_append(&s->j, SREC_CARRY, s->scratch.p, s->scratch.len, NULL);
-    if (rc) {
-        return rc;
+    int rc = journal_append(&s->j, SREC_CARRY, s->scratch.p, s->scratch.len, NULL);
+    if (rc == 0) {
+        s->m.carried++;
     }
+    return rc;
+}
+
+/* carry appends e and its deliveries' whole state: one SREC_CARRY (anchor UINT64_MAX, ingest
+ * time, the event's text, deliveries), continued by more (anchor: the index of a delivery the
+ * first one holds, no text) when they would not fit in half a segment. Returns 0, -EAGAIN (no
+ * room now: the records already appended are repeated by the next try, which a replay takes as
+ * later states) or -errno. */
+static int carry(struct serve *s, struct sevent *e, bool force)
+{
+    size_t limit = (size_t)(s->j.o.segment_size / 2);
+    uint64_t anchor = UINT64_MAX;
+    uint64_t i = 0;
+    do {
+        s->scratch.len = 0;
+        int rc = put_u64(&s->scratch, anchor) | put_u64(&s->scratch, (uint64_t)e->ingest_ms);
+        rc |= anchor == UINT64_MAX ? put_str(&s->scratch, e->json.p, e->json.len)
+                                   : put_str(&s->scratch, "", 0);
+        size_t off = s->scratch.len;
+        rc |= put_u32(&s->scratch, 0);
+        uint32_t n = 0;
+        for (; i < e->span && !rc; i++) {
+            const struct delivery *d = serve_dlv_at(s, e->first_idx + i);
+            if (!d || d->ev != e) {
+                continue;
+            }
+            if (n && s->scratch.len >= limit) {
+                break; /* the rest goes in a continuation */
+            }
+            rc = dlv_encode(&s->scratch, d);
+            if (anchor == UINT64_MAX) {
+                anchor = d->idx;
+            }
+            n++;
+        }
+        if (rc) {
+            return -ENOMEM;
+        }
+        rc = carry_append(s, off, n, force);
+        if (rc) {
+            return rc;
+        }
+    } while (i < e->span);
     e->jseq = journal_last_seq(&s->j);
-    s->m.carried++;
     return 0;
 }
 
@@ -354,6 +384,8 @@ static void pass_abort(struct serve *s, const char *why, int rc)
             why, strerror(-rc));
     s->keep.phase = KEEP_IDLE;
     s->keep.drop_errors++;
+    /* each try cuts a segment: not again at once */
+    s->keep.retry_ms = serve_now_ms() + KEEP_RETRY_MS;
 }
 
 static void pass_done(struct journal *j, struct journal_waiter *w, int res)
@@ -525,7 +557,7 @@ static void keep_tick(struct wheel *w, struct wheel_timer *t)
         if (k->phase == KEEP_IDLE) {
             struct journal_stats js;
             journal_stats(&s->j, &js);
-            if (js.segments > compact_at(s)) {
+            if (js.segments > compact_at(s) && now >= k->retry_ms) {
                 pass_start(s);
             }
         }
@@ -677,6 +709,7 @@ static int replay_carry_dlv(struct serve *s, struct krd *r, struct sevent **e, i
 
 static int replay_carry(struct serve *s, struct krd *r, uint64_t seq, char *err, size_t errlen)
 {
+    uint64_t anchor = rd_u64(r);
     int64_t ingest_ms = (int64_t)rd_u64(r);
     struct slice json = rd_str(r);
     uint32_t n = rd_u32(r);
@@ -685,6 +718,15 @@ static int replay_carry(struct serve *s, struct krd *r, uint64_t seq, char *err,
         return -EINVAL;
     }
     struct sevent *e = NULL;
+    if (anchor != UINT64_MAX) {
+        /* a continuation: the event is the one of a delivery an earlier record holds */
+        struct delivery *a = serve_dlv_at(s, anchor);
+        if (!a) {
+            snprintf(err, errlen, "a carried event's continuation has no event");
+            return -EINVAL;
+        }
+        e = a->ev;
+    }
     for (uint32_t i = 0; i < n; i++) {
         int rc = replay_carry_dlv(s, r, &e, ingest_ms, json, err, errlen);
         if (rc) {

@@ -425,6 +425,76 @@ Test(serve_retention, compaction_bounds_the_journal_and_a_restart_resumes_what_i
     remove_data_dir();
 }
 
+#define NWIDE 600
+
+Test(serve_retention, an_event_wider_than_half_a_segment_is_carried_in_pieces, .timeout = 120)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, RET_FLAGS, "--time-scale", "0.01");
+    char wh[64], body[1024];
+    /* one event to NWIDE failing webhooks: two quick attempts each, then a retry minutes away;
+     * their state is some 90 KiB, more than a 64 KiB segment holds */
+    for (int i = 0; i < NWIDE; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"url\":\"http://%s/std/status/500/w%d\",\"profile\":\"standard\","
+                 "\"events\":[\"wide.*\"],\"secret\":\"" STD_SECRET "\","
+                 "\"retry_schedule\":[0,50000,50000]}",
+                 H.addr[0], i);
+        create_webhook(&S, body, wh, sizeof(wh));
+    }
+    char ok[64];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"ok.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, ok, sizeof(ok));
+    struct tn_resp r;
+    const char *wide = "{\"id\":\"evt_wide\",\"type\":\"wide.x\",\"data\":{}}";
+    cr_assert_eq(api(&S, "POST", "/v1/events", wide, &r), 202, "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 20000;
+    while (harness_id(&H, "evt_wide", "attempts") < 2 * NWIDE && tn_now_ms() < end) {
+        usleep(50000);
+    }
+    cr_assert_eq(harness_id(&H, "evt_wide", "attempts"), 2 * NWIDE);
+    usleep(200 * 1000);
+    /* enough traffic for a pass: the wide event is carried, in pieces */
+    uint64_t passes = 0;
+    for (int k = 0; k < 100 && passes < 1; k++) {
+        post_batch("evt_w_ok", k * 200, 200, "ok.x");
+        passes = metric(&S, "hookring_compactions_total");
+    }
+    end = tn_now_ms() + 15000;
+    while (passes < 1 && tn_now_ms() < end) {
+        usleep(100 * 1000);
+        passes = metric(&S, "hookring_compactions_total");
+    }
+    cr_assert_geq(passes, 1, "the journal was not compacted: %lu segments",
+                  (unsigned long)metric(&S, "hookring_journal_segments"));
+    bool first = true;
+    count_segments(&first);
+    cr_assert_not(first);
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, RET_FLAGS, "--time-scale", "0.01");
+    cr_assert_eq(metric(&S, "hookring_retries_pending"), NWIDE, "every wide delivery pending");
+    /* each with its two attempts */
+    char dlv[64], path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", wh);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "id", dlv, sizeof(dlv)), "%s", r.body);
+    tn_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/deliveries/%s", dlv);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":2"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "POST", "/v1/events", wide, &r), 200, "still a duplicate: %s", r.body);
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* rss_kib is the VmRSS of pid. */
 static uint64_t rss_kib(pid_t pid)
 {
