@@ -223,7 +223,7 @@ struct journal {
     uint8_t seg_hdr[JOURNAL_SEG_HDR_SIZE];
     struct ring_timer timer;
     uint64_t roll_at; /* journal_new_segment: the record that starts the next segment (0: none) */
-    int failed; /* 0, or the error that stopped the journal */
+    int failed;       /* 0, or the error that stopped the journal */
     char errmsg[256];
     struct journal_stats st;
 };

@@ -1329,9 +1329,9 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
     memcpy(d->why, why, sizeof(why));
     if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
         /* a record from before final_ms was journaled: the last attempt, else the ingest */
-        d->final_ms = final_ms       ? final_ms
-                      : d->nhist     ? d->hist[d->nhist - 1].at_ms
-                                     : d->ev->ingest_ms;
+        d->final_ms = final_ms   ? final_ms
+                      : d->nhist ? d->hist[d->nhist - 1].at_ms
+                                 : d->ev->ingest_ms;
     }
     if (was_pending && d->status != DLV_PENDING) {
         if (d->status == DLV_DELIVERED) {
@@ -1626,8 +1626,7 @@ int serve_free(struct serve *s)
 
 /* ======== for serve_keep.c ==================================================================== */
 
-struct delivery *serve_dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
-                               struct webhook *wh)
+struct delivery *serve_dlv_new(struct serve *s, uint64_t idx, struct sevent *ev, struct webhook *wh)
 {
     return dlv_new(s, idx, ev, wh);
 }
@@ -1655,14 +1654,4 @@ struct sevent *serve_sevent_new(const uint8_t *json, size_t len, int64_t ingest_
                                 size_t errlen)
 {
     return sevent_new(json, len, ingest_ms, err, errlen);
-}
-
-int serve_hist_push(struct delivery *d, const struct dlv_attempt *h)
-{
-    return hist_push(d, h);
-}
-
-void serve_dedup_key_of(uint8_t key[DEDUP_KEY_LEN], const struct event *ev)
-{
-    dedup_key_of(key, ev);
 }

@@ -86,8 +86,8 @@ struct sevent {
     size_t slot;        /* in serve.evs */
     uint64_t first_idx; /* its deliveries have indexes first_idx .. first_idx + span - 1 */
     uint32_t span;
-    uint32_t nlive;     /* deliveries of it still held */
-    uint64_t jseq;      /* the journal record that holds it and its deliveries whole */
+    uint32_t nlive; /* deliveries of it still held */
+    uint64_t jseq;  /* the journal record that holds it and its deliveries whole */
 };
 
 struct serve;
@@ -179,7 +179,7 @@ struct serve {
                                delivery was forgotten */
     size_t ndlv, dlvcap;    /* slots used (the next index is dlv_base + ndlv), allocated */
     uint64_t dlv_base;
-    size_t dlv_held;        /* deliveries in dlvs */
+    size_t dlv_held; /* deliveries in dlvs */
     struct sevent **evs;
     size_t nev, evcap;
     uint64_t rng;
@@ -263,12 +263,6 @@ void serve_ev_drop(struct serve *s, struct sevent *e);
 struct sevent *serve_sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
                                 size_t errlen);
 
-/* serve_hist_push appends h to d's attempt history. Returns 0 or -ENOMEM. */
-int serve_hist_push(struct delivery *d, const struct dlv_attempt *h);
-
-/* serve_dedup_key_of is the dedup key of ev. */
-void serve_dedup_key_of(uint8_t key[DEDUP_KEY_LEN], const struct event *ev);
-
 /* ---- serve_keep.c: retention and compaction ---- */
 
 /* keep_init sizes the dedup key ring; keep_start arms the periodic sweep; keep_cleanup frees. */
@@ -294,7 +288,7 @@ int keep_replay(struct serve *s, uint8_t type, uint64_t seq, const uint8_t *p, s
  * of the record. */
 bool keep_before_record(struct serve *s, const struct delivery *d);
 
-/* keep_sweep forgets every final delivery older than the retention (all at once: start-up). */
+/* keep_sweep_all forgets every final delivery older than the retention, all at once (start-up). */
 void keep_sweep_all(struct serve *s);
 
 /* ---- serve_api.c ---- */

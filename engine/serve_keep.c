@@ -30,13 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define KEEP_TICK_MS 100              /* the sweep's period */
-#define KEEP_PASS_TICK_MS 5           /* while a compaction pass carries records */
-#define KEEP_SWEEP_BUDGET 16384       /* delivery slots looked at per tick */
+#define KEEP_TICK_MS 100               /* the sweep's period */
+#define KEEP_PASS_TICK_MS 5            /* while a compaction pass carries records */
+#define KEEP_SWEEP_BUDGET 16384        /* delivery slots looked at per tick */
 #define KEEP_CARRY_BUDGET (256u << 10) /* bytes carried per tick */
-#define KEEP_MIN_SEGMENTS 4           /* a pass starts beyond this many segments (at least) */
-#define KEEP_DEDUP_PER_RECORD 1024    /* keys per SREC_DEDUP (24 KiB: less than a segment) */
-#define KEEP_RETRY_MS 10000          /* after a pass that could not finish */
+#define KEEP_MIN_SEGMENTS 4            /* a pass starts beyond this many segments (at least) */
+#define KEEP_DEDUP_PER_RECORD 1024     /* keys per SREC_DEDUP (24 KiB: less than a segment) */
+#define KEEP_RETRY_MS 10000            /* after a pass that could not finish */
 #define KEEP_DEFAULT_RETENTION_MS (7ull * 86400 * 1000)
 
 /* ---- the record codec (the same little-endian encoding as serve.c's) ---- */
@@ -195,8 +195,7 @@ static void dd_insert_all(struct serve *s)
     qsort(o, k->dd_len, sizeof(*o), cmp_dd_order);
     for (size_t i = 0; i < k->dd_len; i++) {
         struct dd_entry *e = dd_at(k, o[i].i);
-        if (e->ms != INT64_MIN &&
-            dedup_insert(s->dd, e->key, (uint64_t)e->ms) == DEDUP_DUPLICATE) {
+        if (e->ms != INT64_MIN && dedup_insert(s->dd, e->key, (uint64_t)e->ms) == DEDUP_DUPLICATE) {
             e->ms = INT64_MIN; /* a second copy: the first one is carried */
         }
     }
@@ -251,8 +250,7 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
     uint64_t end = s->dlv_base + s->ndlv;
     for (; budget && idx < end; budget--, idx++) {
         struct delivery *d = s->dlvs[idx - s->dlv_base];
-        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
-            d->final_ms <= cutoff) {
+        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) && d->final_ms <= cutoff) {
             dlv_forget(s, d);
         } else if (d) {
             /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
@@ -406,8 +404,8 @@ static void pass_done(struct journal *j, struct journal_waiter *w, int res)
 
 /* compact_at is how many segments the journal may have before a pass: those twice the live
  * state would fill (as the sweep last measured it), and the segment being written; at least
- * KEEP_MIN_SEGMENTS. So a pass is paid for by at least as much
- * new journal, and the journal stays within about twice the live state. */
+ * KEEP_MIN_SEGMENTS. So a pass is paid for by at least as much new journal, and the journal
+ * stays within about twice the live state. */
 static size_t compact_at(const struct serve *s)
 {
     const struct serve_keep *k = &s->keep;
@@ -464,7 +462,8 @@ static int pass_dedup(struct serve *s, int64_t now_ms)
     for (size_t i = 0; i < m; i++) {
         const struct dd_entry *e = dd_at(k, i);
         if (dd_alive(s, e, now_ms)) {
-            rc |= buf_put(&s->scratch, e->key, DEDUP_KEY_LEN) | put_u64(&s->scratch, (uint64_t)e->ms);
+            rc |=
+                buf_put(&s->scratch, e->key, DEDUP_KEY_LEN) | put_u64(&s->scratch, (uint64_t)e->ms);
         }
     }
     if (rc) {
