@@ -1253,15 +1253,24 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
         snprintf(err, errlen, "an event record does not parse: %s", why);
         return -EINVAL;
     }
+    uint8_t key[DEDUP_KEY_LEN];
+    dedup_key_of(key, &e->ev);
+    /* inserted into the dedup table once the replay is over, in time order (keep_replay_end) */
+    keep_dedup_push(s, key, ingest_ms, seq);
+    struct rd check = *r;
+    for (uint32_t i = 0; i < n; i++) {
+        rd_u64(&check);
+        struct slice whid = rd_str(&check);
+        if (!check.bad && !webhook_find_any(s, whid) && keep_leftover(s)) {
+            ev_free(e); /* superseded by what compaction carried (keep_leftover) */
+            return 0;
+        }
+    }
     if (ev_keep(s, e)) {
         ev_free(e);
         return -ENOMEM;
     }
     e->jseq = seq;
-    uint8_t key[DEDUP_KEY_LEN];
-    dedup_key_of(key, &e->ev);
-    /* inserted into the dedup table once the replay is over, in time order (keep_replay_end) */
-    keep_dedup_push(s, key, ingest_ms, seq);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t idx = rd_u64(r);
         struct slice whid = rd_str(r);
@@ -1311,6 +1320,9 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         final_ms = (int64_t)rd_u64(r);
     }
     struct delivery *d = serve_dlv_at(s, idx);
+    if (!r->bad && !d && keep_leftover(s)) {
+        return 0; /* superseded by what compaction carried (keep_leftover) */
+    }
     if (r->bad || !d || st > DLV_FAILED) {
         snprintf(err, errlen, "an attempt record is malformed");
         return -EINVAL;

@@ -277,6 +277,12 @@ void keep_dedup_push(struct serve *s, const uint8_t key[DEDUP_KEY_LEN], int64_t 
  * moves the next delivery index past every one ever given. Returns 0 or -ENOMEM. */
 int keep_replay_end(struct serve *s);
 
+/* keep_leftover tells whether a record naming a webhook or delivery not replayed yet is to be
+ * skipped rather than refused: in a compacted journal (its first record is not the first ever),
+ * where a crash while the segments before a cut were being deleted (oldest first) left the
+ * newest of them; what they name was carried after that cut, so they are superseded. */
+bool keep_leftover(const struct serve *s);
+
 /* keep_replay handles the compaction records (SREC_CARRY, SREC_DEDUP, SREC_META). Returns 0 or
  * -errno with err filled. */
 int keep_replay(struct serve *s, uint8_t type, uint64_t seq, const uint8_t *p, size_t len,
