@@ -158,6 +158,9 @@ struct serve_keep {
     struct journal_waiter w;
     uint64_t drop_errors;
     int64_t retry_ms; /* no pass before (unix ms): the last one could not finish */
+    /* TEST ONLY: the environment has HOOKRING_TEST_DIE_IN_DROP: the first pass deletes one
+     * segment before its cut, then the process exits (137), as if killed between two unlinks */
+    bool test_die_in_drop;
 };
 
 struct serve {

@@ -29,6 +29,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define KEEP_TICK_MS 100               /* the sweep's period */
 #define KEEP_PASS_TICK_MS 5            /* while a compaction pass carries records */
@@ -394,6 +395,11 @@ static void pass_done(struct journal *j, struct journal_waiter *w, int res)
     if (res) {
         return; /* the journal failed: nothing more is written, nothing is dropped */
     }
+    if (s->keep.test_die_in_drop && j->nsegs > 2 && j->segs[1].base_seq < k->cut) {
+        /* TEST ONLY (HOOKRING_TEST_DIE_IN_DROP): a crash between the first two unlinks */
+        journal_drop_before(j, j->segs[1].base_seq);
+        _exit(137);
+    }
     int rc = journal_drop_before(j, k->cut);
     if (rc) {
         fprintf(stderr, "hookring serve: compaction: %s\n", journal_error(j));
@@ -577,6 +583,7 @@ int keep_init(struct serve *s)
         s->o.retention_ms = KEEP_DEFAULT_RETENTION_MS;
     }
     k->dd_cap = 2 * s->o.dedup_capacity + 65536;
+    k->test_die_in_drop = getenv("HOOKRING_TEST_DIE_IN_DROP") != NULL;
     /* not touched until used: the pages come as keys do */
     k->dd = malloc(k->dd_cap * sizeof(*k->dd));
     return k->dd ? 0 : -ENOMEM;
