@@ -33,8 +33,8 @@ struct serve_opts {
     uint32_t failing_after;   /* exhausted deliveries in a row that mark a webhook failing; 0: 5 */
     const char *operator_url; /* operator events go there (NULL: logged only) */
     const char *operator_secret; /* their standard-profile secret (NULL: a random one) */
-    uint64_t retention_ms; /* final deliveries are forgotten this long after; 0: 7 days */
-    uint64_t segment_size; /* journal segment files; 0: the journal's default (64 MiB) */
+    uint64_t retention_ms;       /* final deliveries are forgotten this long after; 0: 7 days */
+    uint64_t segment_size;       /* journal segment files; 0: the journal's default (64 MiB) */
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,
