@@ -349,6 +349,12 @@ Test(serve_retention, compaction_bounds_the_journal_and_a_restart_resumes_what_i
         usleep(50000);
     }
     cr_assert_geq(harness_processed(&H), NOK + 1, "every ok event delivered and verified");
+    /* the newest delivery id given so far: forgotten and compacted away, never given again */
+    char last_dlv[64];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", ok);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "id", last_dlv, sizeof(last_dlv)), "%s", r.body);
+    tn_resp_free(&r);
 
     /* delivered ones are forgotten, the journal shrinks to what is pending */
     wait_compacted(6, NPEND, 20000);
@@ -410,6 +416,14 @@ Test(serve_retention, compaction_bounds_the_journal_and_a_restart_resumes_what_i
         api(&S, "POST", "/v1/events", "{\"id\":\"evt_after\",\"type\":\"ok.y\",\"data\":1}", &r),
         202, "%s", r.body);
     tn_resp_free(&r);
+    /* listed at once: it is forgotten a second after it is delivered */
+    char after_dlv[64];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", ok);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+    cr_assert(jstr(r.body, "id", after_dlv, sizeof(after_dlv)), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_gt(strcmp(after_dlv, last_dlv), 0, "delivery id %s given again (last %s)", after_dlv,
+                 last_dlv);
     /* the pending ones resume and deliver once their route answers */
     snprintf(path, sizeof(path), "/v1/webhooks/%s", pend);
     snprintf(body, sizeof(body), "{\"url\":\"http://%s/std/ok/p\"}", H.addr[0]);
