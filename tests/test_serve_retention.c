@@ -626,7 +626,8 @@ Test(serve_retention, held_state_and_memory_drop_back_after_the_retention, .time
 {
     make_data_dir();
     start_harness(&H);
-    SERVE(&S, RET_FLAGS);
+    /* a dedup window of one second: its keys go too (within two windows) */
+    SERVE(&S, RET_FLAGS, "--dedup-window", "1");
     char ok[64], body[512];
     snprintf(body, sizeof(body),
              "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
@@ -663,6 +664,13 @@ Test(serve_retention, held_state_and_memory_drop_back_after_the_retention, .time
     cr_assert_leq(rss[3], rss[1] + 2048, "rss grew from %lu to %lu KiB", (unsigned long)rss[1],
                   (unsigned long)rss[3]);
 #endif
+    /* nothing held: no dedup key either, and the journal is compacted to its minimum */
+    int64_t end = tn_now_ms() + 10000;
+    while (metric(&S, "hookring_dedup_keys_held") && tn_now_ms() < end) {
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(metric(&S, "hookring_dedup_keys_held"), 0);
+    wait_compacted(5, 0, 15000);
     stop_clean(&S);
     stop_clean(&H);
     remove_data_dir();
