@@ -19,7 +19,8 @@ static const char serve_help[] =
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
     "                      [--idle-timeout MS] [--workers N] [--quiet] [--failing-after N]\n"
     "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
-    "                      [--humanos-api-version V]\n"
+    "                      [--humanos-api-version V] [--retention SECONDS]\n"
+    "                      [--segment-size BYTES]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -60,6 +61,10 @@ static const char serve_help[] =
     "                      message.attempt.exhausted events there, signed as the standard\n"
     "                      profile (they are always logged on stdout)\n"
     "  --operator-secret S their signing secret (whsec_...; default: a random one)\n"
+    "  --retention S       forget a delivered or failed delivery (its history, its event\n"
+    "                      with its last delivery) S seconds after it became final; the\n"
+    "                      journal is compacted to what is still held (default 604800)\n"
+    "  --segment-size B    journal segment files of B bytes (default 64 MiB, at least 64 KiB)\n"
     "  --quiet             no line per attempt on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -87,6 +92,8 @@ static const char serve_help[] =
 /* long options without a short letter: above every character, so they never take another
  * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
 enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION, OPT_DEDUP_CAPACITY };
+/* options with no short letter (beyond every char) */
+enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE };
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -123,6 +130,8 @@ int cmd_serve(int argc, char **argv)
         {"failing-after", required_argument, NULL, 'F'},
         {"disable-after", required_argument, NULL, OPT_DISABLE_AFTER},
         {"humanos-api-version", required_argument, NULL, OPT_HUMANOS_API_VERSION},
+        {"retention", required_argument, NULL, OPT_RETENTION},
+        {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -222,6 +231,18 @@ int cmd_serve(int argc, char **argv)
             so.humanos_api_version = optarg;
             break;
         }
+        case OPT_RETENTION:
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 3650ull * 86400) {
+                return cmd_usage_error("serve", "--retention must be 1-315360000 seconds");
+            }
+            so.retention_ms = v * 1000;
+            break;
+        case OPT_SEGMENT_SIZE:
+            if (!cmd_parse_uint(optarg, &v) || v < (64u << 10) || v > (1ull << 30)) {
+                return cmd_usage_error("serve", "--segment-size must be 65536-1073741824 bytes");
+            }
+            so.segment_size = v;
+            break;
         case 'h':
             fputs(serve_help, stdout);
             return EXIT_OK;
@@ -239,6 +260,10 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind != argc) {
         return cmd_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    }
+    if (so.segment_size && so.segment_size < 2 * (so.max_body ? so.max_body : (1u << 20))) {
+        return cmd_usage_error("serve", "--segment-size must be at least twice --max-body (a "
+                                        "segment holds the largest event whole)");
     }
     if (!so.data_dir) {
         return cmd_usage_error("serve", "--data DIR is required");

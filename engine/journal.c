@@ -922,11 +922,12 @@ static void journal_fail_later(struct journal *j, int err, const char *what)
 }
 
 /* batch_prefix is how many bytes of the current batch, whole records from its start, fit in
- * room bytes; *nrec and *last_seq describe them. */
-static size_t batch_prefix(const struct journal *j, uint64_t room, uint32_t *nrec,
+ * room bytes and have a sequence number below below (0: any); *nrec and *last_seq describe
+ * them. */
+static size_t batch_prefix(const struct journal *j, uint64_t room, uint64_t below, uint32_t *nrec,
                            uint64_t *last_seq)
 {
-    if (j->cur.len <= room) {
+    if (j->cur.len <= room && (!below || j->cur_last_seq < below)) {
         *nrec = j->cur_nrec;
         *last_seq = j->cur_last_seq;
         return j->cur.len;
@@ -936,7 +937,7 @@ static size_t batch_prefix(const struct journal *j, uint64_t room, uint32_t *nre
     while (off < j->cur.len) {
         const uint8_t *p = j->cur.p + off;
         size_t sz = JOURNAL_REC_HDR_SIZE + get_le32(p + 16);
-        if (off + sz > room) {
+        if (off + sz > room || (below && get_le64(p + 8) >= below)) {
             break;
         }
         *last_seq = get_le64(p + 8);
@@ -1023,14 +1024,28 @@ static void journal_submit(struct journal *j)
     ring_timer_cancel(j->r, &j->timer);
     uint32_t nrec = 0;
     uint64_t last_seq = 0;
-    size_t take = batch_prefix(j, j->seg_cap - j->seg_off, &nrec, &last_seq);
+    size_t take = batch_prefix(j, j->seg_cap - j->seg_off, j->roll_at, &nrec, &last_seq);
+    if (take == 0 && j->roll_at && get_le64(j->cur.p + 8) >= j->roll_at) {
+        /* journal_new_segment: every record before roll_at is durable now (one batch at a
+         * time), so the segment being written ends with them */
+        bool roll = j->segs[j->nsegs - 1].base_seq < j->roll_at;
+        j->roll_at = 0;
+        if (roll) {
+            int rc = journal_roll(j);
+            if (rc) {
+                journal_fail_later(j, rc, "creating a new segment");
+                return;
+            }
+        }
+        take = batch_prefix(j, j->seg_cap - j->seg_off, 0, &nrec, &last_seq);
+    }
     if (take == 0) {
         int rc = journal_roll(j);
         if (rc) {
             journal_fail_later(j, rc, "creating a new segment");
             return;
         }
-        take = batch_prefix(j, j->seg_cap - j->seg_off, &nrec, &last_seq);
+        take = batch_prefix(j, j->seg_cap - j->seg_off, j->roll_at, &nrec, &last_seq);
     }
     bool new_seg = j->seg_unwritten;
     unsigned need = new_seg ? 3 : 2;
@@ -1220,6 +1235,17 @@ int journal_flush(struct journal *j)
 }
 
 /* ======== retention, stats, close =========================================================== */
+
+uint64_t journal_new_segment(struct journal *j)
+{
+    if (j->roll_at && j->roll_at < j->next_seq) {
+        return 0; /* one cut at a time: its segment starts with the next batch written */
+    }
+    if (j->segs[j->nsegs - 1].base_seq < j->next_seq) {
+        j->roll_at = j->next_seq;
+    }
+    return j->next_seq;
+}
 
 int journal_drop_before(struct journal *j, uint64_t seq)
 {

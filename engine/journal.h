@@ -222,7 +222,8 @@ struct journal {
     struct iovec iov[2];
     uint8_t seg_hdr[JOURNAL_SEG_HDR_SIZE];
     struct ring_timer timer;
-    int failed; /* 0, or the error that stopped the journal */
+    uint64_t roll_at; /* journal_new_segment: the record that starts the next segment (0: none) */
+    int failed;       /* 0, or the error that stopped the journal */
     char errmsg[256];
     struct journal_stats st;
 };
@@ -256,6 +257,13 @@ int journal_flush(struct journal *j);
  * seq (never the segment being written), then fsyncs the directory. What may go is the caller's
  * call: it re-appends whatever state it still needs first. Synchronous. Returns 0 or -errno. */
 int journal_drop_before(struct journal *j, uint64_t seq);
+
+/* journal_new_segment makes the next record appended the first of a new segment (unless the
+ * segment being written holds no record yet) and returns its sequence number: every record
+ * before it then lies in older segments, which journal_drop_before(j, that number) deletes
+ * whole. Nothing is written now. One cut at a time: while an earlier cut's record is appended
+ * but not yet being written, it returns 0 and does nothing (try again later). */
+uint64_t journal_new_segment(struct journal *j);
 
 /* journal_stats copies the counters into out. */
 void journal_stats(const struct journal *j, struct journal_stats *out);

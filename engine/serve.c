@@ -611,17 +611,29 @@ struct delivery *serve_delivery_find(struct serve *s, struct slice id)
         }
         idx = idx << 4 | (uint64_t)v;
     }
-    return idx < s->ndlv ? s->dlvs[idx] : NULL;
+    return serve_dlv_at(s, idx);
 }
 
+struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx)
+{
+    return idx >= s->dlv_base && idx - s->dlv_base < s->ndlv ? s->dlvs[idx - s->dlv_base] : NULL;
+}
+
+/* dlv_slot makes room for index idx in dlvs (slots are idx - dlv_base; an index below the base
+ * moves the base down: only a replay of a compacted journal does that). */
 static int dlv_slot(struct serve *s, uint64_t idx)
 {
     if (idx >= (1ull << 40)) {
         return -EINVAL;
     }
-    if (idx >= s->dlvcap) {
+    if (s->ndlv == 0) {
+        s->dlv_base = idx;
+    }
+    size_t shift = idx < s->dlv_base ? (size_t)(s->dlv_base - idx) : 0;
+    size_t need = shift ? s->ndlv + shift : (size_t)(idx - s->dlv_base) + 1;
+    if (need > s->dlvcap) {
         size_t cap = s->dlvcap ? s->dlvcap : 1024;
-        while (cap <= idx) {
+        while (cap < need) {
             cap *= 2;
         }
         struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
@@ -632,8 +644,13 @@ static int dlv_slot(struct serve *s, uint64_t idx)
         s->dlvs = n;
         s->dlvcap = cap;
     }
-    if (idx >= s->ndlv) {
-        s->ndlv = idx + 1;
+    if (shift) {
+        memmove(s->dlvs + shift, s->dlvs, s->ndlv * sizeof(*s->dlvs));
+        memset(s->dlvs, 0, shift * sizeof(*s->dlvs));
+        s->dlv_base = idx;
+    }
+    if (need > s->ndlv) {
+        s->ndlv = need;
     }
     return 0;
 }
@@ -645,7 +662,7 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms);
 static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
                                 struct webhook *wh)
 {
-    if (dlv_slot(s, idx)) {
+    if (dlv_slot(s, idx) || serve_dlv_at(s, idx)) {
         return NULL;
     }
     struct delivery *d = calloc(1, sizeof(*d));
@@ -666,7 +683,9 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
         memcpy(d->msg_id, ev->ev.id, ev->ev.id_len + 1);
         d->msg_id_len = ev->ev.id_len;
     }
-    s->dlvs[idx] = d;
+    s->dlvs[idx - s->dlv_base] = d;
+    s->dlv_held++;
+    ev->nlive++;
     return d;
 }
 
@@ -682,8 +701,10 @@ static void dlv_free(struct serve *s, struct delivery *d)
         adhoc_free(s, d->wh);
     }
     wheel_del(&d->timer);
-    if (d->idx < s->ndlv && s->dlvs[d->idx] == d) {
-        s->dlvs[d->idx] = NULL;
+    if (serve_dlv_at(s, d->idx) == d) {
+        s->dlvs[d->idx - s->dlv_base] = NULL;
+        s->dlv_held--;
+        d->ev->nlive--;
     }
     buf_free(&d->body);
     free(d->hist);
@@ -700,6 +721,8 @@ static int attempt_encode(struct buf *b, const struct delivery *d, const struct 
     } else {
         rc |= put_u8(b, 0);
     }
+    /* added after the first version: when it became final (0 while pending) */
+    rc |= put_u64(b, (uint64_t)d->final_ms);
     return rc ? -ENOMEM : 0;
 }
 
@@ -707,7 +730,7 @@ static int attempt_encode(struct buf *b, const struct delivery *d, const struct 
  * a record lost in a crash only repeats an attempt (at least once). */
 static void dlv_record(struct serve *s, const struct delivery *d, const struct dlv_attempt *h)
 {
-    if (d->op) {
+    if (d->op || keep_before_record(s, d)) {
         return;
     }
     s->scratch.len = 0;
@@ -734,6 +757,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
     d->status = st;
     snprintf(d->why, sizeof(d->why), "%s", why);
     d->next_at_ms = 0;
+    d->final_ms = serve_now_ms();
     buf_free(&d->body);
     buf_init(&d->body, 64u << 20);
     if (d->op) {
@@ -1231,6 +1255,7 @@ static int ev_keep(struct serve *s, struct sevent *e)
         s->evs = n;
         s->evcap = cap;
     }
+    e->slot = s->nev;
     s->evs[s->nev++] = e;
     return 0;
 }
@@ -1427,10 +1452,13 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         if (!serve_match(wh, &e->ev)) {
             continue;
         }
-        struct delivery *d = dlv_new(s, s->ndlv, e, wh);
+        struct delivery *d = dlv_new(s, s->dlv_base + s->ndlv, e, wh);
         if (!d) {
             rc = -ENOMEM;
             break;
+        }
+        if (e->span++ == 0) {
+            e->first_idx = d->idx;
         }
         r->dl[r->ndl++] = d;
         rc |= put_u64(&s->scratch, d->idx) | put_cstr(&s->scratch, wh->id);
@@ -1438,10 +1466,13 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     struct delivery *cbd = NULL;
     if (*adhoc && !rc) {
         /* the callback: one more delivery, to an ad-hoc destination rebuilt from the event */
-        cbd = dlv_new(s, s->ndlv, e, *adhoc);
+        cbd = dlv_new(s, s->dlv_base + s->ndlv, e, *adhoc);
         if (!cbd) {
             rc = -ENOMEM;
         } else {
+            if (e->span++ == 0) {
+                e->first_idx = cbd->idx;
+            }
             r->dl[r->ndl++] = cbd;
             rc |= put_u64(&s->scratch, cbd->idx) | put_cstr(&s->scratch, WH_CALLBACK_ID);
         }
@@ -1471,6 +1502,11 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         *adhoc = NULL; /* the delivery owns it now */
     }
     r->nnew++;
+    e->jseq = journal_last_seq(&s->j);
+    keep_dedup_push(s, key, now_ms, e->jseq);
+    if (n == 0) {
+        serve_ev_drop(s, e); /* nothing refers to it: its dedup key is all that stays */
+    }
     return ING_NEW;
 }
 
@@ -1682,7 +1718,7 @@ struct replay_ctx {
     size_t errlen;
 };
 
-static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
+static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, size_t errlen)
 {
     int64_t ingest_ms = (int64_t)rd_u64(r);
     struct slice json = rd_str(r);
@@ -1697,13 +1733,24 @@ static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
         snprintf(err, errlen, "an event record does not parse: %s", why);
         return -EINVAL;
     }
+    uint8_t key[DEDUP_KEY_LEN];
+    dedup_key_of(key, &e->ev);
+    /* inserted into the dedup table once the replay is over, in time order (keep_replay_end) */
+    keep_dedup_push(s, key, ingest_ms, seq);
+    struct rd check = *r;
+    for (uint32_t i = 0; i < n; i++) {
+        rd_u64(&check);
+        struct slice whid = rd_str(&check);
+        if (!check.bad && !webhook_find_any(s, whid) && keep_leftover(s)) {
+            ev_free(e); /* superseded by what compaction carried (keep_leftover) */
+            return 0;
+        }
+    }
     if (ev_keep(s, e)) {
         ev_free(e);
         return -ENOMEM;
     }
-    uint8_t key[DEDUP_KEY_LEN];
-    dedup_key_of(key, &e->ev);
-    dedup_insert(s->dd, key, (uint64_t)ingest_ms);
+    e->jseq = seq;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t idx = rd_u64(r);
         struct slice whid = rd_str(r);
@@ -1725,8 +1772,17 @@ static int replay_event(struct serve *s, struct rd *r, char *err, size_t errlen)
             return -ENOMEM;
         }
         d->next_at_ms = ingest_ms;
+        if (e->span == 0 || idx < e->first_idx) {
+            e->span = e->span ? (uint32_t)(e->first_idx + e->span - idx) : 1;
+            e->first_idx = idx;
+        } else if (idx - e->first_idx >= e->span) {
+            e->span = (uint32_t)(idx - e->first_idx + 1);
+        }
     }
     s->m.ingested++;
+    if (n == 0) {
+        serve_ev_drop(s, e);
+    }
     return 0;
 }
 
@@ -1747,7 +1803,14 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         h.latency_us = rd_u32(r);
         rd_cstr(r, h.excerpt, sizeof(h.excerpt));
     }
-    struct delivery *d = idx < s->ndlv ? s->dlvs[idx] : NULL;
+    int64_t final_ms = 0;
+    if (!r->bad && r->off < r->len) {
+        final_ms = (int64_t)rd_u64(r);
+    }
+    struct delivery *d = serve_dlv_at(s, idx);
+    if (!r->bad && !d && keep_leftover(s)) {
+        return 0; /* superseded by what compaction carried (keep_leftover) */
+    }
     if (r->bad || !d || st > DLV_FAILED) {
         snprintf(err, errlen, "an attempt record is malformed");
         return -EINVAL;
@@ -1764,6 +1827,12 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
     d->status = (enum dlv_status)st;
     d->next_at_ms = next_at;
     memcpy(d->why, why, sizeof(why));
+    if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
+        /* a record from before final_ms was journaled: the last attempt, else the ingest */
+        d->final_ms = final_ms   ? final_ms
+                      : d->nhist ? d->hist[d->nhist - 1].at_ms
+                                 : d->ev->ingest_ms;
+    }
     if (was_pending && d->status != DLV_PENDING) {
         if (d->status == DLV_DELIVERED) {
             s->m.delivered++;
@@ -1791,12 +1860,17 @@ static int replay_one(void *arg, const struct journal_record *rec)
         rc = replay_webhook(x->s, &r, x->err, x->errlen);
         break;
     case SREC_EVENT:
-        rc = replay_event(x->s, &r, x->err, x->errlen);
+        rc = replay_event(x->s, &r, rec->seq, x->err, x->errlen);
         break;
     case SREC_ATTEMPT:
         rc = replay_attempt(x->s, &r, x->err, x->errlen);
         break;
     case SREC_NOP:
+        break;
+    case SREC_CARRY:
+    case SREC_DEDUP:
+    case SREC_META:
+        rc = keep_replay(x->s, rec->type, rec->seq, rec->payload, rec->len, x->err, x->errlen);
         break;
     default:
         snprintf(x->err, x->errlen, "unknown record type %u", rec->type);
@@ -1922,7 +1996,12 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     char jerr[512];
     /* room for several of the largest events at once beyond the default, so that the check
      * before each ingest (serve_ingest) never refuses an empty journal */
-    struct journal_opts jo = {.max_pending = 4 * s->o.max_body + (8u << 20)};
+    struct journal_opts jo = {.max_pending = 4 * s->o.max_body + (8u << 20),
+                              .segment_size = s->o.segment_size};
+    if (keep_init(s)) {
+        snprintf(err, errlen, "the dedup key ring: out of memory");
+        goto fail;
+    }
     int rc = journal_open(&s->j, r, o->data_dir, &jo, jerr, sizeof(jerr));
     if (rc) {
         snprintf(err, errlen, "the journal in %s: %s", o->data_dir, jerr);
@@ -1936,6 +2015,10 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         if (!err[0]) {
             snprintf(err, errlen, "replaying the journal: %s", journal_error(&s->j));
         }
+        goto fail;
+    }
+    if (keep_replay_end(s)) {
+        snprintf(err, errlen, "replaying the journal: out of memory");
         goto fail;
     }
     return s;
@@ -1967,6 +2050,8 @@ int serve_start(struct serve *s, int lfd)
     sweep_arm(s);
     /* every delivery recovered pending goes on at its journaled time (at once if that is past:
      * an attempt in flight at the crash left no record and is made again) */
+    keep_sweep_all(s);
+    keep_start(s);
     int64_t now = serve_now_ms();
     for (size_t i = 0; i < s->ndlv; i++) {
         struct delivery *d = s->dlvs[i];
@@ -2054,6 +2139,7 @@ int serve_free(struct serve *s)
     if (s->api_ok) {
         apisrv_cleanup(&s->api);
     }
+    keep_cleanup(s);
     if (s->r->wheel == &s->wheel) {
         wheel_cleanup(&s->wheel);
         s->r->wheel = NULL;
@@ -2106,4 +2192,36 @@ int serve_free(struct serve *s)
     buf_free(&s->scratch);
     free(s);
     return rc;
+}
+
+/* ======== for serve_keep.c ==================================================================== */
+
+struct delivery *serve_dlv_new(struct serve *s, uint64_t idx, struct sevent *ev, struct webhook *wh)
+{
+    return dlv_new(s, idx, ev, wh);
+}
+
+void serve_dlv_free(struct serve *s, struct delivery *d)
+{
+    dlv_free(s, d);
+}
+
+int serve_ev_keep(struct serve *s, struct sevent *e)
+{
+    return ev_keep(s, e);
+}
+
+void serve_ev_drop(struct serve *s, struct sevent *e)
+{
+    if (e->slot < s->nev && s->evs[e->slot] == e) {
+        s->evs[e->slot] = s->evs[--s->nev];
+        s->evs[e->slot]->slot = e->slot;
+    }
+    ev_free(e);
+}
+
+struct sevent *serve_sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
+                                size_t errlen)
+{
+    return sevent_new(json, len, ingest_ms, err, errlen);
 }

@@ -43,6 +43,8 @@ struct serve_opts {
     uint32_t workers; /* delivery threads; 0 or 1: attempts run on the caller's ring */
     const struct tls_opts *tls_opts; /* for the workers' own TLS contexts (may be NULL) */
     const struct dns_opts *dns_opts; /* for the workers' own resolvers (may be NULL) */
+    uint64_t retention_ms;           /* final deliveries are forgotten this long after; 0: 7 days */
+    uint64_t segment_size;           /* journal segment files; 0: the journal's default (64 MiB) */
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,

@@ -959,6 +959,30 @@ static void health(struct serve *s, struct apiconn *c)
     buf_free(&b);
 }
 
+/* metrics_keep writes the retention and compaction figures (serve_keep.c). */
+static void metrics_keep(const struct serve *s, struct buf *b, const struct journal_stats *js)
+{
+    buf_printf(b,
+               "# TYPE hookring_journal_segments gauge\n"
+               "hookring_journal_segments %" PRIu64 "\n"
+               "# TYPE hookring_journal_segments_dropped_total counter\n"
+               "hookring_journal_segments_dropped_total %" PRIu64 "\n"
+               "# TYPE hookring_compactions_total counter\n"
+               "hookring_compactions_total %" PRIu64 "\n"
+               "# TYPE hookring_compaction_records_total counter\n"
+               "hookring_compaction_records_total %" PRIu64 "\n"
+               "# TYPE hookring_events_held gauge\n"
+               "hookring_events_held %zu\n"
+               "# TYPE hookring_deliveries_held gauge\n"
+               "hookring_deliveries_held %zu\n"
+               "# TYPE hookring_deliveries_forgotten_total counter\n"
+               "hookring_deliveries_forgotten_total %" PRIu64 "\n"
+               "# TYPE hookring_dedup_keys_held gauge\n"
+               "hookring_dedup_keys_held %zu\n",
+               js->segments, js->segments_dropped, s->m.compactions, s->m.carried, s->nev,
+               s->dlv_held, s->m.forgotten, s->keep.dd_len);
+}
+
 static void metrics(struct serve *s, struct apiconn *c)
 {
     struct journal_stats js;
@@ -1005,6 +1029,7 @@ static void metrics(struct serve *s, struct apiconn *c)
                (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
                by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
     serve_metrics_workers(s, &b);
+    metrics_keep(s, &b, &js);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);
     buf_free(&b);
 }

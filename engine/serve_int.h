@@ -32,6 +32,9 @@ enum {
     SREC_EVENT = 2,   /* an ingested event and its deliveries */
     SREC_ATTEMPT = 3, /* one attempt's outcome and what follows */
     SREC_NOP = 4,     /* nothing: its durability means every earlier record is durable */
+    SREC_CARRY = 5,   /* compaction: an event and its deliveries' whole current state */
+    SREC_DEDUP = 6,   /* compaction: dedup keys still within the window, with their times */
+    SREC_META = 7,    /* compaction: the next delivery index */
 };
 
 /* journaled as numbers: new states go at the end */
@@ -100,6 +103,12 @@ struct sevent {
     struct buf json; /* canonical text: event.data points into it */
     struct event ev;
     int64_t ingest_ms;
+    /* retention and compaction (serve_keep.c) */
+    size_t slot;        /* in serve.evs */
+    uint64_t first_idx; /* its deliveries have indexes first_idx .. first_idx + span - 1 */
+    uint32_t span;
+    uint32_t nlive; /* deliveries of it still held */
+    uint64_t jseq;  /* the journal record that holds it and its deliveries whole */
 };
 
 struct serve;
@@ -112,6 +121,7 @@ struct delivery {
     enum dlv_status status;
     uint32_t attempts;
     int64_t next_at_ms; /* unix ms of the next attempt (pending) */
+    int64_t final_ms;   /* unix ms it became delivered or failed (retention counts from it) */
     char why[200];      /* why it failed */
     struct dlv_attempt *hist;
     size_t nhist;
@@ -140,6 +150,39 @@ struct serve_metrics {
     uint64_t ingested, duplicates, delivered, failed, attempts, retries;
     uint64_t journal_errors;
     uint64_t attempts_run; /* attempts made by this process (attempts counts replayed ones) */
+    uint64_t forgotten;    /* deliveries forgotten after the retention */
+    uint64_t compactions;  /* compaction passes finished */
+    uint64_t carried;      /* records re-appended by compaction */
+};
+
+/* A dedup key kept for compaction: the window keeps it, and the record it is in must be carried
+ * forward before that record's segment goes. */
+struct dd_entry {
+    uint8_t key[DEDUP_KEY_LEN];
+    int64_t ms;   /* its event's ingest time; INT64_MIN: dead */
+    uint64_t seq; /* the record that holds it */
+};
+
+/* Retention and compaction state (serve_keep.c). */
+struct serve_keep {
+    struct wheel_timer timer;
+    uint64_t sweep_idx;  /* the retention sweep's next delivery index */
+    struct dd_entry *dd; /* a ring of dedup keys, in record order */
+    size_t dd_cap, dd_head, dd_len;
+    uint64_t dd_lost;   /* keys pushed out of a full ring */
+    uint64_t meta_next; /* replay: the next delivery index SREC_META recorded */
+    /* the compaction pass */
+    enum { KEEP_IDLE = 0, KEEP_SCAN, KEEP_WAIT } phase;
+    uint64_t cut;      /* the first record of the pass: every record before it is carried */
+    uint64_t scan_idx; /* next delivery index to look at */
+    uint64_t live_acc, live_bytes; /* the live state's journal bytes: being summed by the
+                                      sweep, as its last round summed them */
+    struct journal_waiter w;
+    uint64_t drop_errors;
+    int64_t retry_ms; /* no pass before (unix ms): the last one could not finish */
+    /* TEST ONLY: the environment has HOOKRING_TEST_DIE_IN_DROP: the first pass deletes one
+     * segment before its cut, then the process exits (137), as if killed between two unlinks */
+    bool test_die_in_drop;
 };
 
 struct serve {
@@ -161,8 +204,11 @@ struct serve {
     bool stopping;
     struct webhook **whs;
     size_t nwh, whcap;
-    struct delivery **dlvs; /* by idx; NULL holes where an ingest failed */
-    size_t ndlv, dlvcap;
+    struct delivery **dlvs; /* by idx - dlv_base; NULL holes where an ingest failed or a
+                               delivery was forgotten */
+    size_t ndlv, dlvcap;    /* slots used (the next index is dlv_base + ndlv), allocated */
+    uint64_t dlv_base;
+    size_t dlv_held; /* deliveries in dlvs */
     struct sevent **evs;
     size_t nev, evcap;
     uint64_t rng;
@@ -178,6 +224,7 @@ struct serve {
     struct webhook *release;  /* callback destinations to free after the loop's completions */
     struct wheel_timer sweep; /* looks for webhooks failing longer than --disable-after */
     int64_t disable_after_ms; /* scaled by --time-scale */
+    struct serve_keep keep;
 };
 
 /* ---- serve.c, for serve_api.c ---- */
@@ -247,6 +294,61 @@ void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx);
 const char *serve_dlv_status_name(enum dlv_status st);
 const char *serve_wh_status_name(enum wh_status st);
 int64_t serve_now_ms(void);
+
+/* ---- serve.c, for serve_keep.c ---- */
+
+/* serve_dlv_at is the delivery with index idx, or NULL. */
+struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);
+
+/* serve_dlv_new creates delivery idx of ev to wh (pending) in its slot. NULL on -ENOMEM or a bad
+ * index. */
+struct delivery *serve_dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
+                               struct webhook *wh);
+
+/* serve_dlv_free frees d and empties its slot (d is neither in flight nor waited for). */
+void serve_dlv_free(struct serve *s, struct delivery *d);
+
+/* serve_ev_keep takes e into serve.evs; serve_ev_drop removes it from there and frees it. */
+int serve_ev_keep(struct serve *s, struct sevent *e);
+void serve_ev_drop(struct serve *s, struct sevent *e);
+
+/* serve_sevent_new parses json (copied) into an event, not yet kept. NULL with err filled. */
+struct sevent *serve_sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
+                                size_t errlen);
+
+/* ---- serve_keep.c: retention and compaction ---- */
+
+/* keep_init sizes the dedup key ring; keep_start arms the periodic sweep; keep_cleanup frees. */
+int keep_init(struct serve *s);
+void keep_start(struct serve *s);
+void keep_cleanup(struct serve *s);
+
+/* keep_dedup_push remembers that record seq holds the dedup key of an event ingested at ms. */
+void keep_dedup_push(struct serve *s, const uint8_t key[DEDUP_KEY_LEN], int64_t ms, uint64_t seq);
+
+/* keep_replay_end inserts the remembered dedup keys in time order (once the replay is over) and
+ * moves the next delivery index past every one ever given. Returns 0 or -ENOMEM. */
+int keep_replay_end(struct serve *s);
+
+/* keep_leftover tells whether a record naming a webhook or delivery not replayed yet is to be
+ * skipped rather than refused: in a compacted journal (its first record is not the first ever),
+ * where a crash while the segments before a cut were being deleted (oldest first) left the
+ * newest of them; what they name was carried after that cut, so they are superseded. */
+bool keep_leftover(const struct serve *s);
+
+/* keep_replay handles the compaction records (SREC_CARRY, SREC_DEDUP, SREC_META). Returns 0 or
+ * -errno with err filled. */
+int keep_replay(struct serve *s, uint8_t type, uint64_t seq, const uint8_t *p, size_t len,
+                char *err, size_t errlen);
+
+/* keep_before_record is called before an attempt record about d is appended: during a
+ * compaction pass, an event not carried yet is carried now instead (the record would otherwise
+ * follow nothing that creates d once the old segments are gone). Returns true when it took care
+ * of the record. */
+bool keep_before_record(struct serve *s, const struct delivery *d);
+
+/* keep_sweep_all forgets every final delivery older than the retention, all at once (start-up). */
+void keep_sweep_all(struct serve *s);
 
 /* ---- serve_api.c ---- */
 

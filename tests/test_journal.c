@@ -695,6 +695,50 @@ Test(journal, drop_before_deletes_whole_segments_only)
     cr_assert_eq(journal_close(&j), 0);
 }
 
+Test(journal, new_segment_cuts_at_the_next_record_even_with_records_queued)
+{
+    struct journal j;
+    struct journal_opts o = {.segment_size = 1 << 20};
+    jopen(&j, &o);
+    static struct tw t[40];
+    tw_reset(t, 40);
+    /* ten durable, ten queued and not yet written: the cut goes after all twenty */
+    append_n(&j, 1, 10, 3, t);
+    cr_assert_eq(journal_flush(&j), 0);
+    RUN_UNTIL(acked == 10);
+    append_n(&j, 11, 10, 3, t + 10);
+    cr_assert_eq(journal_new_segment(&j), 21);
+    append_n(&j, 21, 10, 3, t + 20);
+    cr_assert_eq(journal_flush(&j), 0);
+    RUN_UNTIL(acked == 30);
+    uint64_t bases[8];
+    cr_assert_eq(list_segs(bases, 8), 2);
+    cr_assert_eq(bases[0], 1);
+    cr_assert_eq(bases[1], 21, "the new segment starts at the cut: %lu", (unsigned long)bases[1]);
+    cr_assert_eq(journal_drop_before(&j, 21), 0);
+    cr_assert_eq(list_segs(bases, 8), 1);
+    cr_assert_eq(journal_new_segment(&j), 31);
+    append_n(&j, 31, 5, 3, t + 30);
+    /* one cut at a time: not another while the first waits to be written */
+    cr_assert_eq(journal_new_segment(&j), 0);
+    cr_assert_eq(journal_flush(&j), 0);
+    RUN_UNTIL(acked == 35);
+    /* asked twice before anything more is appended: one new segment */
+    cr_assert_eq(journal_new_segment(&j), 36);
+    cr_assert_eq(journal_new_segment(&j), 36);
+    append_n(&j, 36, 5, 3, t + 35);
+    cr_assert_eq(journal_flush(&j), 0);
+    RUN_UNTIL(acked == 40);
+    cr_assert_eq(list_segs(bases, 8), 3);
+    cr_assert_eq(bases[1], 31);
+    cr_assert_eq(bases[2], 36);
+    cr_assert_eq(journal_close(&j), 0);
+    jopen(&j, &o);
+    static struct replayed r = {.salt = 3};
+    check_replay(&j, 21, 20, &r);
+    cr_assert_eq(journal_close(&j), 0);
+}
+
 /* ---- recovery ------------------------------------------------------------------------------ */
 
 #define TORN_SEG 8192
