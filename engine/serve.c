@@ -1741,7 +1741,8 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
     for (uint32_t i = 0; i < n; i++) {
         rd_u64(&check);
         struct slice whid = rd_str(&check);
-        if (!check.bad && !webhook_find_any(s, whid) && keep_leftover(s)) {
+        if (!check.bad && !webhook_find_any(s, whid) && !slice_eq_cstr(whid, WH_CALLBACK_ID) &&
+            keep_leftover(s)) {
             ev_free(e); /* superseded by what compaction carried (keep_leftover) */
             return 0;
         }

@@ -744,7 +744,7 @@ static bool carry_known(struct serve *s, struct krd r, uint32_t n)
             rd_take(&r, 8 + 4 + 1 + 4);
             rd_str(&r);
         }
-        if (!r.bad && !webhook_any(s, whid)) {
+        if (!r.bad && !webhook_any(s, whid) && !slice_eq_cstr(whid, WH_CALLBACK_ID)) {
             return false;
         }
     }

@@ -49,11 +49,20 @@ static void remove_data_dir(void)
     cr_assert_eq(system(cmd), 0);
 }
 
-/* start_harness runs the harness with one route verifying the standard profile (/std/). */
+#define CB_SECRET "whsec_my_secret_key_123"
+
+/* start_harness runs the harness with a route verifying the standard profile (/std/) and one
+ * verifying humcli callbacks (/cb/). */
 static void start_harness(struct tn_proc *h)
 {
-    const char *args[] = {
-        "--listen", "127.0.0.1:0", "--quiet", "--route", "/std/=standard:" STD_SECRET, NULL};
+    const char *args[] = {"--listen",
+                          "127.0.0.1:0",
+                          "--quiet",
+                          "--route",
+                          "/std/=standard:" STD_SECRET,
+                          "--route",
+                          "/cb/=humcli:" CB_SECRET,
+                          NULL};
     cr_assert_eq(tn_start(h, "hookring-harness", args, 1), 0, "the harness did not start");
 }
 
@@ -65,6 +74,12 @@ static void start_serve_at(struct tn_proc *s, const char *listen, const char *co
     const char *args[32] = {"serve",     "--data", data_dir,      "--listen",    listen,
                             "--api-key", KEY,      "--allow-net", "127.0.0.0/8", "--quiet"};
     size_t n = 10;
+    /* HOOKRING_SERVE_WORKERS=N adds --workers N (tests/run.sh runs the suite again so) */
+    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
+    if (workers && workers[0]) {
+        args[n++] = "--workers";
+        args[n++] = workers;
+    }
     for (size_t i = 0; extra && extra[i]; i++) {
         args[n++] = extra[i];
     }
@@ -532,6 +547,92 @@ Test(serve_retention, a_crash_between_two_unlinks_of_a_drop_leaves_a_journal_tha
     }
     stop_clean(&S);
     stop_clean(&H);
+    remove_data_dir();
+}
+
+/* dlv_state reads a callback delivery's attempt count and status; false on 404. */
+static bool dlv_state(const char *dlv, uint64_t *attempts, char *status, size_t n)
+{
+    char path[128];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/deliveries/%s", dlv);
+    int st = api(&S, "GET", path, NULL, &r);
+    bool ok = st == 200;
+    if (ok) {
+        cr_assert(tn_json_u64(r.body, "attempt_count", attempts) ||
+                      tn_json_u64(r.body, "attempts_made", attempts),
+                  "no attempt count: %s", r.body);
+        cr_assert(jstr(r.body, "status", status, n), "%s", r.body);
+        cr_assert_not_null(strstr(r.body, "\"callback_url\""), "%s", r.body);
+    }
+    tn_resp_free(&r);
+    return ok;
+}
+
+/* A callback delivery (humcli, to an ad-hoc URL, journaled inside its event's record) that is
+ * still pending when compaction deletes the segment holding that record is carried forward with
+ * its history, and a restart resumes it. */
+// cppcheck-suppress unknownMacro
+Test(serve_retention, a_pending_callback_delivery_is_carried_by_compaction, .timeout = 120)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, RET_FLAGS, "--time-scale", "0.001");
+    char body[1024], ok[64];
+    snprintf(body, sizeof(body),
+             "{\"id\":\"evt_cb_1\",\"type\":\"task.status_changed\",\"data\":{\"task_id\":"
+             "\"t1\",\"status\":\"COMPLETED\",\"previous_status\":\"IN_PROGRESS\"},"
+             "\"callback_url\":\"http://%s/cb/status/500/x\",\"callback_secret\":\"" CB_SECRET
+             "\"}",
+             H.addr[0]);
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events", body, &r), 202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    const char *dlv = "dlv_0000000000000000"; /* the first delivery of a fresh server */
+    uint64_t a0 = 0;
+    char st[32];
+    int64_t end = tn_now_ms() + 20000;
+    while ((!dlv_state(dlv, &a0, st, sizeof(st)) || a0 < 2) && tn_now_ms() < end) {
+        usleep(50 * 1000);
+    }
+    cr_assert_geq(a0, 2, "the callback was not attempted twice");
+
+    /* enough other traffic that the segment of the callback's event record goes */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"ok.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, ok, sizeof(ok));
+    for (int i = 0; i < NOK; i += 200) {
+        post_batch("evt_cbfill", i, 200, "ok.fill");
+    }
+    wait_compacted(6, 1, 60000);
+    bool first;
+    count_segments(&first);
+    cr_assert(!first, "the first segment (the callback's event record) is still there");
+
+    uint64_t a1 = 0;
+    cr_assert(dlv_state(dlv, &a1, st, sizeof(st)), "the callback delivery is gone");
+    cr_assert(strcmp(st, "pending") == 0 || strcmp(st, "sending") == 0, "status %s", st);
+    cr_assert_eq(tn_stop(&S, SIGKILL) >= 0, 1);
+
+    SERVE(&S, RET_FLAGS, "--time-scale", "0.001");
+    uint64_t a2 = 0;
+    cr_assert(dlv_state(dlv, &a2, st, sizeof(st)),
+              "the callback delivery was lost in the restart: %s", S.out);
+    cr_assert_eq(strcmp(st, "pending"), 0, "status %s after the restart", st);
+    cr_assert_geq(a2, a1, "attempts went back from %lu to %lu", (unsigned long)a1,
+                  (unsigned long)a2);
+    /* and it is attempted again, at the callback URL rebuilt from the carried event */
+    end = tn_now_ms() + 60000;
+    uint64_t a3 = a2;
+    while (tn_now_ms() < end && (dlv_state(dlv, &a3, st, sizeof(st)), a3 == a2)) {
+        usleep(100 * 1000);
+    }
+    cr_assert_gt(a3, a2, "the callback delivery was not attempted after the restart");
+    stop_clean(&S);
+    tn_stop(&H, SIGTERM);
     remove_data_dir();
 }
 
