@@ -20,7 +20,7 @@ static const char serve_help[] =
     "                      [--idle-timeout MS] [--workers N] [--quiet] [--failing-after N]\n"
     "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
     "                      [--humanos-api-version V] [--retention SECONDS]\n"
-    "                      [--segment-size BYTES]\n"
+    "                      [--segment-size BYTES] [--max-held N] [--dedup-capacity N]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -65,6 +65,10 @@ static const char serve_help[] =
     "                      with its last delivery) S seconds after it became final; the\n"
     "                      journal is compacted to what is still held (default 604800)\n"
     "  --segment-size B    journal segment files of B bytes (default 64 MiB, at least 64 KiB)\n"
+    "  --max-held N        deliveries held in memory at most (default 1000000, each about\n"
+    "                      1-3 KiB with its share of the event): beyond, delivered and failed\n"
+    "                      ones are forgotten before their retention, and when pending ones\n"
+    "                      alone fill it, ingest answers 503 with Retry-After: 5\n"
     "  --quiet             no line per attempt on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -93,7 +97,7 @@ static const char serve_help[] =
  * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
 enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION, OPT_DEDUP_CAPACITY };
 /* options with no short letter (beyond every char) */
-enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE };
+enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE, OPT_MAX_HELD };
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -132,6 +136,7 @@ int cmd_serve(int argc, char **argv)
         {"humanos-api-version", required_argument, NULL, OPT_HUMANOS_API_VERSION},
         {"retention", required_argument, NULL, OPT_RETENTION},
         {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
+        {"max-held", required_argument, NULL, OPT_MAX_HELD},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -236,6 +241,12 @@ int cmd_serve(int argc, char **argv)
                 return cmd_usage_error("serve", "--retention must be 1-315360000 seconds");
             }
             so.retention_ms = v * 1000;
+            break;
+        case OPT_MAX_HELD:
+            if (!cmd_parse_uint(optarg, &v) || v < 16 || v > 1000000000) {
+                return cmd_usage_error("serve", "--max-held must be 16-1000000000 deliveries");
+            }
+            so.max_held = v;
             break;
         case OPT_SEGMENT_SIZE:
             if (!cmd_parse_uint(optarg, &v) || v < (64u << 10) || v > (1ull << 30)) {

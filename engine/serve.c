@@ -989,11 +989,16 @@ static void webhook_disable(struct serve *s, struct webhook *wh, const char *rea
     wh->failing_since_ms = 0;
     serve_webhook_record(s, wh, NULL);
     op_notify(s, "endpoint.disabled", wh, NULL, reason);
+    serve_webhook_end_pending(s, wh, "webhook_disabled");
+}
+
+void serve_webhook_end_pending(struct serve *s, struct webhook *wh, const char *why)
+{
     for (size_t i = 0; i < s->ndlv; i++) {
         struct delivery *d = s->dlvs[i];
         if (d && d->wh == wh && d->status == DLV_PENDING) {
             wheel_del(&d->timer);
-            dlv_final(s, d, DLV_FAILED, "webhook_disabled", NULL);
+            dlv_final(s, d, DLV_FAILED, why, NULL);
         }
     }
 }
@@ -1379,6 +1384,7 @@ enum ingest_result {
     ING_DUPLICATE,
     ING_BEHIND, /* the journal has no room now: retry */
     ING_FULL,   /* the dedup window is full: retry */
+    ING_HELD,   /* --max-held deliveries are held and none of them is final: retry */
     ING_FAILED, /* the journal failed */
     ING_NOMEM,
 };
@@ -1414,6 +1420,10 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     /* the record: ingest time, the text, the count, (index, webhook id) per delivery; 4 KiB
      * covers framing and a closing SREC_NOP */
     size_t need = 16 + canon.len + n * (12 + WH_ID_LEN) + 4096;
+    if (!keep_make_room(s, n)) {
+        buf_free(&canon);
+        return ING_HELD;
+    }
     struct journal_stats js;
     journal_stats(&s->j, &js);
     if (js.pending_bytes + need > s->j.o.max_pending) {
@@ -1522,6 +1532,11 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
         apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
                      "{\"error\":\"the dedup window is full; retry\"}\n", 44);
         break;
+    case ING_HELD: {
+        static const char msg[] = "{\"error\":\"--max-held deliveries are pending; retry\"}\n";
+        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n", msg, sizeof(msg) - 1);
+        break;
+    } break;
     case ING_FAILED:
         serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
         break;
@@ -1665,6 +1680,7 @@ static void batch_line(struct serve *s, struct sreply *r, size_t line, const uin
         batch_line_error(&r->body, line,
                          ir == ING_BEHIND   ? "the journal is behind; retry"
                          : ir == ING_FULL   ? "the dedup window is full; retry"
+                         : ir == ING_HELD   ? "--max-held deliveries are pending; retry"
                          : ir == ING_FAILED ? "the journal failed"
                                             : "out of memory");
     }

@@ -44,7 +44,10 @@ struct serve_opts {
     const struct tls_opts *tls_opts; /* for the workers' own TLS contexts (may be NULL) */
     const struct dns_opts *dns_opts; /* for the workers' own resolvers (may be NULL) */
     uint64_t retention_ms;           /* final deliveries are forgotten this long after; 0: 7 days */
-    uint64_t segment_size;           /* journal segment files; 0: the journal's default (64 MiB) */
+    /* deliveries held in memory at most: beyond, final ones go before their retention and,
+     * when pending ones alone fill it, ingest answers 503; 0: 1 000 000 */
+    size_t max_held;
+    uint64_t segment_size; /* journal segment files; 0: the journal's default (64 MiB) */
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,

@@ -1151,6 +1151,7 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
             } else if (slice_eq_cstr(m, "DELETE")) {
                 wh->status = WH_DELETED;
                 commit_webhook(s, c, wh, 200, false);
+                serve_webhook_end_pending(s, wh, "webhook_deleted");
             } else {
                 not_allowed(c, "GET, PATCH, DELETE");
             }

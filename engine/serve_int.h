@@ -167,6 +167,7 @@ struct dd_entry {
 struct serve_keep {
     struct wheel_timer timer;
     uint64_t sweep_idx;  /* the retention sweep's next delivery index */
+    uint64_t evict_idx;  /* keep_make_room's next delivery index */
     struct dd_entry *dd; /* a ring of dedup keys, in record order */
     size_t dd_cap, dd_head, dd_len;
     uint64_t dd_lost;   /* keys pushed out of a full ring */
@@ -260,6 +261,10 @@ int serve_webhook_release(struct serve *s, struct webhook *wh);
 /* serve_metrics_workers appends the per-worker counters to a /metrics text. */
 void serve_metrics_workers(const struct serve *s, struct buf *b);
 
+/* serve_webhook_end_pending ends every pending delivery of wh failed with why (those in flight
+ * end when their attempt does, and then fail as wh is not live). */
+void serve_webhook_end_pending(struct serve *s, struct webhook *wh, const char *why);
+
 /* serve_webhook_add takes wh (malloc'ed, applied) into the table. Returns 0 or -ENOMEM. */
 int serve_webhook_add(struct serve *s, struct webhook *wh);
 
@@ -349,6 +354,10 @@ bool keep_before_record(struct serve *s, const struct delivery *d);
 
 /* keep_sweep_all forgets every final delivery older than the retention, all at once (start-up). */
 void keep_sweep_all(struct serve *s);
+
+/* keep_make_room forgets final deliveries (oldest index first, a bounded number of slots looked
+ * at) until need more fit under --max-held, retention or not. Returns whether they fit. */
+bool keep_make_room(struct serve *s, size_t need);
 
 /* ---- serve_api.c ---- */
 

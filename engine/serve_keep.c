@@ -251,7 +251,10 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
     uint64_t end = s->dlv_base + s->ndlv;
     for (; budget && idx < end; budget--, idx++) {
         struct delivery *d = s->dlvs[idx - s->dlv_base];
-        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) && d->final_ms <= cutoff) {
+        /* over --max-held, a final delivery goes before its retention */
+        bool over = s->dlv_held > s->o.max_held;
+        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
+            (d->final_ms <= cutoff || over)) {
             dlv_forget(s, d);
         } else if (d) {
             /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
@@ -265,6 +268,33 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
         s->keep.live_acc = 0;
     }
     s->keep.sweep_idx = idx;
+}
+
+#define KEEP_EVICT_BUDGET 4096 /* slots keep_make_room looks at per call */
+
+bool keep_make_room(struct serve *s, size_t need)
+{
+    if (s->dlv_held + need <= s->o.max_held) {
+        return true;
+    }
+    uint64_t end = s->dlv_base + s->ndlv;
+    uint64_t idx = s->keep.evict_idx < s->dlv_base ? s->dlv_base : s->keep.evict_idx;
+    for (size_t budget = KEEP_EVICT_BUDGET; budget && s->dlv_held + need > s->o.max_held;
+         budget--) {
+        if (idx >= end) {
+            idx = s->dlv_base; /* round again: what was pending may be final now */
+            if (idx >= end) {
+                break;
+            }
+        }
+        struct delivery *d = s->dlvs[idx - s->dlv_base];
+        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
+            dlv_forget(s, d);
+        }
+        idx++;
+    }
+    s->keep.evict_idx = idx;
+    return s->dlv_held + need <= s->o.max_held;
 }
 
 void keep_sweep_all(struct serve *s)
@@ -581,6 +611,9 @@ int keep_init(struct serve *s)
     struct serve_keep *k = &s->keep;
     if (!s->o.retention_ms) {
         s->o.retention_ms = KEEP_DEFAULT_RETENTION_MS;
+    }
+    if (!s->o.max_held) {
+        s->o.max_held = 1000000;
     }
     k->dd_cap = 2 * s->o.dedup_capacity + 65536;
     k->test_die_in_drop = getenv("HOOKRING_TEST_DIE_IN_DROP") != NULL;

@@ -636,6 +636,88 @@ Test(serve_retention, a_pending_callback_delivery_is_carried_by_compaction, .tim
     remove_data_dir();
 }
 
+/* post_one posts one event and returns the status (and the Retry-After header, if any). */
+static int post_one(const char *id, const char *type, char *retry_after, size_t n)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"%s\",\"data\":{\"i\":1}}", id, type);
+    struct tn_resp r;
+    int st = api(&S, "POST", "/v1/events", body, &r);
+    if (retry_after) {
+        retry_after[0] = 0;
+        tn_resp_header(&r, "Retry-After", retry_after, n);
+    }
+    tn_resp_free(&r);
+    return st;
+}
+
+/* --max-held bounds the deliveries held in memory: delivered ones go before their retention to
+ * make room, and when pending ones alone fill it, ingest answers 503 with Retry-After until some
+ * become final. */
+// cppcheck-suppress unknownMacro
+Test(serve_retention, max_held_forgets_early_then_pushes_back, .timeout = 120)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--max-held", "64");
+    char ok[64], bad[64], body[1024];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"ok.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, ok, sizeof(ok));
+    /* 300 events to a fast route, 20 at a time (pending ones count too): 300 deliveries
+     * through a table of 64 */
+    int64_t end = tn_now_ms() + 30000;
+    for (int i = 0; i < 300; i += 20) {
+        post_batch("evt_mh", i, 20, "ok.a");
+        while (metric(&S, "hookring_deliveries_delivered_total") < (uint64_t)i + 20 &&
+               tn_now_ms() < end) {
+            usleep(10 * 1000);
+        }
+    }
+    cr_assert_eq(metric(&S, "hookring_deliveries_delivered_total"), 300);
+    cr_assert_leq(metric(&S, "hookring_deliveries_held"), 64);
+    cr_assert_geq(metric(&S, "hookring_deliveries_forgotten_total"), 300 - 64);
+    cr_assert_eq(get_status("/v1/deliveries/dlv_0000000000000000"), 404,
+                 "the oldest delivery is still held");
+
+    /* a route that fails, retried an hour later: its deliveries stay pending */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
+             "\"events\":[\"bad.*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[3600]}",
+             H.addr[0]);
+    create_webhook(&S, body, bad, sizeof(bad));
+    char id[64], ra[32];
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof(id), "evt_mh_bad_%d", i);
+        cr_assert_eq(post_one(id, "bad.a", NULL, 0), 202, "pending event %d refused", i);
+    }
+    cr_assert_eq(post_one("evt_mh_bad_64", "bad.a", ra, sizeof(ra)), 503,
+                 "64 pending deliveries held, yet a 65th was taken");
+    cr_assert_str_eq(ra, "5");
+    cr_assert_eq(post_one("evt_mh_ok_more", "ok.a", NULL, 0), 503);
+    cr_assert_leq(metric(&S, "hookring_deliveries_held"), 64);
+    /* an event with no delivery holds nothing: taken */
+    cr_assert_eq(post_one("evt_mh_none", "nobody.a", NULL, 0), 202);
+    /* a batch says so line by line */
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch",
+                     "{\"id\":\"evt_mh_b1\",\"type\":\"ok.a\",\"data\":{}}\n", &r),
+                 200);
+    cr_assert_not_null(strstr(r.body, "retry"), "%s", r.body);
+    tn_resp_free(&r);
+    /* deleting the failing webhook ends its deliveries: room again */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", bad);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200);
+    tn_resp_free(&r);
+    cr_assert_eq(post_one("evt_mh_ok_more", "ok.a", NULL, 0), 202);
+    stop_clean(&S);
+    tn_stop(&H, SIGTERM);
+    remove_data_dir();
+}
+
 #define NWIDE 600
 
 Test(serve_retention, an_event_wider_than_half_a_segment_is_carried_in_pieces, .timeout = 120)
