@@ -38,15 +38,12 @@ static char data_dir[64];
 
 static void make_data_dir(void)
 {
-    strcpy(data_dir, "/tmp/hookring-ret-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
+    cr_assert_eq(tn_tmpdir(data_dir, sizeof(data_dir), "hookring-ret"), 0);
 }
 
 static void remove_data_dir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tn_rm_rf(data_dir), 0);
 }
 
 #define CB_SECRET "whsec_my_secret_key_123"
@@ -100,37 +97,13 @@ static void stop_clean(struct tn_proc *p)
 static int api(const struct tn_proc *s, const char *method, const char *path, const char *body,
                struct tn_resp *r)
 {
-    size_t blen = body ? strlen(body) : 0;
-    size_t cap = blen + 1024;
-    char *raw = malloc(cap);
-    cr_assert_not_null(raw);
-    int n = snprintf(raw, cap,
-                     "%s %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                     "\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, blen);
-    memcpy(raw + n, body ? body : "", blen);
-    int rc = tn_request(s->addr[0], raw, (size_t)n + blen, r);
-    free(raw);
-    return rc < 0 ? rc : r->status;
+    return tn_api(s->addr[0], KEY, method, path, body, r);
 }
 
 /* jstr copies the first string member named key of a JSON text into out. */
 static bool jstr(const char *json, const char *key, char *out, size_t n)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-    const char *p = json ? strstr(json, pat) : NULL;
-    if (!p) {
-        return false;
-    }
-    p += strlen(pat);
-    const char *e = strchr(p, '"');
-    if (!e || (size_t)(e - p) >= n) {
-        return false;
-    }
-    memcpy(out, p, (size_t)(e - p));
-    out[e - p] = 0;
-    return true;
+    return tn_json_str(json, key, out, n);
 }
 
 static void create_webhook(const struct tn_proc *s, const char *body, char *id, size_t n)

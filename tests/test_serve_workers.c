@@ -49,15 +49,12 @@ static char data_dir[64];
 
 static void make_data_dir(void)
 {
-    strcpy(data_dir, "/tmp/hookring-workers-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
+    cr_assert_eq(tn_tmpdir(data_dir, sizeof(data_dir), "hookring-workers"), 0);
 }
 
 static void remove_data_dir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(tn_rm_rf(data_dir), 0);
 }
 
 static void start_harness(void)
@@ -83,15 +80,7 @@ static void stop_clean(struct tn_proc *p)
 
 static int api(const char *method, const char *path, const char *body, struct tn_resp *r)
 {
-    char raw[4096];
-    size_t blen = body ? strlen(body) : 0;
-    int n = snprintf(raw, sizeof(raw),
-                     "%s %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                     "\r\nContent-Length: %zu\r\n\r\n%s",
-                     method, path, blen, body ? body : "");
-    cr_assert(n > 0 && (size_t)n < sizeof(raw));
-    int rc = tn_request(S.addr[0], raw, (size_t)n, r);
-    return rc < 0 ? rc : r->status;
+    return tn_api(S.addr[0], KEY, method, path, body, r);
 }
 
 /* metric reads one sample of /metrics (name with its labels, exactly); -1 when missing. */

@@ -439,3 +439,57 @@ out:
     free(toks);
     return ok;
 }
+
+int tn_api(const char *addr, const char *key, const char *method, const char *path,
+           const char *body, struct tn_resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = blen + strlen(method) + strlen(path) + (key ? strlen(key) : 0) + 256;
+    char *raw = malloc(cap);
+    if (!raw) {
+        return -ENOMEM;
+    }
+    int n = snprintf(raw, cap, "%s %s HTTP/1.1\r\nHost: t\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                     method, path, key ? "Authorization: Bearer " : "", key ? key : "",
+                     key ? "\r\n" : "", blen);
+    memcpy(raw + n, body ? body : "", blen);
+    int rc = tn_request(addr, raw, (size_t)n + blen, r);
+    free(raw);
+    return rc < 0 ? rc : r->status;
+}
+
+bool tn_json_str(const char *json, const char *key, char *out, size_t n)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = json ? strstr(json, pat) : NULL;
+    if (!p) {
+        return false;
+    }
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= n) {
+        return false;
+    }
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return true;
+}
+
+int tn_tmpdir(char *out, size_t n, const char *prefix)
+{
+    if (snprintf(out, n, "/tmp/%s-XXXXXX", prefix) >= (int)n) {
+        return -1;
+    }
+    return mkdtemp(out) ? 0 : -1;
+}
+
+int tn_rm_rf(const char *dir)
+{
+    char cmd[512];
+    if (strchr(dir, '\'') || snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) >= (int)sizeof(cmd)) {
+        return -1;
+    }
+    return system(cmd) == 0 ? 0 : -1;
+}

@@ -87,4 +87,19 @@ bool tn_json_u64(const char *json, const char *path, uint64_t *out);
 /* tn_now_ms is CLOCK_MONOTONIC in ms. */
 int64_t tn_now_ms(void);
 
+/* tn_api sends one HTTP/1.1 request with the body (NULL: none) and, when key is not NULL,
+ * "Authorization: Bearer KEY", and reads the answer into r (tn_resp_free it). Returns the
+ * status, or -errno. */
+int tn_api(const char *addr, const char *key, const char *method, const char *path,
+           const char *body, struct tn_resp *r);
+
+/* tn_json_str copies the first string member named key of a JSON text (no escapes in it) into
+ * out[n]. Returns false when there is none or it does not fit. */
+bool tn_json_str(const char *json, const char *key, char *out, size_t n);
+
+/* tn_tmpdir makes a fresh directory /tmp/PREFIX-XXXXXX into out[n]; tn_rm_rf removes a tree.
+ * Both return 0 or -1. */
+int tn_tmpdir(char *out, size_t n, const char *prefix);
+int tn_rm_rf(const char *dir);
+
 #endif
