@@ -1,6 +1,7 @@
 /* serve.c: `hookring serve`'s state: webhooks, events and deliveries, journaled and recovered
  * (see serve.h). The HTTP API is serve_api.c. */
 #include "serve_int.h"
+#include "serve_rec.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -56,96 +57,6 @@ const char *serve_wh_status_name(enum wh_status st)
 void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx)
 {
     snprintf(out, DLV_ID_LEN + 1, "dlv_%016" PRIx64, idx);
-}
-
-/* ======== the record codec =================================================================== */
-
-static int put_u8(struct buf *b, uint8_t v)
-{
-    return buf_put(b, &v, 1);
-}
-
-static int put_u32(struct buf *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    return buf_put(b, x, 4);
-}
-
-static int put_u64(struct buf *b, uint64_t v)
-{
-    return put_u32(b, (uint32_t)v) | put_u32(b, (uint32_t)(v >> 32));
-}
-
-static int put_str(struct buf *b, const char *p, size_t n)
-{
-    return put_u32(b, (uint32_t)n) | buf_put(b, p, n);
-}
-
-static int put_cstr(struct buf *b, const char *p)
-{
-    return put_str(b, p, strlen(p));
-}
-
-/* A bounds-checked reader: any overrun sets bad and yields zeros. */
-struct rd {
-    const uint8_t *p;
-    size_t len, off;
-    bool bad;
-};
-
-static bool rd_take(struct rd *r, size_t n, const uint8_t **out)
-{
-    if (r->bad || r->len - r->off < n) {
-        r->bad = true;
-        return false;
-    }
-    *out = r->p + r->off;
-    r->off += n;
-    return true;
-}
-
-static uint8_t rd_u8(struct rd *r)
-{
-    const uint8_t *p;
-    return rd_take(r, 1, &p) ? p[0] : 0;
-}
-
-static uint32_t rd_u32(struct rd *r)
-{
-    const uint8_t *p;
-    if (!rd_take(r, 4, &p)) {
-        return 0;
-    }
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t rd_u64(struct rd *r)
-{
-    uint64_t lo = rd_u32(r);
-    return lo | (uint64_t)rd_u32(r) << 32;
-}
-
-static struct slice rd_str(struct rd *r)
-{
-    uint32_t n = rd_u32(r);
-    const uint8_t *p;
-    if (!rd_take(r, n, &p)) {
-        return (struct slice){(const uint8_t *)"", 0};
-    }
-    return slice_of(p, n);
-}
-
-/* rd_cstr copies a string into out (cap bytes with the NUL); too long marks the record bad. */
-static void rd_cstr(struct rd *r, char *out, size_t cap)
-{
-    struct slice s = rd_str(r);
-    if (s.len >= cap) {
-        r->bad = true;
-        out[0] = 0;
-        return;
-    }
-    memcpy(out, s.p, s.len);
-    out[s.len] = 0;
 }
 
 /* ======== webhooks ============================================================================ */

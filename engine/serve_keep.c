@@ -24,6 +24,7 @@
  * its front. The ring holds two windows of the table's capacity and more: a full ring drops its
  * oldest key (counted in keep.dd_lost), which only matters if that key was still in the window. */
 #include "serve_int.h"
+#include "serve_rec.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -39,85 +40,6 @@
 #define KEEP_DEDUP_PER_RECORD 1024     /* keys per SREC_DEDUP (24 KiB: less than a segment) */
 #define KEEP_RETRY_MS 10000            /* after a pass that could not finish */
 #define KEEP_DEFAULT_RETENTION_MS (7ull * 86400 * 1000)
-
-/* ---- the record codec (the same little-endian encoding as serve.c's) ---- */
-
-static int put_u8(struct buf *b, uint8_t v)
-{
-    return buf_put(b, &v, 1);
-}
-
-static int put_u32(struct buf *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    return buf_put(b, x, 4);
-}
-
-static int put_u64(struct buf *b, uint64_t v)
-{
-    return put_u32(b, (uint32_t)v) | put_u32(b, (uint32_t)(v >> 32));
-}
-
-static int put_str(struct buf *b, const void *p, size_t n)
-{
-    return put_u32(b, (uint32_t)n) | buf_put(b, p, n);
-}
-
-/* A bounds-checked reader: any overrun sets bad and yields zeros. */
-struct krd {
-    const uint8_t *p;
-    size_t len, off;
-    bool bad;
-};
-
-static const uint8_t *rd_take(struct krd *r, size_t n)
-{
-    if (r->bad || r->len - r->off < n) {
-        r->bad = true;
-        return NULL;
-    }
-    const uint8_t *p = r->p + r->off;
-    r->off += n;
-    return p;
-}
-
-static uint32_t rd_u32(struct krd *r)
-{
-    const uint8_t *p = rd_take(r, 4);
-    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
-             : 0;
-}
-
-static uint64_t rd_u64(struct krd *r)
-{
-    uint64_t lo = rd_u32(r);
-    return lo | (uint64_t)rd_u32(r) << 32;
-}
-
-static uint8_t rd_u8(struct krd *r)
-{
-    const uint8_t *p = rd_take(r, 1);
-    return p ? p[0] : 0;
-}
-
-static struct slice rd_str(struct krd *r)
-{
-    uint32_t n = rd_u32(r);
-    const uint8_t *p = rd_take(r, n);
-    return p ? slice_of(p, n) : slice_of((const uint8_t *)"", 0);
-}
-
-static void rd_cstr(struct krd *r, char *out, size_t cap)
-{
-    struct slice s = rd_str(r);
-    if (s.len >= cap) {
-        r->bad = true;
-        out[0] = 0;
-        return;
-    }
-    memcpy(out, s.p, s.len);
-    out[s.len] = 0;
-}
 
 /* ---- dedup keys ---- */
 
@@ -661,7 +583,7 @@ static void count_final(struct serve *s, struct delivery *d)
 
 /* replay_carry_dlv applies one delivery of a SREC_CARRY; *e is its event (created, from json,
  * for the first delivery that does not exist yet). */
-static int replay_carry_dlv(struct serve *s, struct krd *r, struct sevent **e, int64_t ingest_ms,
+static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, int64_t ingest_ms,
                             struct slice json, char *err, size_t errlen)
 {
     uint64_t idx = rd_u64(r);
@@ -764,7 +686,7 @@ bool keep_leftover(const struct serve *s)
 
 /* carry_known tells whether every webhook a SREC_CARRY's deliveries name is known (r is a copy
  * of the reader at its first delivery). */
-static bool carry_known(struct serve *s, struct krd r, uint32_t n)
+static bool carry_known(struct serve *s, struct rd r, uint32_t n)
 {
     for (uint32_t i = 0; i < n && !r.bad; i++) {
         rd_u64(&r);
@@ -784,7 +706,7 @@ static bool carry_known(struct serve *s, struct krd r, uint32_t n)
     return true;
 }
 
-static int replay_carry(struct serve *s, struct krd *r, uint64_t seq, char *err, size_t errlen)
+static int replay_carry(struct serve *s, struct rd *r, uint64_t seq, char *err, size_t errlen)
 {
     uint64_t anchor = rd_u64(r);
     int64_t ingest_ms = (int64_t)rd_u64(r);
@@ -821,7 +743,7 @@ static int replay_carry(struct serve *s, struct krd *r, uint64_t seq, char *err,
 int keep_replay(struct serve *s, uint8_t type, uint64_t seq, const uint8_t *p, size_t len,
                 char *err, size_t errlen)
 {
-    struct krd r = {.p = p, .len = len};
+    struct rd r = {.p = p, .len = len};
     switch (type) {
     case SREC_CARRY:
         return replay_carry(s, &r, seq, err, errlen);
