@@ -49,6 +49,7 @@ int main(int argc, char **argv)
         return cmd_blast(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "serve") == 0) {
+        cmd_serve_huge_pages(argv);
         return cmd_serve(argc - 1, argv + 1);
     }
     fprintf(stderr, "hookring: unknown command '%s' (see 'hookring --help')\n", cmd);
