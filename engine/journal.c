@@ -672,8 +672,12 @@ static void journal_release(struct journal *j)
         j->fd = -1;
     }
     if (j->dirfd >= 0) {
-        close(j->dirfd); /* drops the flock */
+        close(j->dirfd);
         j->dirfd = -1;
+    }
+    if (j->lockfd >= 0) {
+        close(j->lockfd); /* drops the flock */
+        j->lockfd = -1;
     }
     free(j->segs);
     j->segs = NULL;
@@ -710,8 +714,14 @@ static int open_dir(struct journal *j, char *err, size_t errlen)
         set_err(err, errlen, "%s: %s", j->dir, strerror(-rc));
         return rc;
     }
+    j->lockfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->lockfd < 0) {
+        int rc = -errno;
+        set_err(err, errlen, "%s: %s", j->dir, strerror(-rc));
+        return rc;
+    }
     /* Two writers would interleave records: one journal per directory, across processes. */
-    if (flock(j->dirfd, LOCK_EX | LOCK_NB) != 0) {
+    if (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
         int rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
         set_err(err, errlen, "%s: %s", j->dir,
                 rc == -EBUSY ? "the journal is open elsewhere" : strerror(-rc));
@@ -758,6 +768,7 @@ int journal_open(struct journal *j, struct ring *r, const char *dir, const struc
     memset(j, 0, sizeof(*j));
     j->fd = -1;
     j->dirfd = -1;
+    j->lockfd = -1;
     j->r = r;
     j->cur_tail = &j->cur_head;
     if (o) {

@@ -193,7 +193,10 @@ struct journal {
     struct ring *r;
     struct journal_opts o;
     char *dir;
-    int dirfd;        /* the directory: fsynced on segment creation, flock'ed while open */
+    int dirfd;        /* the directory: fsynced on segment creation (through the ring too) */
+    int lockfd;       /* the directory again, flock'ed while open: never handed to the ring,
+                         whose requests may hold their file a while after completing (a close
+                         then would not drop the lock at once) */
     int fd;           /* the last segment, the one being written */
     uint64_t seg_cap; /* its size */
     uint64_t seg_off; /* where the next batch goes in it */
