@@ -76,23 +76,8 @@ static void start_harness(struct tn_proc *h)
  * HOOKRING_SERVE_WORKERS=N adds --workers N (tests/run.sh runs the suite again so). */
 static void start_serve(struct tn_proc *s, bool allow_net, const char *const *extra)
 {
-    const char *args[32] = {"serve",       "--data",    data_dir, "--listen",
-                            "127.0.0.1:0", "--api-key", KEY,      "--quiet"};
-    size_t n = 8;
-    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
-    if (workers && workers[0]) {
-        args[n++] = "--workers";
-        args[n++] = workers;
-    }
-    if (allow_net) {
-        args[n++] = "--allow-net";
-        args[n++] = "127.0.0.0/8";
-    }
-    for (size_t i = 0; extra && extra[i]; i++) {
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    cr_assert_eq(tn_start(s, "hookring", args, 1), 0, "hookring serve did not start");
+    cr_assert_eq(tn_serve(s, data_dir, KEY, "127.0.0.1:0", allow_net, extra), 0,
+                 "hookring serve did not start");
 }
 
 #define SERVE(s, ...) start_serve(s, true, (const char *const[]){__VA_ARGS__, NULL})
@@ -181,15 +166,7 @@ static void sync_journal(const char *path)
 
 static uint64_t harness_id(const char *id, const char *field)
 {
-    char path[256];
-    struct tn_resp r;
-    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
-    uint64_t v = 0;
-    if (tn_get(H.addr[0], path, &r) == 200) {
-        tn_json_u64(r.body, field, &v);
-    }
-    tn_resp_free(&r);
-    return v;
+    return tn_harness_id(H.addr[0], id, field);
 }
 
 /* harness_processed tells whether the harness took a delivery of id. */

@@ -68,20 +68,8 @@ static void start_harness(struct tn_proc *h)
 
 static void start_serve_at(struct tn_proc *s, const char *listen, const char *const *extra)
 {
-    const char *args[32] = {"serve",     "--data", data_dir,      "--listen",    listen,
-                            "--api-key", KEY,      "--allow-net", "127.0.0.0/8", "--quiet"};
-    size_t n = 10;
-    /* HOOKRING_SERVE_WORKERS=N adds --workers N (tests/run.sh runs the suite again so) */
-    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
-    if (workers && workers[0]) {
-        args[n++] = "--workers";
-        args[n++] = workers;
-    }
-    for (size_t i = 0; extra && extra[i]; i++) {
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    cr_assert_eq(tn_start(s, "hookring", args, 1), 0, "hookring serve did not start");
+    cr_assert_eq(tn_serve(s, data_dir, KEY, listen, true, extra), 0,
+                 "hookring serve did not start");
 }
 
 #define SERVE(s, ...) start_serve_at(s, "127.0.0.1:0", (const char *const[]){__VA_ARGS__, NULL})
@@ -116,15 +104,7 @@ static void create_webhook(const struct tn_proc *s, const char *body, char *id, 
 
 static uint64_t harness_id(const struct tn_proc *h, const char *id, const char *field)
 {
-    char path[256];
-    struct tn_resp r;
-    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
-    uint64_t v = 0;
-    if (tn_get(h->addr[0], path, &r) == 200) {
-        tn_json_u64(r.body, field, &v);
-    }
-    tn_resp_free(&r);
-    return v;
+    return tn_harness_id(h->addr[0], id, field);
 }
 
 /* harness_took tells whether the harness took a delivery of id (answered 2xx, verified). */

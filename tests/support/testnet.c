@@ -493,3 +493,41 @@ int tn_rm_rf(const char *dir)
     }
     return system(cmd) == 0 ? 0 : -1;
 }
+
+int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *listen,
+             bool allow_net, const char *const *extra)
+{
+    const char *args[48] = {"serve", "--data",    data, "--listen",
+                            listen,  "--api-key", key,  "--quiet"};
+    size_t n = 8;
+    const char *workers = getenv("HOOKRING_SERVE_WORKERS");
+    if (workers && workers[0]) {
+        args[n++] = "--workers";
+        args[n++] = workers;
+    }
+    if (allow_net) {
+        args[n++] = "--allow-net";
+        args[n++] = "127.0.0.0/8";
+    }
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (n + 1 >= sizeof(args) / sizeof(args[0])) {
+            return -1;
+        }
+        args[n++] = extra[i];
+    }
+    args[n] = NULL;
+    return tn_start(s, "hookring", args, 1);
+}
+
+uint64_t tn_harness_id(const char *addr, const char *id, const char *field)
+{
+    char path[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/_harness/ids/%s", id);
+    uint64_t v = 0;
+    if (tn_get(addr, path, &r) == 200) {
+        tn_json_u64(r.body, field, &v);
+    }
+    tn_resp_free(&r);
+    return v;
+}

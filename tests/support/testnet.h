@@ -102,4 +102,15 @@ bool tn_json_str(const char *json, const char *key, char *out, size_t n);
 int tn_tmpdir(char *out, size_t n, const char *prefix);
 int tn_rm_rf(const char *dir);
 
+/* tn_serve starts BUILD/hookring serve --data DATA --listen LISTEN --api-key KEY --quiet, with
+ * --allow-net 127.0.0.0/8 when allow_net, --workers N when HOOKRING_SERVE_WORKERS=N is set
+ * (tests/run.sh runs the serve suites again so), then extra (NULL-terminated, may be NULL).
+ * Returns tn_start's result. */
+int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *listen,
+             bool allow_net, const char *const *extra);
+
+/* tn_harness_id reads a number of the harness's record of webhook id (GET /_harness/ids/ID);
+ * 0 when the harness has none. */
+uint64_t tn_harness_id(const char *addr, const char *id, const char *field);
+
 #endif
