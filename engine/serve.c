@@ -71,8 +71,11 @@ struct webhook *serve_webhook_find(struct serve *s, struct slice id)
     return NULL;
 }
 
-static struct webhook *webhook_find_any(struct serve *s, struct slice id)
+struct webhook *serve_webhook_named(struct serve *s, struct slice id)
 {
+    if (slice_eq_cstr(id, WH_CALLBACK_ID)) {
+        return s->cbwh;
+    }
     for (size_t i = 0; i < s->nwh; i++) {
         if (slice_eq_cstr(id, s->whs[i]->id)) {
             return s->whs[i];
@@ -450,7 +453,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         snprintf(err, errlen, "a webhook record is malformed");
         return -EINVAL;
     }
-    struct webhook *old = webhook_find_any(s, slice_cstr(wh->id));
+    struct webhook *old = serve_webhook_named(s, slice_cstr(wh->id));
     if (old) {
         /* a later state of a known webhook: keep the object (deliveries point at it) */
         if (old->ep_ok) {
@@ -1668,8 +1671,7 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
     for (uint32_t i = 0; i < n; i++) {
         rd_u64(&check);
         struct slice whid = rd_str(&check);
-        if (!check.bad && !webhook_find_any(s, whid) && !slice_eq_cstr(whid, WH_CALLBACK_ID) &&
-            keep_leftover(s)) {
+        if (!check.bad && !serve_webhook_named(s, whid) && keep_leftover(s)) {
             ev_free(e); /* superseded by what compaction carried (keep_leftover) */
             return 0;
         }
@@ -1682,14 +1684,11 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
     for (uint32_t i = 0; i < n; i++) {
         uint64_t idx = rd_u64(r);
         struct slice whid = rd_str(r);
-        struct webhook *wh = r->bad ? NULL : webhook_find_any(s, whid);
-        if (!r->bad && slice_eq_cstr(whid, WH_CALLBACK_ID)) {
-            if (!e->ev.callback) {
-                snprintf(err, errlen, "an event record names a callback it does not have");
-                return -EINVAL;
-            }
-            /* its destination is rebuilt by serve_start if it is still pending */
-            wh = s->cbwh;
+        /* a callback's destination is rebuilt by serve_start if it is still pending */
+        struct webhook *wh = r->bad ? NULL : serve_webhook_named(s, whid);
+        if (wh && wh == s->cbwh && !e->ev.callback) {
+            snprintf(err, errlen, "an event record names a callback it does not have");
+            return -EINVAL;
         }
         if (!wh) {
             snprintf(err, errlen, "an event record names an unknown webhook");

@@ -233,6 +233,10 @@ struct serve {
 struct webhook *serve_webhook_find(struct serve *s, struct slice id);
 struct delivery *serve_delivery_find(struct serve *s, struct slice id);
 
+/* serve_webhook_named is the webhook a journal record names: any in the table (deleted ones
+ * too), or the callback placeholder for WH_CALLBACK_ID; NULL for an unknown id. */
+struct webhook *serve_webhook_named(struct serve *s, struct slice id);
+
 /* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. Returns 0 or -EINVAL
  * with err filled (naming the field). */
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);

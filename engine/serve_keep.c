@@ -559,16 +559,6 @@ void keep_cleanup(struct serve *s)
     s->keep.dd = NULL;
 }
 
-static struct webhook *webhook_any(struct serve *s, struct slice id)
-{
-    for (size_t i = 0; i < s->nwh; i++) {
-        if (slice_eq_cstr(id, s->whs[i]->id)) {
-            return s->whs[i];
-        }
-    }
-    return NULL;
-}
-
 /* count_final counts d, just become final at replay, as replay_attempt does. */
 static void count_final(struct serve *s, struct delivery *d)
 {
@@ -595,13 +585,10 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
     rd_cstr(r, why, sizeof(why));
     int64_t final_ms = (int64_t)rd_u64(r);
     uint32_t nhist = rd_u32(r);
-    struct webhook *wh = r->bad ? NULL : webhook_any(s, whid);
-    bool callback = !r->bad && slice_eq_cstr(whid, WH_CALLBACK_ID);
-    if (callback) {
-        /* a callback delivery: its destination is rebuilt from the event by serve_start if it
-         * is still pending (as replay_event does) */
-        wh = s->cbwh;
-    }
+    /* a callback delivery names the placeholder: its destination is rebuilt from the event
+     * by serve_start if it is still pending (as for an event record) */
+    struct webhook *wh = r->bad ? NULL : serve_webhook_named(s, whid);
+    bool callback = wh && wh == s->cbwh;
     if (!wh || st > DLV_FAILED || nhist > r->len) {
         snprintf(err, errlen, "a carried delivery is malformed or names an unknown webhook");
         return -EINVAL;
@@ -699,7 +686,7 @@ static bool carry_known(struct serve *s, struct rd r, uint32_t n)
             rd_take(&r, 8 + 4 + 1 + 4);
             rd_str(&r);
         }
-        if (!r.bad && !webhook_any(s, whid) && !slice_eq_cstr(whid, WH_CALLBACK_ID)) {
+        if (!r.bad && !serve_webhook_named(s, whid)) {
             return false;
         }
     }
