@@ -84,6 +84,25 @@ static size_t utf8_len(const uint8_t *s, size_t n)
     return need + 1;
 }
 
+/* plain_words is how many bytes at the start of s (whole 8-byte words, at most n bytes) are
+ * plain string characters: ASCII from 0x20, neither '"' nor '\\'. A string's bulk is usually
+ * plain, and this skips it a word at a time (each test below is exact for "some byte is"). */
+static size_t plain_words(const uint8_t *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        uint64_t special = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w;
+        if (special & high) {
+            break;
+        }
+    }
+    return i;
+}
+
 static enum json_status parse_string(struct jp *p)
 {
     p->pos++; /* opening quote */
@@ -92,6 +111,10 @@ static enum json_status parse_string(struct jp *p)
         return JSON_TOO_MANY;
     }
     while (p->pos < p->len) {
+        p->pos += plain_words(p->in + p->pos, p->len - p->pos);
+        if (p->pos >= p->len) {
+            break;
+        }
         uint8_t c = p->in[p->pos];
         if (c == '"') {
             p->toks[idx].end = (uint32_t)p->pos;

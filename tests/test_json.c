@@ -142,3 +142,61 @@ Test(codec, hex_and_base64)
     cr_expect(ct_equal("abc", "abc", 3));
     cr_expect(!ct_equal("abc", "abd", 3));
 }
+
+/* Strings are scanned a word at a time over plain bytes: one special byte at every position of
+ * a long string, with every alignment, must be judged as the byte-at-a-time rules judge it, and
+ * the string's span must end at its closing quote. */
+Test(json, string_special_byte_at_every_offset)
+{
+    static const struct {
+        const char *bytes; /* inserted into a run of 'a's */
+        bool ok;
+    } cases[] = {
+        {"\x01", false},     {"\x1f", false},         {"\x7f", true},          {"\\\"", true},
+        {"\\\\", true},      {"\\n", true},           {"\\u00e9", true},       {"\\q", false},
+        {"\xc3\xa9", true},  {"\xe2\x82\xac", true},  {"\xf0\x9f\x98\x80", true},
+        {"\xc3", false},     {"\xff", false},         {"\xed\xa0\x80", false}, {"\x80", false},
+        {" ", true},         {"\x21", true},          {"\x23", true},          {"\x5b\x5d", true},
+    };
+    struct json_tok t[4];
+    char doc[128];
+    for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
+        for (size_t lead = 0; lead < 40; lead++) {
+            for (size_t pre = 0; pre < 3; pre++) { /* where the document starts */
+                size_t n = 0;
+                memset(doc, ' ', pre);
+                n = pre;
+                doc[n++] = '"';
+                memset(doc + n, 'a', lead);
+                n += lead;
+                size_t blen = strlen(cases[c].bytes);
+                memcpy(doc + n, cases[c].bytes, blen);
+                n += blen;
+                memset(doc + n, 'b', 17);
+                n += 17;
+                doc[n++] = '"';
+                size_t ntok, off;
+                enum json_status st = json_parse(t, 4, (const uint8_t *)doc, n, &ntok, &off);
+                cr_expect_eq(st == JSON_OK, cases[c].ok, "case %zu, %zu bytes before it: %s", c,
+                             lead, st == JSON_OK ? "accepted" : "refused");
+                if (st == JSON_OK) {
+                    cr_expect_eq(t[0].type, JSON_STRING);
+                    cr_expect_eq(t[0].start, pre + 1);
+                    cr_expect_eq(t[0].end, n - 1, "case %zu lead %zu: span ends at %u", c, lead,
+                                 t[0].end);
+                }
+            }
+        }
+    }
+    /* the closing quote itself at every offset; and a string left open */
+    for (size_t lead = 0; lead < 40; lead++) {
+        size_t n = 0, ntok, off;
+        doc[n++] = '"';
+        memset(doc + n, 'a', lead);
+        n += lead;
+        cr_expect_neq(json_parse(t, 4, (const uint8_t *)doc, n, &ntok, &off), JSON_OK);
+        doc[n++] = '"';
+        cr_expect_eq(json_parse(t, 4, (const uint8_t *)doc, n, &ntok, &off), JSON_OK);
+        cr_expect_eq(t[0].end, n - 1);
+    }
+}
