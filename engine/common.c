@@ -67,6 +67,38 @@ int buf_reserve(struct buf *b, size_t n)
     return 0;
 }
 
+int buf_reserve_exact(struct buf *b, size_t n)
+{
+    if (n <= b->cap - b->len) {
+        return 0;
+    }
+    if (n > b->max - b->len) {
+        return -ENOMEM;
+    }
+    uint8_t *p = realloc(b->p, b->len + n);
+    if (!p) {
+        return -ENOMEM;
+    }
+    b->p = p;
+    b->cap = b->len + n;
+    return 0;
+}
+
+void buf_shrink(struct buf *b)
+{
+    if (b->len == 0) {
+        buf_free(b);
+        return;
+    }
+    if (b->len < b->cap) {
+        uint8_t *p = realloc(b->p, b->len);
+        if (p) { /* a failed shrink keeps the larger buffer */
+            b->p = p;
+            b->cap = b->len;
+        }
+    }
+}
+
 int buf_put(struct buf *b, const void *p, size_t n)
 {
     if (n == 0) {

@@ -61,6 +61,11 @@ void buf_free(struct buf *b);
 /* buf_reserve makes room for n more bytes. Returns 0, or -ENOMEM (also when max would be
  * exceeded), leaving the buffer unchanged. */
 int buf_reserve(struct buf *b, size_t n);
+/* buf_reserve_exact makes room for n more bytes, growing to exactly that (no doubling): for a
+ * buffer whose final size is known or bounded. */
+int buf_reserve_exact(struct buf *b, size_t n);
+/* buf_shrink gives back the room past b->len (a buffer kept long after it is written). */
+void buf_shrink(struct buf *b);
 /* buf_put appends n bytes. Returns 0 or -ENOMEM. */
 int buf_put(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);

@@ -589,18 +589,50 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     d->wh = wh;
     d->status = DLV_PENDING;
     wheel_timer_init(&d->timer, dlv_fire);
-    buf_init(&d->body, 64u << 20);
-    const struct profile *p = wh->p;
-    if (p->message_id) {
-        d->msg_id_len = p->message_id(&ev->ev, d->msg_id);
-    } else {
-        memcpy(d->msg_id, ev->ev.id, ev->ev.id_len + 1);
-        d->msg_id_len = ev->ev.id_len;
-    }
     s->dlvs[idx - s->dlv_base] = d;
     s->dlv_held++;
     ev->nlive++;
     return d;
+}
+
+size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
+{
+    const struct event *ev = &d->ev->ev;
+    if (d->wh->p && d->wh->p->message_id) {
+        return d->wh->p->message_id(ev, out);
+    }
+    memcpy(out, ev->id, ev->id_len + 1);
+    return ev->id_len;
+}
+
+int serve_dlv_set_why(struct delivery *d, const char *why)
+{
+    free(d->why);
+    d->why = NULL;
+    if (!why || !why[0]) {
+        return 0;
+    }
+    d->why = strndup(why, DLV_WHY_MAX);
+    return d->why ? 0 : -ENOMEM;
+}
+
+/* dlv_flight_free frees what d needed for its attempts (none is in flight). */
+static void dlv_flight_free(struct delivery *d)
+{
+    if (d->fl) {
+        buf_free(&d->fl->body);
+        free(d->fl);
+        d->fl = NULL;
+    }
+}
+
+/* dlv_release frees d itself, whatever it holds (its slot is not touched). */
+static void dlv_release(struct delivery *d)
+{
+    dlv_flight_free(d);
+    free(d->why);
+    free(d->hist);
+    free(d);
 }
 
 static void adhoc_free(struct serve *s, struct webhook *wh);
@@ -620,15 +652,13 @@ static void dlv_free(struct serve *s, struct delivery *d)
         s->dlv_held--;
         d->ev->nlive--;
     }
-    buf_free(&d->body);
-    free(d->hist);
-    free(d);
+    dlv_release(d);
 }
 
 static int attempt_encode(struct buf *b, const struct delivery *d, const struct dlv_attempt *h)
 {
     int rc = put_u64(b, d->idx) | put_u32(b, d->attempts) | put_u8(b, (uint8_t)d->status) |
-             put_u64(b, (uint64_t)d->next_at_ms) | put_cstr(b, d->why);
+             put_u64(b, (uint64_t)d->next_at_ms) | put_cstr(b, dlv_why(d));
     if (h) {
         rc |= put_u8(b, 1) | put_u64(b, (uint64_t)h->at_ms) | put_u32(b, (uint32_t)h->status) |
               put_u8(b, h->result) | put_u32(b, h->latency_us) | put_cstr(b, h->excerpt);
@@ -669,11 +699,10 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
                       const struct dlv_attempt *h)
 {
     d->status = st;
-    snprintf(d->why, sizeof(d->why), "%s", why);
+    serve_dlv_set_why(d, why); /* out of memory: the reason is lost, not the outcome */
     d->next_at_ms = 0;
     d->final_ms = serve_now_ms();
-    buf_free(&d->body);
-    buf_init(&d->body, 64u << 20);
+    dlv_flight_free(d);
     if (d->op) {
         return;
     }
@@ -731,34 +760,45 @@ static void dlv_send(struct serve *s, struct delivery *d)
         snprintf(wh->api_version, sizeof(wh->api_version), "%s", wh->signer.api_version);
         serve_webhook_record(s, wh, NULL);
     }
-    if (d->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
-        /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
-        char err[EVENT_ERR_MAX];
-        d->body.len = 0;
-        /* one allocation for the common case: the event's text plus the profile's wrapping
-         * (humanos: base64 of it) */
-        if (d->body.cap == 0 && buf_reserve(&d->body, d->ev->json.len * 4 / 3 + 512)) {
+    struct dlv_flight *fl = d->fl;
+    if (!fl) {
+        fl = d->fl = malloc(sizeof(*fl));
+        if (!fl) {
             dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
             return;
         }
-        if (wh->p->build_body(&wh->signer, &d->ev->ev, &d->body, err, sizeof(err))) {
-            char why[sizeof(d->why)];
+        fl->d = d;
+        buf_init(&fl->body, 64u << 20);
+        fl->msg_id_len = serve_dlv_message_id(d, fl->msg_id);
+    }
+    if (fl->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
+        /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
+        char err[EVENT_ERR_MAX];
+        fl->body.len = 0;
+        /* one allocation for the common case: the event's text plus the profile's wrapping
+         * (humanos: base64 of it) */
+        if (fl->body.cap == 0 && buf_reserve(&fl->body, d->ev->json.len * 4 / 3 + 512)) {
+            dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+            return;
+        }
+        if (wh->p->build_body(&wh->signer, &d->ev->ev, &fl->body, err, sizeof(err))) {
+            char why[DLV_WHY_MAX + 1];
             snprintf(why, sizeof(why), "bad_event: %.170s", err);
             dlv_final(s, d, DLV_FAILED, why, NULL);
             return;
         }
     }
     d->status = DLV_SENDING;
-    d->a = (struct attempt){.ep = &wh->ep,
-                            .event = &d->ev->ev,
-                            .body = buf_slice(&d->body),
-                            .id = slice_of(d->msg_id, d->msg_id_len),
-                            .done = dlv_done};
+    fl->a = (struct attempt){.ep = &wh->ep,
+                             .event = &d->ev->ev,
+                             .body = buf_slice(&fl->body),
+                             .id = slice_of(fl->msg_id, fl->msg_id_len),
+                             .done = dlv_done};
     s->inflight++;
     wh->inflight++;
     if (!s->xp) {
-        client_submit(&d->a); /* its done callback may run at once */
-    } else if (xpool_submit(s->xp, wh->slot, &d->a)) {
+        client_submit(&fl->a); /* its done callback may run at once */
+    } else if (xpool_submit(s->xp, wh->slot, &fl->a)) {
         /* not handed over (out of memory): tried again in a second */
         s->inflight--;
         wh->inflight--;
@@ -801,9 +841,7 @@ static void op_sweep(struct serve *s)
         struct delivery *d = s->ops[i];
         if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
             ev_free(d->ev);
-            buf_free(&d->body);
-            free(d->hist);
-            free(d);
+            dlv_release(d);
         } else {
             s->ops[k++] = d;
         }
@@ -873,9 +911,6 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     od->wh = s->opwh;
     od->status = DLV_PENDING;
     wheel_timer_init(&od->timer, dlv_fire);
-    buf_init(&od->body, 64u << 20);
-    memcpy(od->msg_id, e->ev.id, e->ev.id_len + 1);
-    od->msg_id_len = e->ev.id_len;
     s->ops[s->nops++] = od;
     dlv_send(s, od);
 }
@@ -963,7 +998,7 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
         return;
     }
     if (v == RETRY_EXHAUSTED) {
-        op_notify(s, "message.attempt.exhausted", wh, d, d->why);
+        op_notify(s, "message.attempt.exhausted", wh, d, dlv_why(d));
     }
     if (fa && d->attempts == fa + 1u) {
         char why[64];
@@ -982,7 +1017,8 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
 
 static void dlv_done(struct attempt *a)
 {
-    struct delivery *d = container_of(a, struct delivery, a);
+    /* d->fl is freed once d is final (dlv_final): a is not used after the verdict's switch */
+    struct delivery *d = container_of(a, struct dlv_flight, a)->d;
     struct serve *s = d->s;
     struct webhook *wh = d->wh;
     s->inflight--;
@@ -1056,7 +1092,7 @@ int serve_dlv_retry(struct serve *s, struct delivery *d)
     if (!wh_live(d->wh) || !d->wh->ep_ok) {
         return -EPERM;
     }
-    d->why[0] = 0;
+    serve_dlv_set_why(d, NULL);
     d->next_at_ms = serve_now_ms();
     dlv_schedule(s, d, 0);
     dlv_record(s, d, NULL);
@@ -1209,6 +1245,34 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
     return e;
 }
 
+/* sevent_canonical makes an event of in and its canonical text in *json (canonical_event's:
+ * data is its last member), taking the buffer over (*json is left empty, also on failure) and
+ * copying in rather than parsing the text again. NULL when out of memory. */
+static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
+                                       int64_t ingest_ms)
+{
+    struct sevent *e = calloc(1, sizeof(*e));
+    struct event_callback *cb = NULL;
+    if (e && in->callback) {
+        cb = malloc(sizeof(*cb));
+        if (cb) {
+            memcpy(cb, in->callback, sizeof(*cb));
+        }
+    }
+    if (!e || (in->callback && !cb) || json->len < in->data.len + 1) {
+        free(e);
+        buf_free(json);
+        return NULL;
+    }
+    e->json = *json;
+    buf_init(json, json->max);
+    e->ingest_ms = ingest_ms;
+    e->ev = *in;
+    e->ev.callback = cb;
+    e->ev.data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
+    return e;
+}
+
 static struct sevent *sevent_new(const uint8_t *json, size_t len, int64_t ingest_ms, char *err,
                                  size_t errlen)
 {
@@ -1327,10 +1391,11 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     if (in->callback) {
         guess += 64 + 2 * (in->callback->url_len + in->callback->secret_len);
     }
-    if (buf_reserve(&canon, guess) || canonical_event(&canon, in)) {
+    if (buf_reserve_exact(&canon, guess) || canonical_event(&canon, in)) {
         buf_free(&canon);
         return ING_NOMEM;
     }
+    buf_shrink(&canon); /* it is held as long as the event is */
     /* the record: ingest time, the text, the count, (index, webhook id) per delivery; 4 KiB
      * covers framing and a closing SREC_NOP */
     size_t need = 16 + canon.len + n * (12 + WH_ID_LEN) + 4096;
@@ -1355,8 +1420,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         }
         return ING_FULL;
     }
-    char err[EVENT_ERR_MAX];
-    struct sevent *e = sevent_adopt(&canon, now_ms, err, sizeof(err));
+    struct sevent *e = sevent_canonical(&canon, in, now_ms);
     if (!e || ev_keep(s, e)) {
         ev_free(e);
         return ING_NOMEM;
@@ -1719,7 +1783,7 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
     uint32_t attempts = rd_u32(r);
     uint8_t st = rd_u8(r);
     int64_t next_at = (int64_t)rd_u64(r);
-    char why[200];
+    char why[DLV_WHY_MAX + 1];
     rd_cstr(r, why, sizeof(why));
     struct dlv_attempt h = {0};
     bool has = rd_u8(r);
@@ -1753,7 +1817,10 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
     d->attempts = attempts;
     d->status = (enum dlv_status)st;
     d->next_at_ms = next_at;
-    memcpy(d->why, why, sizeof(why));
+    if (serve_dlv_set_why(d, why)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
         /* a record from before final_ms was journaled: the last attempt, else the ingest */
         d->final_ms = final_ms   ? final_ms
@@ -1768,8 +1835,8 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         } else {
             s->m.failed++;
             d->wh->failed++;
-            if (strcmp(d->why, "retries_exhausted") == 0 ||
-                strcmp(d->why, "failed_no_retries") == 0) {
+            if (strcmp(dlv_why(d), "retries_exhausted") == 0 ||
+                strcmp(dlv_why(d), "failed_no_retries") == 0) {
                 d->wh->exhausted_run++;
             }
         }
@@ -2077,9 +2144,7 @@ int serve_free(struct serve *s)
             if (s->dlvs[i]->wh->adhoc) {
                 adhoc_free(s, s->dlvs[i]->wh);
             }
-            buf_free(&s->dlvs[i]->body);
-            free(s->dlvs[i]->hist);
-            free(s->dlvs[i]);
+            dlv_release(s->dlvs[i]);
         }
     }
     free(s->dlvs);
@@ -2089,9 +2154,7 @@ int serve_free(struct serve *s)
     free(s->evs);
     for (size_t i = 0; i < s->nops; i++) {
         ev_free(s->ops[i]->ev);
-        buf_free(&s->ops[i]->body);
-        free(s->ops[i]->hist);
-        free(s->ops[i]);
+        dlv_release(s->ops[i]);
     }
     free(s->ops);
     free(s->cbwh);

@@ -778,7 +778,7 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
         buf_puts(b, ",\"next_attempt_at\":");
         put_time(b, d->next_at_ms);
     }
-    if (d->why[0]) {
+    if (d->why) {
         buf_puts(b, ",\"error\":");
         json_put_string(b, slice_cstr(d->why));
     }
@@ -787,8 +787,9 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
         buf_printf(b, ",\"last_status\":%d", h->status);
     }
     if (full) {
+        char msg_id[SIGN_ID_MAX + 1];
         buf_puts(b, ",\"message_id\":");
-        json_put_string(b, slice_of(d->msg_id, d->msg_id_len));
+        json_put_string(b, slice_of(msg_id, serve_dlv_message_id(d, msg_id)));
         buf_puts(b, ",\"attempts\":[");
         for (size_t i = 0; i < d->nhist; i++) {
             const struct dlv_attempt *h = &d->hist[i];

@@ -112,6 +112,20 @@ struct sevent {
 };
 
 struct serve;
+struct delivery;
+
+/* What a delivery needs only while it is being attempted or waits for its next attempt: made
+ * by its first send, freed once it is final, so that the deliveries held for the retention
+ * (most of them delivered) stay small. */
+struct dlv_flight {
+    struct attempt a;
+    struct delivery *d;
+    struct buf body;
+    char msg_id[SIGN_ID_MAX + 1];
+    size_t msg_id_len;
+};
+
+#define DLV_WHY_MAX 199 /* the longest reason a delivery failed */
 
 struct delivery {
     struct serve *s;
@@ -122,16 +136,19 @@ struct delivery {
     uint32_t attempts;
     int64_t next_at_ms; /* unix ms of the next attempt (pending) */
     int64_t final_ms;   /* unix ms it became delivered or failed (retention counts from it) */
-    char why[200];      /* why it failed */
+    char *why;          /* why it failed (at most DLV_WHY_MAX bytes); NULL: "" (dlv_why) */
     struct dlv_attempt *hist;
     size_t nhist;
     struct wheel_timer timer;
-    struct attempt a;
-    struct buf body;
-    char msg_id[SIGN_ID_MAX + 1];
-    size_t msg_id_len;
+    struct dlv_flight *fl; /* NULL until its first send, and once it is final */
     bool op; /* an operator event: not in the table, not journaled (best effort) */
 };
+
+/* dlv_why is why d failed ("" when it did not). */
+static inline const char *dlv_why(const struct delivery *d)
+{
+    return d->why ? d->why : "";
+}
 
 /* A reply owed once a journal record is durable (and, for an ingest, deliveries to start). */
 struct sreply {
@@ -305,6 +322,14 @@ const char *serve_wh_status_name(enum wh_status st);
 int64_t serve_now_ms(void);
 
 /* ---- serve.c, for serve_keep.c ---- */
+
+/* serve_dlv_set_why sets why d failed (NULL or "": it did not), cut at DLV_WHY_MAX bytes.
+ * Returns 0 or -ENOMEM (d->why is then empty). */
+int serve_dlv_set_why(struct delivery *d, const char *why);
+
+/* serve_dlv_message_id writes the message id d's deliveries carry (the profile's, from the
+ * event) into out and returns its length. */
+size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1]);
 
 /* serve_dlv_at is the delivery with index idx, or NULL. */
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);

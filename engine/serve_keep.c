@@ -234,7 +234,7 @@ static int dlv_encode(struct buf *b, const struct delivery *d)
     enum dlv_status st = d->status == DLV_SENDING ? DLV_PENDING : d->status;
     int rc = put_u64(b, d->idx) | put_str(b, d->wh->id, strlen(d->wh->id)) |
              put_u8(b, (uint8_t)st) | put_u32(b, d->attempts) |
-             put_u64(b, (uint64_t)d->next_at_ms) | put_str(b, d->why, strlen(d->why)) |
+             put_u64(b, (uint64_t)d->next_at_ms) | put_str(b, dlv_why(d), strlen(dlv_why(d))) |
              put_u64(b, (uint64_t)d->final_ms) | put_u32(b, (uint32_t)d->nhist);
     for (size_t h = 0; h < d->nhist && !rc; h++) {
         const struct dlv_attempt *a = &d->hist[h];
@@ -581,7 +581,7 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
     uint8_t st = rd_u8(r);
     uint32_t attempts = rd_u32(r);
     int64_t next_at = (int64_t)rd_u64(r);
-    char why[200];
+    char why[DLV_WHY_MAX + 1];
     rd_cstr(r, why, sizeof(why));
     int64_t final_ms = (int64_t)rd_u64(r);
     uint32_t nhist = rd_u32(r);
@@ -659,7 +659,10 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
     d->attempts = attempts;
     d->next_at_ms = next_at;
     d->final_ms = final_ms;
-    memcpy(d->why, why, sizeof(why));
+    if (serve_dlv_set_why(d, why)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     if (!was_final && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
         count_final(s, d);
     }
