@@ -597,12 +597,65 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
 
 size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
 {
-    const struct event *ev = &d->ev->ev;
-    if (d->wh->p && d->wh->p->message_id) {
-        return d->wh->p->message_id(ev, out);
+    struct event tmp;
+    const struct event *ev = serve_sevent_view(d->ev, &tmp);
+    size_t n = 0;
+    if (!ev) {
+        out[0] = 0;
+    } else if (d->wh->p && d->wh->p->message_id) {
+        n = d->wh->p->message_id(ev, out);
+    } else {
+        memcpy(out, ev->id, ev->id_len + 1);
+        n = ev->id_len;
     }
-    memcpy(out, ev->id, ev->id_len + 1);
-    return ev->id_len;
+    event_clear(&tmp);
+    return n;
+}
+
+struct event *serve_sevent_ev(struct sevent *e)
+{
+    if (!e->ev) {
+        struct event *ev = malloc(sizeof(*ev));
+        char err[EVENT_ERR_MAX];
+        if (!ev || event_parse(ev, e->json.p, e->json.len, e->ingest_ms, err, sizeof(err))) {
+            free(ev);
+            return NULL;
+        }
+        e->ev = ev;
+    }
+    return e->ev;
+}
+
+const struct event *serve_sevent_view(const struct sevent *e, struct event *tmp)
+{
+    memset(tmp, 0, sizeof(*tmp));
+    if (e->ev) {
+        return e->ev;
+    }
+    char err[EVENT_ERR_MAX];
+    return event_parse(tmp, e->json.p, e->json.len, e->ingest_ms, err, sizeof(err)) ? NULL : tmp;
+}
+
+/* sevent_ev_drop lets go of e's parsed event (its text stays). */
+static void sevent_ev_drop(struct sevent *e)
+{
+    if (e->ev) {
+        event_clear(e->ev);
+        free(e->ev);
+        e->ev = NULL;
+    }
+}
+
+/* sevent_unfinished tells whether a delivery of e is pending or in flight. */
+static bool sevent_unfinished(const struct serve *s, const struct sevent *e)
+{
+    for (uint32_t i = 0; i < e->span; i++) {
+        const struct delivery *d = serve_dlv_at(s, e->first_idx + i);
+        if (d && d->ev == e && (d->status == DLV_PENDING || d->status == DLV_SENDING)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int serve_dlv_set_why(struct delivery *d, const char *why)
@@ -722,6 +775,9 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
         d->wh->failed++;
     }
     dlv_record(s, d, h);
+    if (!sevent_unfinished(s, d->ev)) {
+        sevent_ev_drop(d->ev); /* parsed again if it is ever sent again */
+    }
     if (d->wh->adhoc) {
         /* a callback destination is done with: freed after this loop iteration's completions
          * (its endpoint may still be named by the attempt that just finished) */
@@ -760,6 +816,11 @@ static void dlv_send(struct serve *s, struct delivery *d)
         snprintf(wh->api_version, sizeof(wh->api_version), "%s", wh->signer.api_version);
         serve_webhook_record(s, wh, NULL);
     }
+    struct event *ev = serve_sevent_ev(d->ev);
+    if (!ev) {
+        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+        return;
+    }
     struct dlv_flight *fl = d->fl;
     if (!fl) {
         fl = d->fl = malloc(sizeof(*fl));
@@ -781,7 +842,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
             dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
             return;
         }
-        if (wh->p->build_body(&wh->signer, &d->ev->ev, &fl->body, err, sizeof(err))) {
+        if (wh->p->build_body(&wh->signer, ev, &fl->body, err, sizeof(err))) {
             char why[DLV_WHY_MAX + 1];
             snprintf(why, sizeof(why), "bad_event: %.170s", err);
             dlv_final(s, d, DLV_FAILED, why, NULL);
@@ -790,7 +851,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
     }
     d->status = DLV_SENDING;
     fl->a = (struct attempt){.ep = &wh->ep,
-                             .event = &d->ev->ev,
+                             .event = ev,
                              .body = buf_slice(&fl->body),
                              .id = slice_of(fl->msg_id, fl->msg_id_len),
                              .done = dlv_done};
@@ -876,10 +937,13 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     buf_printf(&b, ",\"status\":\"%s\",\"reason\":", serve_wh_status_name(wh->status));
     json_put_string(&b, slice_cstr(reason));
     if (d) {
+        struct event tmp;
+        const struct event *dev = serve_sevent_view(d->ev, &tmp);
         buf_printf(&b, ",\"delivery_id\":\"%s\",\"event_id\":", dlv);
-        json_put_string(&b, slice_of(d->ev->ev.id, d->ev->ev.id_len));
-        buf_printf(&b, ",\"event_type\":\"%s\",\"attempts\":%u,\"last_status\":%d", d->ev->ev.type,
-                   d->attempts, d->nhist ? d->hist[d->nhist - 1].status : 0);
+        json_put_string(&b, dev ? slice_of(dev->id, dev->id_len) : slice_cstr(""));
+        buf_printf(&b, ",\"event_type\":\"%s\",\"attempts\":%u,\"last_status\":%d",
+                   dev ? dev->type : "", d->attempts, d->nhist ? d->hist[d->nhist - 1].status : 0);
+        event_clear(&tmp);
     }
     buf_puts(&b, "}}");
     char err[EVENT_ERR_MAX];
@@ -1218,7 +1282,7 @@ static int ev_keep(struct serve *s, struct sevent *e)
 static void ev_free(struct sevent *e)
 {
     if (e) {
-        event_clear(&e->ev);
+        sevent_ev_drop(e);
         buf_free(&e->json);
         free(e);
     }
@@ -1238,7 +1302,15 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
     e->json = *json;
     buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
-    if (event_parse(&e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
+    e->ev = malloc(sizeof(*e->ev));
+    if (!e->ev) {
+        snprintf(err, errlen, "out of memory");
+        ev_free(e);
+        return NULL;
+    }
+    if (event_parse(e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
+        free(e->ev);
+        e->ev = NULL;
         ev_free(e);
         return NULL;
     }
@@ -1252,6 +1324,7 @@ static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
                                        int64_t ingest_ms)
 {
     struct sevent *e = calloc(1, sizeof(*e));
+    struct event *ev = malloc(sizeof(*ev));
     struct event_callback *cb = NULL;
     if (e && in->callback) {
         cb = malloc(sizeof(*cb));
@@ -1259,17 +1332,20 @@ static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
             memcpy(cb, in->callback, sizeof(*cb));
         }
     }
-    if (!e || (in->callback && !cb) || json->len < in->data.len + 1) {
+    if (!e || !ev || (in->callback && !cb) || json->len < in->data.len + 1) {
         free(e);
+        free(ev);
+        free(cb);
         buf_free(json);
         return NULL;
     }
     e->json = *json;
     buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
-    e->ev = *in;
-    e->ev.callback = cb;
-    e->ev.data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
+    *ev = *in;
+    ev->callback = cb;
+    ev->data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
+    e->ev = ev;
     return e;
 }
 
@@ -1437,7 +1513,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
           put_u32(&s->scratch, (uint32_t)n);
     for (size_t i = 0; i < s->nwh && !rc; i++) {
         struct webhook *wh = s->whs[i];
-        if (!serve_match(wh, &e->ev)) {
+        if (!serve_match(wh, in)) {
             continue;
         }
         struct delivery *d = dlv_new(s, s->dlv_base + s->ndlv, e, wh);
@@ -1728,7 +1804,7 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
         return -EINVAL;
     }
     uint8_t key[DEDUP_KEY_LEN];
-    dedup_key_of(key, &e->ev);
+    dedup_key_of(key, e->ev);
     /* inserted into the dedup table once the replay is over, in time order (keep_replay_end) */
     keep_dedup_push(s, key, ingest_ms, seq);
     struct rd check = *r;
@@ -1750,7 +1826,7 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
         struct slice whid = rd_str(r);
         /* a callback's destination is rebuilt by serve_start if it is still pending */
         struct webhook *wh = r->bad ? NULL : serve_webhook_named(s, whid);
-        if (wh && wh == s->cbwh && !e->ev.callback) {
+        if (wh && wh == s->cbwh && !e->ev->callback) {
             snprintf(err, errlen, "an event record names a callback it does not have");
             return -EINVAL;
         }
@@ -2052,14 +2128,15 @@ int serve_start(struct serve *s, int lfd)
         if (d && d->wh == s->cbwh && d->status != DLV_DELIVERED && d->status != DLV_FAILED) {
             /* a callback still owed: its destination again (refused now, e.g. by a narrower
              * --allow-net: left on the placeholder, it ends failed endpoint_unusable) */
-            char why[EVENT_ERR_MAX + 64];
-            struct webhook *wh = adhoc_new(s, &d->ev->ev, false, why, sizeof(why));
+            char why[EVENT_ERR_MAX + 64] = "out of memory";
+            struct event *ev = serve_sevent_ev(d->ev);
+            struct webhook *wh = ev ? adhoc_new(s, ev, false, why, sizeof(why)) : NULL;
             if (wh) {
                 d->wh = wh;
             } else {
                 fprintf(stderr,
                         "hookring serve: the callback of event %s cannot be delivered: %s\n",
-                        d->ev->ev.id, why);
+                        ev ? ev->id : "?", why);
             }
         }
         if (d && d->status == DLV_PENDING) {
@@ -2069,6 +2146,12 @@ int serve_start(struct serve *s, int lfd)
             d->status = DLV_PENDING;
             dlv_schedule(s, d, 0);
             s->recovered_pending++;
+        }
+    }
+    /* the replay parsed every event: only those with a delivery to make keep it */
+    for (size_t i = 0; i < s->nev; i++) {
+        if (!sevent_unfinished(s, s->evs[i])) {
+            sevent_ev_drop(s->evs[i]);
         }
     }
     return 0;

@@ -762,17 +762,23 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
 {
     char id[DLV_ID_LEN + 1];
     serve_format_dlv_id(id, d->idx);
+    struct event tmp;
+    static const struct event none; /* a held text always parses: never used */
+    const struct event *ev = serve_sevent_view(d->ev, &tmp);
+    if (!ev) {
+        ev = &none;
+    }
     if (d->wh->adhoc || strcmp(d->wh->id, WH_CALLBACK_ID) == 0) {
         /* a callback delivery: no webhook, the event's callback_url (never its secret) */
         buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":null,\"callback_url\":", id);
-        const struct event_callback *cb = d->ev->ev.callback;
+        const struct event_callback *cb = ev->callback;
         json_put_string(b, cb ? slice_of(cb->url, cb->url_len) : slice_cstr(""));
         buf_puts(b, ",\"event_id\":");
     } else {
         buf_printf(b, "{\"id\":\"%s\",\"webhook_id\":\"%s\",\"event_id\":", id, d->wh->id);
     }
-    json_put_string(b, slice_of(d->ev->ev.id, d->ev->ev.id_len));
-    buf_printf(b, ",\"event_type\":\"%s\",\"status\":\"%s\",\"attempt_count\":%u", d->ev->ev.type,
+    json_put_string(b, slice_of(ev->id, ev->id_len));
+    buf_printf(b, ",\"event_type\":\"%s\",\"status\":\"%s\",\"attempt_count\":%u", ev->type,
                serve_dlv_status_name(d->status), d->attempts);
     if (d->status == DLV_PENDING && d->next_at_ms) {
         buf_puts(b, ",\"next_attempt_at\":");
@@ -804,6 +810,7 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
         buf_putc(b, ']');
     }
     buf_putc(b, '}');
+    event_clear(&tmp);
 }
 
 static void delivery_list(struct serve *s, struct apiconn *c, const struct httpreq *req,

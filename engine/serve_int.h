@@ -100,8 +100,11 @@ struct dlv_attempt {
 };
 
 struct sevent {
-    struct buf json; /* canonical text: event.data points into it */
-    struct event ev;
+    struct buf json; /* canonical text: ev->data points into it */
+    /* the text parsed: held while a delivery of the event is unfinished, and NULL once all are
+     * (the held events are mostly delivered ones): serve_sevent_ev parses it again when needed,
+     * serve_sevent_view without keeping it */
+    struct event *ev;
     int64_t ingest_ms;
     /* retention and compaction (serve_keep.c) */
     size_t slot;        /* in serve.evs */
@@ -330,6 +333,14 @@ int serve_dlv_set_why(struct delivery *d, const char *why);
 /* serve_dlv_message_id writes the message id d's deliveries carry (the profile's, from the
  * event) into out and returns its length. */
 size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1]);
+
+/* serve_sevent_ev is e's parsed event, parsed again from its text if it is not held (and
+ * then held until its deliveries are all final again). NULL when out of memory. */
+struct event *serve_sevent_ev(struct sevent *e);
+
+/* serve_sevent_view is e's parsed event if it is held, else the text parsed into *tmp (not
+ * kept). Either way call event_clear(tmp) after use. NULL when the text does not parse. */
+const struct event *serve_sevent_view(const struct sevent *e, struct event *tmp);
 
 /* serve_dlv_at is the delivery with index idx, or NULL. */
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);

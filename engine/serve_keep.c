@@ -633,7 +633,8 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
             }
             s->m.ingested++;
         }
-        if (callback && !(*e)->ev.callback) {
+        const struct event *cev = callback ? serve_sevent_ev(*e) : NULL;
+        if (callback && (!cev || !cev->callback)) {
             free(hist);
             snprintf(err, errlen, "a carried callback delivery's event has no callback");
             return -EINVAL;
