@@ -1265,7 +1265,8 @@ static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
     struct endpoint *ep = k->ep;
     k->hdr.len = 0;
     if (ep->signer->profile->write_headers(job, &k->hdr) ||
-        buf_printf(&k->hdr, "Content-Length: %zu\r\n\r\n", a->body.len)) {
+        buf_puts(&k->hdr, "Content-Length: ") || buf_put_u64(&k->hdr, a->body.len) ||
+        buf_put(&k->hdr, "\r\n\r\n", 4)) {
         attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
         return;
     }

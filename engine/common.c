@@ -99,6 +99,43 @@ void buf_shrink(struct buf *b)
     }
 }
 
+static size_t fmt_u64_rev(char *tmp, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return n;
+}
+
+size_t fmt_i64(char *out, int64_t v)
+{
+    char tmp[20];
+    size_t k = 0;
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        out[k++] = '-';
+        u = 0 - u;
+    }
+    size_t n = fmt_u64_rev(tmp, u);
+    while (n) {
+        out[k++] = tmp[--n];
+    }
+    out[k] = 0;
+    return k;
+}
+
+int buf_put_u64(struct buf *b, uint64_t v)
+{
+    char tmp[20], out[20];
+    size_t n = fmt_u64_rev(tmp, v), k = 0;
+    while (n) {
+        out[k++] = tmp[--n];
+    }
+    return buf_put(b, out, k);
+}
+
 int buf_put(struct buf *b, const void *p, size_t n)
 {
     if (n == 0) {

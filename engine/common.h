@@ -71,6 +71,11 @@ int buf_put(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);
 int buf_put_slice(struct buf *b, struct slice s);
+/* fmt_i64 writes v in decimal and a NUL to out (at least 21 bytes) and returns its length:
+ * what "%lld" writes, without printf's cost on a hot path. */
+size_t fmt_i64(char *out, int64_t v);
+/* buf_put_u64 appends v in decimal. Returns 0 or -ENOMEM. */
+int buf_put_u64(struct buf *b, uint64_t v);
 /* buf_printf appends formatted text. Returns 0 or -ENOMEM. */
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline struct slice buf_slice(const struct buf *b)

@@ -1726,7 +1726,9 @@ static void batch_line(struct serve *s, struct sreply *r, size_t line, const uin
         buf_puts(&r->body, "{\"id\":");
         json_put_string(&r->body, slice_of(ev.id, ev.id_len));
         if (ir == ING_NEW) {
-            buf_printf(&r->body, ",\"deliveries\":%zu}\n", r->ndl - before);
+            buf_puts(&r->body, ",\"deliveries\":");
+            buf_put_u64(&r->body, r->ndl - before);
+            buf_puts(&r->body, "}\n");
         } else {
             buf_puts(&r->body, ",\"duplicate\":true}\n");
         }

@@ -1,6 +1,7 @@
 /* test_event.c: event parsing is strict, names the field, and keeps data verbatim. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "event.h"
@@ -132,4 +133,52 @@ Test(event, callback_pair)
     cr_expect_str_eq(ev.callback->secret, "whsec_x");
     event_clear(&ev);
     cr_expect_null(ev.callback);
+}
+
+/* The time formatter writes digits by hand: it must agree with the calendar the parser reads
+ * back, at every second of a day and across the years it handles (leap days included). */
+Test(event, format_time_round_trips)
+{
+    char out[32];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* from 1970 to 9999-12-31 */
+        int64_t ms = (int64_t)(x % 253402300800000ull);
+        if (i < 86400) {
+            ms = 951782400000 + (int64_t)i * 1000 + i % 1000; /* 2000-02-29, every second */
+        }
+        for (int with_ms = 0; with_ms < 2; with_ms++) {
+            size_t n = event_format_time(out, ms, with_ms);
+            cr_assert_eq(n, with_ms ? 24u : 20u, "%s", out);
+            cr_assert_eq(strlen(out), n);
+            int64_t back;
+            cr_assert_eq(event_parse_time(slice_of(out, n), &back), 0, "%s", out);
+            cr_assert_eq(back, with_ms ? ms : ms - ms % 1000, "%s: %" PRId64 " != %" PRId64, out,
+                         back, ms);
+        }
+    }
+}
+
+Test(event, fmt_i64_matches_printf)
+{
+    static const int64_t v[] = {0, 1, -1, 9, 10, 99, 100, 1234567890123, INT64_MAX, INT64_MIN,
+                                -1000, 1764640000};
+    for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+        char a[32], b[32];
+        size_t n = fmt_i64(a, v[i]);
+        snprintf(b, sizeof(b), "%lld", (long long)v[i]);
+        cr_expect_str_eq(a, b);
+        cr_expect_eq(n, strlen(b));
+        struct buf k;
+        buf_init(&k, 64);
+        if (v[i] >= 0) {
+            cr_assert_eq(buf_put_u64(&k, (uint64_t)v[i]), 0);
+            cr_expect_eq(k.len, strlen(b));
+            cr_expect_eq(memcmp(k.p, b, k.len), 0);
+        }
+        buf_free(&k);
+    }
 }

@@ -162,7 +162,8 @@ int sign_request(const struct signer *s, const struct event *ev, struct slice id
     sign_batch(&job, 1);
     rc = s->profile->write_headers(&job, head);
     if (!rc) {
-        rc = buf_printf(head, "Content-Length: %zu\r\n", body->len);
+        rc = buf_puts(head, "Content-Length: ") | buf_put_u64(head, body->len) |
+             buf_put(head, "\r\n", 2);
     }
     if (rc && errlen) {
         snprintf(err, errlen, "out of memory");
@@ -223,15 +224,21 @@ size_t idem_event_id(const struct event *ev, char *out)
 
 /* ---- body builders ------------------------------------------------------------------------ */
 
+/* put_key writes [,]"key": */
+static int put_key(struct buf *b, const char *key, bool comma)
+{
+    return buf_put(b, comma ? ",\"" : "\"", comma ? 2 : 1) | buf_puts(b, key) | buf_put(b, "\":", 2);
+}
+
 int put_member_str(struct buf *b, const char *key, struct slice value, bool comma)
 {
-    int rc = buf_printf(b, "%s\"%s\":", comma ? "," : "", key);
+    int rc = put_key(b, key, comma);
     return rc ? rc : json_put_string(b, value);
 }
 
 int put_member_raw(struct buf *b, const char *key, struct slice value, bool comma)
 {
-    int rc = buf_printf(b, "%s\"%s\":", comma ? "," : "", key);
+    int rc = put_key(b, key, comma);
     return rc ? rc : buf_put_slice(b, value);
 }
 
@@ -263,8 +270,7 @@ void prep_body(struct sign_job *job)
 
 void prep_ts_body(struct sign_job *job, bool millis)
 {
-    job->ts_len = (size_t)snprintf(job->ts, sizeof(job->ts), "%lld",
-                                   (long long)(millis ? job->now_ms : job->now_ms / 1000));
+    job->ts_len = fmt_i64(job->ts, millis ? job->now_ms : job->now_ms / 1000);
     job->pieces[0] = slice_of(job->ts, job->ts_len);
     job->pieces[1] = slice_of(&dot, 1);
     job->pieces[2] = job->body;
@@ -273,8 +279,7 @@ void prep_ts_body(struct sign_job *job, bool millis)
 
 void prep_id_ts_body(struct sign_job *job)
 {
-    job->ts_len =
-        (size_t)snprintf(job->ts, sizeof(job->ts), "%lld", (long long)(job->now_ms / 1000));
+    job->ts_len = fmt_i64(job->ts, job->now_ms / 1000);
     job->pieces[0] = job->id;
     job->pieces[1] = slice_of(&dot, 1);
     job->pieces[2] = slice_of(job->ts, job->ts_len);

@@ -24,12 +24,12 @@ int whsig_write_headers(const struct sign_job *job, struct buf *out, const struc
     int rc = put_content_type(out);
     rc = rc ? rc : put_header(out, nm->id, job->id);
     rc = rc ? rc : put_header(out, nm->ts, slice_of(job->ts, job->ts_len));
-    rc = rc ? rc : buf_printf(out, "%s: ", nm->sig);
+    rc = rc ? rc : buf_puts(out, nm->sig) | buf_put(out, ": ", 2);
     size_t nk = sign_nkeys(job->signer);
     for (size_t k = 0; k < nk && !rc; k++) {
         char b64[b64_encoded_len(HMAC_SHA256_LEN)];
         b64_encode(b64, job->mac[k], HMAC_SHA256_LEN);
-        rc = buf_printf(out, "%sv1,%.*s", k ? " " : "", (int)sizeof(b64), b64);
+        rc = buf_put(out, k ? " v1," : "v1,", k ? 4 : 3) | buf_put(out, b64, sizeof(b64));
     }
     return rc ? rc : buf_put(out, "\r\n", 2);
 }
