@@ -679,9 +679,53 @@ static void dlv_flight_free(struct delivery *d)
     }
 }
 
+/* ---- the ready queue: deliveries due while their webhook has max_in_flight attempts out ---- */
+
+static uint32_t wh_limit(const struct webhook *wh)
+{
+    return wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT;
+}
+
+static void ready_push(struct webhook *wh, struct delivery *d)
+{
+    d->rnext = NULL;
+    d->rprev = wh->ready_tail;
+    if (wh->ready_tail) {
+        wh->ready_tail->rnext = d;
+    } else {
+        wh->ready_head = d;
+    }
+    wh->ready_tail = d;
+    wh->nready++;
+    d->queued = true;
+}
+
+/* ready_unlink takes d out of its webhook's ready queue, if it is in it. */
+static void ready_unlink(struct delivery *d)
+{
+    if (!d->queued) {
+        return;
+    }
+    struct webhook *wh = d->wh;
+    if (d->rprev) {
+        d->rprev->rnext = d->rnext;
+    } else {
+        wh->ready_head = d->rnext;
+    }
+    if (d->rnext) {
+        d->rnext->rprev = d->rprev;
+    } else {
+        wh->ready_tail = d->rprev;
+    }
+    d->rprev = d->rnext = NULL;
+    d->queued = false;
+    wh->nready--;
+}
+
 /* dlv_release frees d itself, whatever it holds (its slot is not touched). */
 static void dlv_release(struct delivery *d)
 {
+    ready_unlink(d);
     dlv_flight_free(d);
     free(d->why);
     free(d->hist);
@@ -751,6 +795,7 @@ static int hist_push(struct delivery *d, const struct dlv_attempt *h)
 static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, const char *why,
                       const struct dlv_attempt *h)
 {
+    ready_unlink(d);
     d->status = st;
     serve_dlv_set_why(d, why); /* out of memory: the reason is lost, not the outcome */
     d->next_at_ms = 0;
@@ -816,6 +861,14 @@ static void dlv_send(struct serve *s, struct delivery *d)
         snprintf(wh->api_version, sizeof(wh->api_version), "%s", wh->signer.api_version);
         serve_webhook_record(s, wh, NULL);
     }
+    if (wh->inflight >= wh_limit(wh)) {
+        /* sent when an attempt of wh finishes (wh_drain): nothing is built for it before */
+        if (!d->queued) {
+            d->status = DLV_PENDING;
+            ready_push(wh, d);
+        }
+        return;
+    }
     struct event *ev = serve_sevent_ev(d->ev);
     if (!ev) {
         dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
@@ -872,8 +925,25 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
     if (delay_ms < 0) {
         delay_ms = 0;
     }
+    ready_unlink(d);
     d->status = DLV_PENDING;
     wheel_add(&s->wheel, &d->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
+}
+
+/* wh_drain sends wh's ready deliveries while it has room for attempts. Not re-entered: an
+ * attempt that finishes at once (inside dlv_send) leaves the loop to go on. */
+static void wh_drain(struct serve *s, struct webhook *wh)
+{
+    if (wh->draining || s->stopping) {
+        return; /* stopping: the queued ones are pending in the journal, resumed at start */
+    }
+    wh->draining = true;
+    while (wh->ready_head && wh->inflight < wh_limit(wh)) {
+        struct delivery *d = wh->ready_head;
+        ready_unlink(d);
+        dlv_send(s, d);
+    }
+    wh->draining = false;
 }
 
 static void dlv_fire(struct wheel *w, struct wheel_timer *t)
@@ -1140,6 +1210,7 @@ static void dlv_done(struct attempt *a)
     if (!d->op && !wh->adhoc) {
         dlv_lifecycle(s, d, v);
     }
+    wh_drain(s, wh);
 }
 
 /* xp_done is the worker pool's done callback: the attempt is back on this thread. */

@@ -81,6 +81,11 @@ struct webhook {
     char api_version[SIGN_API_VERSION_MAX + 1];
     bool adhoc; /* an event's callback destination: not in the table, freed once delivered */
     struct webhook *next_release;
+    /* deliveries due while max_in_flight attempts are out, oldest first: each is sent (its
+     * body built) only once an attempt of this webhook finishes */
+    struct delivery *ready_head, *ready_tail;
+    size_t nready;
+    bool draining; /* serve.c's wh_drain is sending from the queue */
 };
 
 /* wh_live tells whether wh takes and delivers events: active, or failing (a warning only). */
@@ -144,6 +149,8 @@ struct delivery {
     size_t nhist;
     struct wheel_timer timer;
     struct dlv_flight *fl; /* NULL until its first send, and once it is final */
+    struct delivery *rprev, *rnext; /* in its webhook's ready queue (queued) */
+    bool queued;
     bool op; /* an operator event: not in the table, not journaled (best effort) */
 };
 

@@ -590,6 +590,80 @@ Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .ti
     remove_data_dir();
 }
 
+/* Deliveries due beyond max_in_flight wait in the server, nothing built for them: a SIGKILL
+ * loses none of them, and DELETE ends those still waiting at once, without an attempt. */
+Test(serve_features, deliveries_waiting_for_max_in_flight_survive_a_kill_and_end_on_delete,
+     .timeout = 60)
+{
+    make_data_dir();
+    rcv_start(&R, 50, "standard", STD_SECRET, NULL, NULL);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64], body[1024], path[128];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":1}",
+             R.addr);
+    create_webhook(body, wh, sizeof(wh));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    char batch[4096];
+    size_t n = 0;
+    for (int i = 0; i < 30; i++) {
+        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                              "{\"id\":\"evt_q%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
+    }
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    /* one at a time (50 ms each): the last is pending, never attempted yet */
+    cr_assert(rcv_wait(&R, 2, 5000));
+    cr_assert(wait_dlv("dlv_000000000000001d", "pending", &r, 1000));
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":0"), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* killed with most of them waiting: the restart delivers every one (the receiver first
+     * finishes the request the killed server had in flight, so that max counts this one) */
+    tn_stop(&S, SIGKILL);
+    usleep(150 * 1000);
+    pthread_mutex_lock(&R.mu);
+    R.max = 0;
+    pthread_mutex_unlock(&R.mu);
+    SERVE(&S, "--time-scale", "0.01");
+    for (int i = 0; i < 30; i++) {
+        char dlv[32];
+        snprintf(dlv, sizeof(dlv), "dlv_%016x", i);
+        cr_assert(wait_dlv(dlv, "delivered", &r, 10000), "%s is not delivered", dlv);
+        tn_resp_free(&r);
+    }
+    int first = rcv_get(&R, &R.count);
+    cr_assert_geq(first, 30);
+
+    /* DELETE while most of a second batch waits: they end failed, none is sent after */
+    n = 0;
+    for (int i = 30; i < 60; i++) {
+        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                              "{\"id\":\"evt_q%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
+    }
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(rcv_wait(&R, first + 2, 5000));
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_dlv("dlv_000000000000003b", "failed", &r, 2000));
+    cr_assert_not_null(strstr(r.body, "\"error\":\"webhook_deleted\""), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"attempt_count\":0"), "%s", r.body);
+    tn_resp_free(&r);
+    usleep(150 * 1000); /* the attempt in flight at the DELETE ends */
+    int after = rcv_get(&R, &R.count);
+    usleep(300 * 1000);
+    cr_assert_eq(rcv_get(&R, &R.count), after, "a request came after the DELETE had settled");
+    cr_assert_lt(after - first, 30, "the waiting deliveries were sent: %d", after - first);
+    cr_assert_leq(rcv_get(&R, &R.max), 1, "max_in_flight 1, and %d were", rcv_get(&R, &R.max));
+    cr_assert_eq(rcv_get(&R, &R.verified), after);
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
+
 /* ---- per-event callbacks -------------------------------------------------------------------- */
 
 Test(serve_features, a_callback_url_is_delivered_as_humcli_and_verified, .timeout = 40)
