@@ -437,6 +437,35 @@ static int segs_push(struct journal *j, uint64_t base_seq)
     return 0;
 }
 
+/* seg_index notes that the next record of s starts at off. */
+static void seg_index(struct journal_seg *s, uint64_t off)
+{
+    if (s->offs_lost) {
+        return;
+    }
+    if (s->noffs == s->offs_cap) {
+        size_t cap = s->offs_cap ? 2 * s->offs_cap : 1024;
+        uint32_t *n = realloc(s->offs, cap * sizeof(*n));
+        if (!n) {
+            free(s->offs);
+            s->offs = NULL;
+            s->noffs = s->offs_cap = 0;
+            s->offs_lost = true;
+            return;
+        }
+        s->offs = n;
+        s->offs_cap = cap;
+    }
+    s->offs[s->noffs++] = (uint32_t)off;
+}
+
+static void seg_free_index(struct journal_seg *s)
+{
+    free(s->offs);
+    s->offs = NULL;
+    s->noffs = s->offs_cap = 0;
+}
+
 static int cmp_seg(const void *a, const void *b)
 {
     const struct journal_seg *x = a, *y = b;
@@ -679,6 +708,13 @@ static void journal_release(struct journal *j)
         close(j->lockfd); /* drops the flock */
         j->lockfd = -1;
     }
+    if (j->rfd >= 0) {
+        close(j->rfd);
+        j->rfd = -1;
+    }
+    for (size_t i = 0; i < j->nsegs; i++) {
+        seg_free_index(&j->segs[i]);
+    }
     free(j->segs);
     j->segs = NULL;
     j->nsegs = j->segs_cap = 0;
@@ -769,6 +805,7 @@ int journal_open(struct journal *j, struct ring *r, const char *dir, const struc
     j->fd = -1;
     j->dirfd = -1;
     j->lockfd = -1;
+    j->rfd = -1;
     j->r = r;
     j->cur_tail = &j->cur_head;
     if (o) {
@@ -826,7 +863,7 @@ int journal_open(struct journal *j, struct ring *r, const char *dir, const struc
 
 /* ======== replay ============================================================================ */
 
-static int replay_seg(struct journal *j, const struct journal_seg *s, journal_replay_cb *cb,
+static int replay_seg(struct journal *j, struct journal_seg *s, journal_replay_cb *cb,
                       void *arg)
 {
     char name[JOURNAL_SEG_NAME_LEN + 1];
@@ -860,6 +897,9 @@ static int replay_seg(struct journal *j, const struct journal_seg *s, journal_re
                     decode_why(p + off, len - off), off);
             rc = -EIO;
             break;
+        }
+        if (s->noffs == expect - s->base_seq) {
+            seg_index(s, off); /* the first replay only */
         }
         rc = cb(arg, &rec);
         if (rc) {
@@ -1116,6 +1156,12 @@ static void journal_batch_done(struct journal *j)
         return;
     }
     struct journal_seg *s = &j->segs[j->nsegs - 1];
+    for (size_t off = 0; off + JOURNAL_REC_HDR_SIZE <= j->fly.len;) {
+        if (s->noffs == get_le64(j->fly.p + off + 8) - s->base_seq) {
+            seg_index(s, j->fly_off + off);
+        }
+        off += JOURNAL_REC_HDR_SIZE + get_le32(j->fly.p + off + 16);
+    }
     s->last_seq = j->fly_last_seq;
     s->end = j->fly_off + j->fly.len;
     if (j->fly_new_seg) {
@@ -1274,6 +1320,13 @@ int journal_drop_before(struct journal *j, uint64_t seq)
         k++;
     }
     if (k) {
+        for (size_t i = 0; i < k; i++) {
+            if (j->rfd >= 0 && j->rfd_base == j->segs[i].base_seq) {
+                close(j->rfd);
+                j->rfd = -1;
+            }
+            seg_free_index(&j->segs[i]);
+        }
         memmove(j->segs, j->segs + k, (j->nsegs - k) * sizeof(*j->segs));
         j->nsegs -= k;
         j->st.segments_dropped += k;
@@ -1283,6 +1336,85 @@ int journal_drop_before(struct journal *j, uint64_t seq)
         }
     }
     return rc;
+}
+
+uint64_t journal_durable_seq(const struct journal *j)
+{
+    return j->nsegs ? j->segs[j->nsegs - 1].last_seq : 0;
+}
+
+int journal_read(struct journal *j, uint64_t seq, struct buf *out, struct journal_record *rec)
+{
+    /* the segment holding seq: the last whose base is at most seq */
+    size_t lo = 0, hi = j->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (j->segs[mid].base_seq <= seq) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    if (j->nsegs == 0 || seq < j->segs[lo].base_seq || seq > j->segs[lo].last_seq) {
+        return -ENOENT;
+    }
+    const struct journal_seg *s = &j->segs[lo];
+    uint64_t i = seq - s->base_seq;
+    if (i >= s->noffs) {
+        return -ENOENT;
+    }
+    uint64_t off = s->offs[i];
+    uint64_t end = i + 1 < s->noffs ? s->offs[i + 1] : s->end;
+    if (end <= off || end - off < JOURNAL_REC_HDR_SIZE ||
+        end - off > JOURNAL_REC_HDR_SIZE + (uint64_t)JOURNAL_RECORD_MAX) {
+        return -EIO;
+    }
+    size_t len = (size_t)(end - off);
+    char name[JOURNAL_SEG_NAME_LEN + 1];
+    seg_name(name, s->base_seq);
+    int fd = j->fd;
+    if (lo + 1 < j->nsegs) {
+        if (j->rfd < 0 || j->rfd_base != s->base_seq) {
+            if (j->rfd >= 0) {
+                close(j->rfd);
+            }
+            j->rfd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+            if (j->rfd < 0) {
+                int rc = -errno;
+                set_err(j->errmsg, sizeof(j->errmsg), "%s/%s: %s", j->dir, name, strerror(-rc));
+                return rc;
+            }
+            j->rfd_base = s->base_seq;
+        }
+        fd = j->rfd;
+    }
+    out->len = 0;
+    if (buf_reserve(out, len)) {
+        return -ENOMEM;
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, out->p + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int rc = n < 0 ? -errno : -EIO;
+            set_err(j->errmsg, sizeof(j->errmsg), "%s/%s: reading byte offset %" PRIu64 ": %s",
+                    j->dir, name, off, n < 0 ? strerror(-rc) : "the file ends early");
+            return rc;
+        }
+        got += (size_t)n;
+    }
+    out->len = len;
+    if (journal_decode(out->p, len, rec) != JOURNAL_OK || rec->seq != seq || rec->size != len) {
+        set_err(j->errmsg, sizeof(j->errmsg),
+                "%s/%s: record %" PRIu64 " at byte offset %" PRIu64 " does not read back: %s",
+                j->dir, name, seq, off, decode_why(out->p, len));
+        out->len = 0;
+        return -EIO;
+    }
+    return 0;
 }
 
 void journal_stats(const struct journal *j, struct journal_stats *out)

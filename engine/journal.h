@@ -187,6 +187,11 @@ struct journal_seg {
     uint64_t base_seq; /* the file name */
     uint64_t last_seq; /* its last durable record (base_seq - 1 when empty) */
     uint64_t end;      /* offset just past that record */
+    /* where record base_seq + i starts, for the records replayed or written since open, in
+     * order (journal_read): 4 bytes per record */
+    uint32_t *offs;
+    size_t noffs, offs_cap;
+    bool offs_lost; /* out of memory once: this segment's records cannot be read back */
 };
 
 struct journal {
@@ -226,6 +231,8 @@ struct journal {
     uint8_t seg_hdr[JOURNAL_SEG_HDR_SIZE];
     struct ring_timer timer;
     uint64_t roll_at; /* journal_new_segment: the record that starts the next segment (0: none) */
+    int rfd;          /* journal_read's last older segment (-1: none), rfd_base its name */
+    uint64_t rfd_base;
     int failed;       /* 0, or the error that stopped the journal */
     char errmsg[256];
     struct journal_stats st;
@@ -243,6 +250,17 @@ int journal_open(struct journal *j, struct ring *r, const char *dir, const struc
  * (meant for start-up, before appending). Returns 0, cb's non-zero return, or -errno (-EIO if a
  * file changed since it was checked; journal_error() says where). */
 int journal_replay(struct journal *j, journal_replay_cb *cb, void *arg);
+
+/* journal_read reads durable record seq back from its segment file into out (replacing what
+ * out held) and describes it in rec, whose payload points into out. The records that can be
+ * read are those journal_replay handed over and those made durable since open. Synchronous
+ * (one pread). Returns 0; -ENOENT when there is no such record to read (not durable yet, in a
+ * dropped segment, or never indexed); -EIO when the bytes found are not that record, with
+ * journal_error() naming the file and byte offset; -ENOMEM or another -errno. */
+int journal_read(struct journal *j, uint64_t seq, struct buf *out, struct journal_record *rec);
+
+/* journal_durable_seq is the sequence number of the last durable record (0 when none). */
+uint64_t journal_durable_seq(const struct journal *j);
 
 /* journal_append queues a record and returns at once; w (may be NULL: nobody waits) gets its
  * sequence number now and its callback once the record is durable. Returns 0; -EAGAIN when the
