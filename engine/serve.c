@@ -598,7 +598,7 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
 size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
 {
     struct event tmp;
-    const struct event *ev = serve_sevent_view(d->ev, &tmp);
+    const struct event *ev = serve_sevent_view(d->s, d->ev, &tmp);
     size_t n = 0;
     if (!ev) {
         out[0] = 0;
@@ -612,9 +612,59 @@ size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
     return n;
 }
 
-struct event *serve_sevent_ev(struct sevent *e)
+/* text_read reads e's text back from its journal record into s->textbuf (*json points into
+ * it). Returns 0 or -errno (logged: what was lost is a retry's or an answer's text, and the
+ * operator should know). */
+static int text_read(struct serve *s, const struct sevent *e, struct slice *json)
+{
+    struct journal_record rec;
+    int rc = e->text_seq ? journal_read(&s->j, e->text_seq, &s->textbuf, &rec) : -ENOENT;
+    if (rc == 0) {
+        struct rd r = {.p = rec.payload, .len = rec.len};
+        if (rec.type == SREC_CARRY && rd_u64(&r) != UINT64_MAX) {
+            r.bad = true; /* a continuation holds no text */
+        }
+        rd_u64(&r); /* the ingest time */
+        *json = rd_str(&r);
+        if (r.bad || (rec.type != SREC_EVENT && rec.type != SREC_CARRY) ||
+            json->len != e->text_len) {
+            rc = -EIO;
+        }
+    }
+    if (rc == 0) {
+        s->m.text_reads++;
+    } else {
+        s->m.text_errors++;
+        fprintf(stderr, "hookring serve: the text of an event (journal record %" PRIu64
+                        ") cannot be read back: %s\n",
+                e->text_seq, rc == -EIO ? journal_error(&s->j) : strerror(-rc));
+    }
+    return rc;
+}
+
+int serve_sevent_text(struct serve *s, struct sevent *e)
+{
+    if (e->json.len) {
+        return 0;
+    }
+    struct slice json;
+    int rc = text_read(s, e, &json);
+    if (rc) {
+        return rc;
+    }
+    if (buf_reserve_exact(&e->json, json.len) || buf_put_slice(&e->json, json)) {
+        buf_free(&e->json);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+struct event *serve_sevent_ev(struct serve *s, struct sevent *e)
 {
     if (!e->ev) {
+        if (serve_sevent_text(s, e)) {
+            return NULL;
+        }
         struct event *ev = malloc(sizeof(*ev));
         char err[EVENT_ERR_MAX];
         if (!ev || event_parse(ev, e->json.p, e->json.len, e->ingest_ms, err, sizeof(err))) {
@@ -626,14 +676,26 @@ struct event *serve_sevent_ev(struct sevent *e)
     return e->ev;
 }
 
-const struct event *serve_sevent_view(const struct sevent *e, struct event *tmp)
+const struct event *serve_sevent_view(struct serve *s, const struct sevent *e,
+                                      struct event *tmp)
 {
     memset(tmp, 0, sizeof(*tmp));
     if (e->ev) {
         return e->ev;
     }
+    struct slice json = buf_slice(&e->json);
+    if (!json.len) {
+        if (text_read(s, e, &json)) {
+            return NULL;
+        }
+        s->viewbuf.len = 0;
+        if (buf_put_slice(&s->viewbuf, json)) {
+            return NULL;
+        }
+        json = buf_slice(&s->viewbuf);
+    }
     char err[EVENT_ERR_MAX];
-    return event_parse(tmp, e->json.p, e->json.len, e->ingest_ms, err, sizeof(err)) ? NULL : tmp;
+    return event_parse(tmp, json.p, json.len, e->ingest_ms, err, sizeof(err)) ? NULL : tmp;
 }
 
 /* sevent_ev_drop lets go of e's parsed event (its text stays). */
@@ -656,6 +718,17 @@ static bool sevent_unfinished(const struct serve *s, const struct sevent *e)
         }
     }
     return false;
+}
+
+void serve_sevent_release(struct serve *s, struct sevent *e)
+{
+    if (sevent_unfinished(s, e)) {
+        return;
+    }
+    sevent_ev_drop(e);
+    if (e->text_seq && e->text_seq <= journal_durable_seq(&s->j)) {
+        buf_free(&e->json); /* read back from the journal if it is ever needed again */
+    }
 }
 
 int serve_dlv_set_why(struct delivery *d, const char *why)
@@ -820,9 +893,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
         d->wh->failed++;
     }
     dlv_record(s, d, h);
-    if (!sevent_unfinished(s, d->ev)) {
-        sevent_ev_drop(d->ev); /* parsed again if it is ever sent again */
-    }
+    serve_sevent_release(s, d->ev); /* had again if it is ever sent again */
     if (d->wh->adhoc) {
         /* a callback destination is done with: freed after this loop iteration's completions
          * (its endpoint may still be named by the attempt that just finished) */
@@ -869,9 +940,10 @@ static void dlv_send(struct serve *s, struct delivery *d)
         }
         return;
     }
-    struct event *ev = serve_sevent_ev(d->ev);
+    struct event *ev = serve_sevent_ev(s, d->ev);
     if (!ev) {
-        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+        dlv_final(s, d, DLV_FAILED, "the event's text cannot be read back from the journal",
+                  NULL);
         return;
     }
     struct dlv_flight *fl = d->fl;
@@ -1008,7 +1080,7 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     json_put_string(&b, slice_cstr(reason));
     if (d) {
         struct event tmp;
-        const struct event *dev = serve_sevent_view(d->ev, &tmp);
+        const struct event *dev = serve_sevent_view(s, d->ev, &tmp);
         buf_printf(&b, ",\"delivery_id\":\"%s\",\"event_id\":", dlv);
         json_put_string(&b, dev ? slice_of(dev->id, dev->id_len) : slice_cstr(""));
         buf_printf(&b, ",\"event_type\":\"%s\",\"attempts\":%u,\"last_status\":%d",
@@ -1373,6 +1445,7 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
     e->json = *json;
     buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
+    e->text_len = (uint32_t)e->json.len;
     e->ev = malloc(sizeof(*e->ev));
     if (!e->ev) {
         snprintf(err, errlen, "out of memory");
@@ -1413,6 +1486,7 @@ static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
     e->json = *json;
     buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
+    e->text_len = (uint32_t)e->json.len;
     *ev = *in;
     ev->callback = cb;
     ev->data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
@@ -1638,6 +1712,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     }
     r->nnew++;
     e->jseq = journal_last_seq(&s->j);
+    e->text_seq = e->jseq;
     keep_dedup_push(s, key, now_ms, e->jseq);
     if (n == 0) {
         serve_ev_drop(s, e); /* nothing refers to it: its dedup key is all that stays */
@@ -1894,6 +1969,7 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
         return -ENOMEM;
     }
     e->jseq = seq;
+    e->text_seq = seq;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t idx = rd_u64(r);
         struct slice whid = rd_str(r);
@@ -2093,6 +2169,8 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     s->disable_after_ms = (int64_t)((double)s->o.disable_after_s * 1000.0 * s->o.time_scale);
     wheel_timer_init(&s->sweep, sweep_fire);
     buf_init(&s->scratch, 64u << 20);
+    buf_init(&s->textbuf, JOURNAL_RECORD_MAX + JOURNAL_REC_HDR_SIZE);
+    buf_init(&s->viewbuf, JOURNAL_RECORD_MAX);
     RAND_bytes((uint8_t *)&s->rng, sizeof(s->rng));
     s->rng |= 1;
     SHA256((const uint8_t *)o->api_key, strlen(o->api_key), (uint8_t *)s->key_hash);
@@ -2202,7 +2280,7 @@ int serve_start(struct serve *s, int lfd)
             /* a callback still owed: its destination again (refused now, e.g. by a narrower
              * --allow-net: left on the placeholder, it ends failed endpoint_unusable) */
             char why[EVENT_ERR_MAX + 64] = "out of memory";
-            struct event *ev = serve_sevent_ev(d->ev);
+            struct event *ev = serve_sevent_ev(s, d->ev);
             struct webhook *wh = ev ? adhoc_new(s, ev, false, why, sizeof(why)) : NULL;
             if (wh) {
                 d->wh = wh;
@@ -2221,11 +2299,10 @@ int serve_start(struct serve *s, int lfd)
             s->recovered_pending++;
         }
     }
-    /* the replay parsed every event: only those with a delivery to make keep it */
+    /* the replay parsed every event: only those with a delivery to make keep it, and the text
+     * (every record replayed is durable) */
     for (size_t i = 0; i < s->nev; i++) {
-        if (!sevent_unfinished(s, s->evs[i])) {
-            sevent_ev_drop(s->evs[i]);
-        }
+        serve_sevent_release(s, s->evs[i]);
     }
     return 0;
 }
@@ -2336,6 +2413,8 @@ int serve_free(struct serve *s)
     }
     dedup_free(s->dd);
     buf_free(&s->scratch);
+    buf_free(&s->textbuf);
+    buf_free(&s->viewbuf);
     free(s);
     return rc;
 }

@@ -764,7 +764,7 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
     serve_format_dlv_id(id, d->idx);
     struct event tmp;
     static const struct event none; /* a held text always parses: never used */
-    const struct event *ev = serve_sevent_view(d->ev, &tmp);
+    const struct event *ev = serve_sevent_view(d->s, d->ev, &tmp);
     if (!ev) {
         ev = &none;
     }
@@ -989,6 +989,18 @@ static void metrics_keep(const struct serve *s, struct buf *b, const struct jour
                "hookring_dedup_keys_held %zu\n",
                js->segments, js->segments_dropped, s->m.compactions, s->m.carried, s->nev,
                s->dlv_held, s->m.forgotten, s->keep.dd_len);
+    size_t texts = 0;
+    for (size_t i = 0; i < s->nev; i++) {
+        texts += s->evs[i]->json.len != 0;
+    }
+    buf_printf(b,
+               "# TYPE hookring_event_texts_held gauge\n"
+               "hookring_event_texts_held %zu\n"
+               "# TYPE hookring_event_text_reads_total counter\n"
+               "hookring_event_text_reads_total %" PRIu64 "\n"
+               "# TYPE hookring_event_text_read_errors_total counter\n"
+               "hookring_event_text_read_errors_total %" PRIu64 "\n",
+               texts, s->m.text_reads, s->m.text_errors);
 }
 
 static void metrics(struct serve *s, struct apiconn *c)

@@ -105,7 +105,13 @@ struct dlv_attempt {
 };
 
 struct sevent {
-    struct buf json; /* canonical text: ev->data points into it */
+    /* canonical text: ev->data points into it. Like ev, held only while a delivery of the
+     * event is unfinished (and its record is durable): else empty, read back from the journal
+     * record text_seq when needed (serve_sevent_text) */
+    struct buf json;
+    uint64_t text_seq; /* the record holding the text (SREC_EVENT, or a first SREC_CARRY); 0:
+                          none (an operator event: never journaled, never let go) */
+    uint32_t text_len; /* its length, held or not */
     /* the text parsed: held while a delivery of the event is unfinished, and NULL once all are
      * (the held events are mostly delivered ones): serve_sevent_ev parses it again when needed,
      * serve_sevent_view without keeping it */
@@ -180,6 +186,8 @@ struct serve_metrics {
     uint64_t forgotten;    /* deliveries forgotten after the retention */
     uint64_t compactions;  /* compaction passes finished */
     uint64_t carried;      /* records re-appended by compaction */
+    uint64_t text_reads;   /* event texts read back from the journal */
+    uint64_t text_errors;  /* ... that could not be */
 };
 
 /* A dedup key kept for compaction: the window keeps it, and the record it is in must be carried
@@ -244,6 +252,8 @@ struct serve {
     uint64_t recovered_pending;
     struct serve_metrics m;
     struct buf scratch;
+    struct buf textbuf; /* journal records read back (serve_sevent_text, carry) */
+    struct buf viewbuf; /* the text serve_sevent_view parsed: valid until its next call */
     struct webhook *opwh;  /* --operator-url, or NULL */
     struct delivery **ops; /* operator deliveries, each owning its event */
     size_t nops, opcap;
@@ -341,13 +351,23 @@ int serve_dlv_set_why(struct delivery *d, const char *why);
  * event) into out and returns its length. */
 size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1]);
 
-/* serve_sevent_ev is e's parsed event, parsed again from its text if it is not held (and
- * then held until its deliveries are all final again). NULL when out of memory. */
-struct event *serve_sevent_ev(struct sevent *e);
+/* serve_sevent_text makes sure e->json holds e's text, reading it back from the journal if it
+ * was let go (then held until serve_sevent_release). Returns 0 or -errno (logged). */
+int serve_sevent_text(struct serve *s, struct sevent *e);
 
-/* serve_sevent_view is e's parsed event if it is held, else the text parsed into *tmp (not
- * kept). Either way call event_clear(tmp) after use. NULL when the text does not parse. */
-const struct event *serve_sevent_view(const struct sevent *e, struct event *tmp);
+/* serve_sevent_ev is e's parsed event, parsed again from its text if it is not held (and
+ * then held until its deliveries are all final again). NULL when its text cannot be had. */
+struct event *serve_sevent_ev(struct serve *s, struct sevent *e);
+
+/* serve_sevent_view is e's parsed event if it is held, else its text parsed into *tmp (not
+ * kept: its data lies in s->viewbuf until the next call). Either way call event_clear(tmp)
+ * after use. NULL when the text cannot be had. */
+const struct event *serve_sevent_view(struct serve *s, const struct sevent *e,
+                                      struct event *tmp);
+
+/* serve_sevent_release lets go of e's parsed event and text when no delivery of it is pending
+ * or in flight and its text is durable in the journal. */
+void serve_sevent_release(struct serve *s, struct sevent *e);
 
 /* serve_dlv_at is the delivery with index idx, or NULL. */
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);

@@ -180,7 +180,11 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
             dlv_forget(s, d);
         } else if (d) {
             /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
-            s->keep.live_acc += d->ev->json.len / d->ev->nlive + 96 + d->nhist * 64;
+            s->keep.live_acc += d->ev->text_len / d->ev->nlive + 96 + d->nhist * 64;
+            if (d->ev->json.len) {
+                /* a text read back (a retry, a carry) goes again once it is durable */
+                serve_sevent_release(s, d->ev);
+            }
         }
     }
     if (idx >= end) {
@@ -282,6 +286,12 @@ static int carry(struct serve *s, struct sevent *e, bool force)
     size_t limit = (size_t)(s->j.o.segment_size / 2);
     uint64_t anchor = UINT64_MAX;
     uint64_t i = 0;
+    /* the text, held again until the new record is durable (the sweep lets go of it then) */
+    int trc = serve_sevent_text(s, e);
+    if (trc) {
+        return trc;
+    }
+    uint64_t text_seq = 0;
     do {
         s->scratch.len = 0;
         int rc = put_u64(&s->scratch, anchor) | put_u64(&s->scratch, (uint64_t)e->ingest_ms);
@@ -311,8 +321,12 @@ static int carry(struct serve *s, struct sevent *e, bool force)
         if (rc) {
             return rc;
         }
+        if (!text_seq) {
+            text_seq = journal_last_seq(&s->j);
+        }
     } while (i < e->span);
     e->jseq = journal_last_seq(&s->j);
+    e->text_seq = text_seq;
     return 0;
 }
 
@@ -633,7 +647,7 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
             }
             s->m.ingested++;
         }
-        const struct event *cev = callback ? serve_sevent_ev(*e) : NULL;
+        const struct event *cev = callback ? serve_sevent_ev(s, *e) : NULL;
         if (callback && (!cev || !cev->callback)) {
             free(hist);
             snprintf(err, errlen, "a carried callback delivery's event has no callback");
@@ -727,6 +741,9 @@ static int replay_carry(struct serve *s, struct rd *r, uint64_t seq, char *err, 
             return rc;
         }
         e->jseq = seq;
+        if (anchor == UINT64_MAX) {
+            e->text_seq = seq; /* the record the text is read back from from now on */
+        }
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -659,6 +660,130 @@ Test(serve_features, deliveries_waiting_for_max_in_flight_survive_a_kill_and_end
     cr_assert_lt(after - first, 30, "the waiting deliveries were sent: %d", after - first);
     cr_assert_leq(rcv_get(&R, &R.max), 1, "max_in_flight 1, and %d were", rcv_get(&R, &R.max));
     cr_assert_eq(rcv_get(&R, &R.verified), after);
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
+
+/* ---- event texts read back from the journal ----------------------------------------------- */
+
+static uint64_t fmetric(const char *name)
+{
+    uint64_t v = 0;
+    cr_assert_eq(tn_metric(S.addr[0], KEY, name, &v), 0, "no metric %s", name);
+    return v;
+}
+
+/* patch_bytes finds the first occurrence of what in the segment files of data_dir and writes
+ * with over it (as long); returns whether it found one. */
+static bool patch_bytes(const char *what, const char *with)
+{
+    DIR *d = opendir(data_dir);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    bool done = false;
+    size_t wl = strlen(what);
+    while (!done && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".seg") != 0) {
+            continue;
+        }
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", data_dir, e->d_name);
+        FILE *f = fopen(path, "r+b");
+        cr_assert_not_null(f);
+        static char img[1 << 20];
+        size_t len = fread(img, 1, sizeof(img), f);
+        char *hit = memmem(img, len, what, wl);
+        if (hit) {
+            cr_assert_eq(fseek(f, hit - img, SEEK_SET), 0);
+            cr_assert_eq(fwrite(with, 1, wl, f), wl);
+            done = true;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return done;
+}
+
+/* A delivered or failed event's text is not held in memory: GET, a retry (signed with the very
+ * text), a restart and compaction read it back from the journal; bytes changed on disk are
+ * refused, never sent. */
+Test(serve_features, an_event_text_is_let_go_once_final_and_read_back_when_needed, .timeout = 40)
+{
+    make_data_dir();
+    rcv_start(&R, 0, "standard", STD_SECRET, NULL, NULL);
+    SERVE(&S, "--time-scale", "0.01");
+    /* first to a port nobody listens on, without retries: failed at once */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    char wh[64], body[1024], path[160];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://127.0.0.1:%u/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
+             ntohs(sa.sin_port));
+    create_webhook(body, wh, sizeof(wh));
+    post_ok("{\"id\":\"evt_txt1\",\"type\":\"text.kept\","
+            "\"data\":{\"marker\":\"read-back-Q7\",\"n\":[1,2,3]}}");
+    post_ok("{\"id\":\"evt_txt2\",\"type\":\"text.kept\","
+            "\"data\":{\"marker\":\"read-back-Z9\"}}");
+    struct tn_resp r;
+    cr_assert(wait_dlv("dlv_0000000000000000", "failed", &r, 5000));
+    tn_resp_free(&r);
+    cr_assert(wait_dlv("dlv_0000000000000001", "failed", &r, 5000));
+    tn_resp_free(&r);
+    cr_assert_eq(fmetric("hookring_event_texts_held"), 0);
+    uint64_t reads = fmetric("hookring_event_text_reads_total");
+    cr_assert(wait_dlv("dlv_0000000000000000", "failed", &r, 100));
+    cr_assert_not_null(strstr(r.body, "\"event_id\":\"evt_txt1\""), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"event_type\":\"text.kept\""), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_gt(fmetric("hookring_event_text_reads_total"), reads);
+
+    /* then to a receiver: the retry is signed over the text read back */
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
+    snprintf(body, sizeof(body), "{\"url\":\"http://%s/in\"}", R.addr);
+    cr_assert_eq(api(&S, "PATCH", path, body, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries/dlv_0000000000000000/retry", wh);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r) / 100, 2, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_dlv("dlv_0000000000000000", "delivered", &r, 5000));
+    tn_resp_free(&r);
+    cr_assert_eq(rcv_get(&R, &R.verified), 1);
+    pthread_mutex_lock(&R.mu);
+    bool same = strstr(R.last_plain, "\"data\":{\"marker\":\"read-back-Q7\",\"n\":[1,2,3]}") &&
+                strstr(R.last_plain, "\"type\":\"text.kept\"");
+    pthread_mutex_unlock(&R.mu);
+    cr_assert(same, "the retried body: %s", R.last_plain);
+    cr_assert_eq(fmetric("hookring_event_texts_held"), 0);
+
+    /* after a restart nothing is held either, and GET still names the event */
+    stop_clean(&S);
+    SERVE(&S, "--time-scale", "0.01");
+    cr_assert_eq(fmetric("hookring_event_texts_held"), 0);
+    cr_assert(wait_dlv("dlv_0000000000000001", "failed", &r, 100));
+    cr_assert_not_null(strstr(r.body, "\"event_id\":\"evt_txt2\""), "%s", r.body);
+    tn_resp_free(&r);
+
+    /* a byte of the second event changed on disk: its retry is refused, nothing is sent */
+    cr_assert(patch_bytes("read-back-Z9", "read-back-Z8"));
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries/dlv_0000000000000001/retry", wh);
+    cr_assert_eq(api(&S, "POST", path, NULL, &r) / 100, 2, "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 5000;
+    while (fmetric("hookring_event_text_read_errors_total") == 0 && tn_now_ms() < end) {
+        usleep(20 * 1000);
+    }
+    cr_assert(wait_dlv("dlv_0000000000000001", "failed", &r, 5000));
+    cr_assert_not_null(strstr(r.body, "cannot be read back"), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(rcv_get(&R, &R.count), 1, "a damaged text was sent");
+    cr_assert(patch_bytes("read-back-Z8", "read-back-Z9"));
     stop_clean(&S);
     rcv_stop(&R);
     remove_data_dir();

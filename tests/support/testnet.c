@@ -519,6 +519,23 @@ int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *l
     return tn_start(s, "hookring", args, 1);
 }
 
+int tn_metric(const char *addr, const char *key, const char *name, uint64_t *out)
+{
+    struct tn_resp r;
+    int rc = -1;
+    if (tn_api(addr, key, "GET", "/metrics", NULL, &r) == 200 && r.body) {
+        char pat[128];
+        snprintf(pat, sizeof(pat), "\n%s ", name);
+        const char *p = strstr(r.body, pat);
+        if (p) {
+            *out = strtoull(p + strlen(pat), NULL, 10);
+            rc = 0;
+        }
+    }
+    tn_resp_free(&r);
+    return rc;
+}
+
 uint64_t tn_harness_id(const char *addr, const char *id, const char *field)
 {
     char path[256];
