@@ -1264,9 +1264,8 @@ static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)
     struct attempt *a = k->cur;
     struct endpoint *ep = k->ep;
     k->hdr.len = 0;
-    if (ep->signer->profile->write_headers(job, &k->hdr) ||
-        buf_puts(&k->hdr, "Content-Length: ") || buf_put_u64(&k->hdr, a->body.len) ||
-        buf_put(&k->hdr, "\r\n\r\n", 4)) {
+    if (ep->signer->profile->write_headers(job, &k->hdr) || buf_puts(&k->hdr, "Content-Length: ") ||
+        buf_put_u64(&k->hdr, a->body.len) || buf_put(&k->hdr, "\r\n\r\n", 4)) {
         attempt_finish(k, ATTEMPT_ERROR, ENOMEM);
         return;
     }

@@ -147,8 +147,9 @@ size_t event_format_time(char *out, int64_t ms, bool with_ms)
     const int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
     if (y >= 0 && y <= 9999 && ms >= 0) {
         /* the common case, digit by digit: this runs for every event ingested without a time */
-        unsigned v[6] = {(unsigned)y, m, d, (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60),
-                         (unsigned)(rem % 60)};
+        unsigned v[6] = {
+            (unsigned)y,         m, d, (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60),
+            (unsigned)(rem % 60)};
         char *o = out;
         *o++ = (char)('0' + v[0] / 1000);
         *o++ = (char)('0' + v[0] / 100 % 10);

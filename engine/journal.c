@@ -863,8 +863,7 @@ int journal_open(struct journal *j, struct ring *r, const char *dir, const struc
 
 /* ======== replay ============================================================================ */
 
-static int replay_seg(struct journal *j, struct journal_seg *s, journal_replay_cb *cb,
-                      void *arg)
+static int replay_seg(struct journal *j, struct journal_seg *s, journal_replay_cb *cb, void *arg)
 {
     char name[JOURNAL_SEG_NAME_LEN + 1];
     seg_name(name, s->base_seq);

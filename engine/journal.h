@@ -233,7 +233,7 @@ struct journal {
     uint64_t roll_at; /* journal_new_segment: the record that starts the next segment (0: none) */
     int rfd;          /* journal_read's last older segment (-1: none), rfd_base its name */
     uint64_t rfd_base;
-    int failed;       /* 0, or the error that stopped the journal */
+    int failed; /* 0, or the error that stopped the journal */
     char errmsg[256];
     struct journal_stats st;
 };

@@ -639,8 +639,9 @@ static int text_read(struct serve *s, const struct sevent *e, struct slice *json
         s->m.text_reads++;
     } else {
         s->m.text_errors++;
-        fprintf(stderr, "hookring serve: the text of an event (journal record %" PRIu64
-                        ") cannot be read back: %s\n",
+        fprintf(stderr,
+                "hookring serve: the text of an event (journal record %" PRIu64
+                ") cannot be read back: %s\n",
                 e->text_seq, rc == -EIO ? journal_error(&s->j) : strerror(-rc));
     }
     return rc;
@@ -680,8 +681,7 @@ struct event *serve_sevent_ev(struct serve *s, struct sevent *e)
     return e->ev;
 }
 
-const struct event *serve_sevent_view(struct serve *s, const struct sevent *e,
-                                      struct event *tmp)
+const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, struct event *tmp)
 {
     memset(tmp, 0, sizeof(*tmp));
     if (e->ev) {
@@ -946,8 +946,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
     }
     struct event *ev = serve_sevent_ev(s, d->ev);
     if (!ev) {
-        dlv_final(s, d, DLV_FAILED, "the event's text cannot be read back from the journal",
-                  NULL);
+        dlv_final(s, d, DLV_FAILED, "the event's text cannot be read back from the journal", NULL);
         return;
     }
     struct dlv_flight *fl = d->fl;
@@ -1468,8 +1467,7 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
 /* sevent_canonical makes an event of in and its canonical text in *json (canonical_event's:
  * data is its last member), taking the buffer over (*json is left empty, also on failure) and
  * copying in rather than parsing the text again. NULL when out of memory. */
-static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
-                                       int64_t ingest_ms)
+static struct sevent *sevent_canonical(struct buf *json, const struct event *in, int64_t ingest_ms)
 {
     struct sevent *e = calloc(1, sizeof(*e));
     struct event *ev = malloc(sizeof(*ev));

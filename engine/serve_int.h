@@ -154,7 +154,7 @@ struct delivery {
     struct dlv_attempt *hist;
     size_t nhist;
     struct wheel_timer timer;
-    struct dlv_flight *fl; /* NULL until its first send, and once it is final */
+    struct dlv_flight *fl;          /* NULL until its first send, and once it is final */
     struct delivery *rprev, *rnext; /* in its webhook's ready queue (queued) */
     bool queued;
     bool op; /* an operator event: not in the table, not journaled (best effort) */
@@ -252,8 +252,8 @@ struct serve {
     uint64_t recovered_pending;
     struct serve_metrics m;
     struct buf scratch;
-    struct buf textbuf; /* journal records read back (serve_sevent_text, carry) */
-    struct buf viewbuf; /* the text serve_sevent_view parsed: valid until its next call */
+    struct buf textbuf;    /* journal records read back (serve_sevent_text, carry) */
+    struct buf viewbuf;    /* the text serve_sevent_view parsed: valid until its next call */
     struct webhook *opwh;  /* --operator-url, or NULL */
     struct delivery **ops; /* operator deliveries, each owning its event */
     size_t nops, opcap;
@@ -362,8 +362,7 @@ struct event *serve_sevent_ev(struct serve *s, struct sevent *e);
 /* serve_sevent_view is e's parsed event if it is held, else its text parsed into *tmp (not
  * kept: its data lies in s->viewbuf until the next call). Either way call event_clear(tmp)
  * after use. NULL when the text cannot be had. */
-const struct event *serve_sevent_view(struct serve *s, const struct sevent *e,
-                                      struct event *tmp);
+const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, struct event *tmp);
 
 /* serve_sevent_release lets go of e's parsed event and text when no delivery of it is pending
  * or in flight and its text is durable in the journal. */

@@ -164,8 +164,8 @@ Test(event, format_time_round_trips)
 
 Test(event, fmt_i64_matches_printf)
 {
-    static const int64_t v[] = {0, 1, -1, 9, 10, 99, 100, 1234567890123, INT64_MAX, INT64_MIN,
-                                -1000, 1764640000};
+    static const int64_t v[] = {0,         1,         -1,    9,         10, 99, 100, 1234567890123,
+                                INT64_MAX, INT64_MIN, -1000, 1764640000};
     for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
         char a[32], b[32];
         size_t n = fmt_i64(a, v[i]);

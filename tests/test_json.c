@@ -152,11 +152,25 @@ Test(json, string_special_byte_at_every_offset)
         const char *bytes; /* inserted into a run of 'a's */
         bool ok;
     } cases[] = {
-        {"\x01", false},     {"\x1f", false},         {"\x7f", true},          {"\\\"", true},
-        {"\\\\", true},      {"\\n", true},           {"\\u00e9", true},       {"\\q", false},
-        {"\xc3\xa9", true},  {"\xe2\x82\xac", true},  {"\xf0\x9f\x98\x80", true},
-        {"\xc3", false},     {"\xff", false},         {"\xed\xa0\x80", false}, {"\x80", false},
-        {" ", true},         {"\x21", true},          {"\x23", true},          {"\x5b\x5d", true},
+        {"\x01", false},
+        {"\x1f", false},
+        {"\x7f", true},
+        {"\\\"", true},
+        {"\\\\", true},
+        {"\\n", true},
+        {"\\u00e9", true},
+        {"\\q", false},
+        {"\xc3\xa9", true},
+        {"\xe2\x82\xac", true},
+        {"\xf0\x9f\x98\x80", true},
+        {"\xc3", false},
+        {"\xff", false},
+        {"\xed\xa0\x80", false},
+        {"\x80", false},
+        {" ", true},
+        {"\x21", true},
+        {"\x23", true},
+        {"\x5b\x5d", true},
     };
     struct json_tok t[4];
     char doc[128];

@@ -227,7 +227,8 @@ size_t idem_event_id(const struct event *ev, char *out)
 /* put_key writes [,]"key": */
 static int put_key(struct buf *b, const char *key, bool comma)
 {
-    return buf_put(b, comma ? ",\"" : "\"", comma ? 2 : 1) | buf_puts(b, key) | buf_put(b, "\":", 2);
+    return buf_put(b, comma ? ",\"" : "\"", comma ? 2 : 1) | buf_puts(b, key) |
+           buf_put(b, "\":", 2);
 }
 
 int put_member_str(struct buf *b, const char *key, struct slice value, bool comma)
