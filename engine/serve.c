@@ -610,7 +610,7 @@ size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
         memcpy(out, ev->id, ev->id_len + 1);
         n = ev->id_len;
     }
-    if (ev == &tmp || tmp.callback) {
+    if (ev == &tmp) {
         event_clear(&tmp);
     }
     return n;
@@ -712,10 +712,17 @@ static void sevent_ev_drop(struct sevent *e)
     }
 }
 
-/* sevent_unfinished tells whether a delivery of e is pending or in flight. */
-static bool sevent_unfinished(const struct serve *s, const struct sevent *e)
+/* sevent_unfinished tells whether a delivery of e is pending or in flight, looking from the
+ * one after index from onwards (wrapping round): deliveries of an event finish roughly in index
+ * order, so with a wide fan-out an unfinished one is usually found at once, rather than each
+ * delivery finishing scanning them all. */
+static bool sevent_unfinished(const struct serve *s, const struct sevent *e, uint64_t from)
 {
-    for (uint32_t i = 0; i < e->span; i++) {
+    uint32_t start = from >= e->first_idx && from - e->first_idx < e->span
+                         ? (uint32_t)(from - e->first_idx + 1)
+                         : 0;
+    for (uint32_t k = 0; k < e->span; k++) {
+        uint32_t i = (start + k) % e->span;
         const struct delivery *d = serve_dlv_at(s, e->first_idx + i);
         if (d && d->ev == e && (d->status == DLV_PENDING || d->status == DLV_SENDING)) {
             return true;
@@ -724,15 +731,21 @@ static bool sevent_unfinished(const struct serve *s, const struct sevent *e)
     return false;
 }
 
-void serve_sevent_release(struct serve *s, struct sevent *e)
+/* sevent_release is serve_sevent_release after a delivery of index from became final. */
+static void sevent_release(struct serve *s, struct sevent *e, uint64_t from)
 {
-    if (sevent_unfinished(s, e)) {
+    if (sevent_unfinished(s, e, from)) {
         return;
     }
     sevent_ev_drop(e);
     if (e->text_seq && e->text_seq <= journal_durable_seq(&s->j)) {
         buf_free(&e->json); /* read back from the journal if it is ever needed again */
     }
+}
+
+void serve_sevent_release(struct serve *s, struct sevent *e)
+{
+    sevent_release(s, e, UINT64_MAX);
 }
 
 int serve_dlv_set_why(struct delivery *d, const char *why)
@@ -897,7 +910,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
         d->wh->failed++;
     }
     dlv_record(s, d, h);
-    serve_sevent_release(s, d->ev); /* had again if it is ever sent again */
+    sevent_release(s, d->ev, d->idx); /* had again if it is ever sent again */
     if (d->wh->adhoc) {
         /* a callback destination is done with: freed after this loop iteration's completions
          * (its endpoint may still be named by the attempt that just finished) */
