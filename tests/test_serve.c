@@ -996,11 +996,7 @@ Test(serve, operator_events_keep_flowing_past_the_first_table_of_them, .timeout 
     create_webhook(&S, body, a, sizeof(a));
     /* 40 exhausted deliveries: finished operator deliveries are swept as the table fills */
     char batch[40 * 64];
-    size_t n = 0;
-    for (int i = 0; i < 40; i++) {
-        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
-                              "{\"id\":\"evt_opx_%d\",\"type\":\"x\",\"data\":%d}\n", i, i);
-    }
+    tn_ndjson_events(batch, sizeof(batch), "evt_opx_", "x", 0, 40);
     struct tn_resp r;
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);

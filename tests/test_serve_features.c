@@ -524,17 +524,25 @@ Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refus
 
 /* ---- max_in_flight -------------------------------------------------------------------------- */
 
+/* rcv_webhook registers a standard webhook of every event type to the receiver R, with
+ * max_in_flight. */
+static void rcv_webhook(int max_in_flight, char *wh, size_t n)
+{
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":%d}",
+             R.addr, max_in_flight);
+    create_webhook(body, wh, n);
+}
+
 Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .timeout = 40)
 {
     make_data_dir();
     rcv_start(&R, 300, "standard", STD_SECRET, NULL, NULL);
     SERVE(&S, "--time-scale", "0.01");
     char wh[64], body[1024], path[128];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
-             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":2}",
-             R.addr);
-    create_webhook(body, wh, sizeof(wh));
+    rcv_webhook(2, wh, sizeof(wh));
     snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
     struct tn_resp r;
     cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
@@ -543,11 +551,7 @@ Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .ti
 
     /* eight events in one batch: all due at once */
     char batch[2048];
-    size_t n = 0;
-    for (int i = 0; i < 8; i++) {
-        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
-                              "{\"id\":\"evt_m%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
-    }
+    tn_ndjson_events(batch, sizeof(batch), "evt_m", "a", 0, 8);
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
     cr_assert(rcv_wait(&R, 8, 15000));
@@ -568,11 +572,7 @@ Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .ti
     pthread_mutex_lock(&R.mu);
     R.max = 0;
     pthread_mutex_unlock(&R.mu);
-    n = 0;
-    for (int i = 0; i < 8; i++) {
-        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
-                              "{\"id\":\"evt_n%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
-    }
+    tn_ndjson_events(batch, sizeof(batch), "evt_n", "a", 0, 8);
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
     cr_assert(rcv_wait(&R, 16, 15000));
@@ -599,19 +599,11 @@ Test(serve_features, deliveries_waiting_for_max_in_flight_survive_a_kill_and_end
     make_data_dir();
     rcv_start(&R, 50, "standard", STD_SECRET, NULL, NULL);
     SERVE(&S, "--time-scale", "0.01");
-    char wh[64], body[1024], path[128];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/in\",\"profile\":\"standard\",\"events\":[\"*\"],"
-             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":1}",
-             R.addr);
-    create_webhook(body, wh, sizeof(wh));
+    char wh[64], path[128];
+    rcv_webhook(1, wh, sizeof(wh));
     snprintf(path, sizeof(path), "/v1/webhooks/%s", wh);
     char batch[4096];
-    size_t n = 0;
-    for (int i = 0; i < 30; i++) {
-        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
-                              "{\"id\":\"evt_q%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
-    }
+    tn_ndjson_events(batch, sizeof(batch), "evt_q", "a", 0, 30);
     struct tn_resp r;
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
@@ -639,11 +631,7 @@ Test(serve_features, deliveries_waiting_for_max_in_flight_survive_a_kill_and_end
     cr_assert_geq(first, 30);
 
     /* DELETE while most of a second batch waits: they end failed, none is sent after */
-    n = 0;
-    for (int i = 30; i < 60; i++) {
-        n += (size_t)snprintf(batch + n, sizeof(batch) - n,
-                              "{\"id\":\"evt_q%d\",\"type\":\"a\",\"data\":%d}\n", i, i);
-    }
+    tn_ndjson_events(batch, sizeof(batch), "evt_q", "a", 30, 30);
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
     cr_assert(rcv_wait(&R, first + 2, 5000));

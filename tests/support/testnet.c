@@ -519,6 +519,23 @@ int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *l
     return tn_start(s, "hookring", args, 1);
 }
 
+size_t tn_ndjson_events(char *out, size_t cap, const char *prefix, const char *type, int first,
+                        int n)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = first; i < first + n && len + 1 < cap; i++) {
+        int w = snprintf(out + len, cap - len, "{\"id\":\"%s%d\",\"type\":\"%s\",\"data\":%d}\n",
+                         prefix, i, type, i);
+        if (w < 0 || (size_t)w >= cap - len) {
+            out[len] = 0;
+            break;
+        }
+        len += (size_t)w;
+    }
+    return len;
+}
+
 int tn_metric(const char *addr, const char *key, const char *name, uint64_t *out)
 {
     struct tn_resp r;

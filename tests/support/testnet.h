@@ -113,6 +113,12 @@ int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *l
  * 0 when the harness has none. */
 uint64_t tn_harness_id(const char *addr, const char *id, const char *field);
 
+/* tn_ndjson_events writes n events {"id":"PREFIX<i>","type":"TYPE","data":<i>}, one a line,
+ * for i from first, into out (cap bytes, NUL-terminated, cut short if it must be); returns
+ * their length. */
+size_t tn_ndjson_events(char *out, size_t cap, const char *prefix, const char *type, int first,
+                        int n);
+
 /* tn_metric reads one unlabelled sample of hookring serve's /metrics at addr (API key key) into
  * *out. Returns 0, or -1 when the request fails or the sample is missing. */
 int tn_metric(const char *addr, const char *key, const char *name, uint64_t *out);
