@@ -15,27 +15,6 @@
 // cppcheck-suppress unknownMacro
 TestSuite(dedup, .timeout = 60);
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/* Criterion maps its arena (BoxFort's bxf_arena_init) at one of ten random 16 MiB-aligned
- * bases from 32 to 96 TiB and gives up when all ten are taken; ThreadSanitizer reserves all of
- * that range but 85-90 TiB (x86-64), so the suite would rarely start (Snaipe/Criterion#274).
- * BoxFort draws the bases with rand_r(), which nothing else here calls: this one, found before
- * libc's, draws only bases in the free 86-86.5 TiB. */
-int rand_r(unsigned int *seed)
-{
-    *seed = *seed * 1103515245u + 12345u;
-    return 0x360000 + (int)((*seed >> 8) % 0x8000);
-}
-#endif
-
 #define W 1000 /* window_ms of most tests; times below are in the same unit */
 
 /* A test key: two arbitrary halves, so that a test can also name the zero halves. */

@@ -26,16 +26,6 @@
 
 TestSuite(delivery);
 
-/* Criterion 2.4.1's runner leaks one 48-byte block (a calloc inside libcriterion) when tests
- * that have a .timeout run with --jobs 2; under ASan, LeakSanitizer then makes the suite exit 1
- * although every test passed. The runner is not under test, so its leaks are suppressed. The
- * sanitizer runtime calls this hook at start-up; in a plain build nothing does. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcriterion.so\n";
-}
-
 /* ---- secrets (tests/data/secrets.sh) ----------------------------------------------------------
  */
 

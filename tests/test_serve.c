@@ -19,13 +19,6 @@
 
 TestSuite(serve);
 
-/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcriterion.so\n";
-}
-
 #define KEY "test-api-key-1"
 #define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -26,13 +26,6 @@
 
 TestSuite(serve_features);
 
-/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcriterion.so\n";
-}
-
 #define KEY "test-api-key-2"
 #define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define HUMCLI_SECRET "whsec_my_secret_key_123"

@@ -26,13 +26,6 @@
 
 TestSuite(serve_journal);
 
-/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcriterion.so\n";
-}
-
 #define KEY "test-api-key-j"
 #define NEVENTS 4
 

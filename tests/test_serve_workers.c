@@ -17,30 +17,6 @@
 
 TestSuite(serve_workers);
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/* As in test_dedup.c: keep Criterion's arena where ThreadSanitizer leaves room. */
-int rand_r(unsigned int *seed)
-{
-    *seed = *seed * 1103515245u + 12345u;
-    return 0x360000 + (int)((*seed >> 8) % 0x8000);
-}
-#endif
-
-/* Criterion 2.4.1's runner leaks one block with --jobs 2 and .timeout (see test_delivery.c). */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libcriterion.so\n";
-}
-
 #define KEY "test-api-key-w"
 #define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

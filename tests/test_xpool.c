@@ -17,26 +17,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "support/sanitizers.h"
 #include "xpool.h"
 
 // cppcheck-suppress unknownMacro
 TestSuite(xpool, .timeout = 120);
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#ifdef UNDER_TSAN
-/* As in test_dedup.c: keep Criterion's arena where ThreadSanitizer leaves room. */
-int rand_r(unsigned int *seed)
-{
-    *seed = *seed * 1103515245u + 12345u;
-    return 0x360000 + (int)((*seed >> 8) % 0x8000);
-}
+#ifdef TN_UNDER_TSAN
 #define STRESS_N 2000000u
 #else
 #define STRESS_N 8000000u
