@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/killrig.h"
 #include "support/testnet.h"
 
 TestSuite(serve);
@@ -1014,47 +1015,31 @@ Test(serve, operator_events_keep_flowing_past_the_first_table_of_them, .timeout 
 
 /* ---- the kill test -------------------------------------------------------------------------- */
 
-#define KILL_MAX_IDS 20000
+static struct tn_kill KR;
 
-static char kill_addr[64];
-static volatile int kill_stop;
-static char (*acked)[40];
-static size_t nacked;
-static pthread_mutex_t kill_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* kill_poster posts fresh events one after another from its own thread, recording every id that
- * was answered 202; failures (the server is down or was killed mid-request) are normal. */
-static void *kill_poster(void *arg)
+/* kill_post posts one fresh event; 202 acknowledges it. */
+static bool kill_post(struct tn_kill *kr, const char *addr, size_t who, unsigned k)
 {
-    size_t who = (size_t)arg;
-    for (unsigned k = 0; !kill_stop; k++) {
-        char ev[256], raw[512];
-        char id[40];
-        snprintf(id, sizeof(id), "evt_kill_%zu_%u", who, k);
-        int n = snprintf(ev, sizeof(ev),
-                         "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u}}", id, k);
-        int m = snprintf(raw, sizeof(raw),
-                         "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                         "\r\nContent-Length: %d\r\n\r\n%s",
-                         n, ev);
-        struct tn_resp r;
-        pthread_mutex_lock(&kill_lock);
-        char addr[64];
-        memcpy(addr, kill_addr, sizeof(addr));
-        pthread_mutex_unlock(&kill_lock);
-        int rc = tn_request(addr, raw, (size_t)m, &r);
-        if (rc == 0 && r.status == 202) {
-            pthread_mutex_lock(&kill_lock);
-            if (nacked < KILL_MAX_IDS) {
-                memcpy(acked[nacked++], id, sizeof(id));
-            }
-            pthread_mutex_unlock(&kill_lock);
-        } else {
-            usleep(2000);
-        }
-        tn_resp_free(&r);
+    char ev[256], raw[512], id[TN_KILL_ID_LEN];
+    snprintf(id, sizeof(id), "evt_kill_%zu_%u", who, k);
+    int n = snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u}}",
+                     id, k);
+    int m = snprintf(raw, sizeof(raw),
+                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                     "\r\nContent-Length: %d\r\n\r\n%s",
+                     n, ev);
+    struct tn_resp r;
+    bool answered = tn_request(addr, raw, (size_t)m, &r) == 0 && r.status == 202;
+    if (answered) {
+        tn_kill_ack(kr, id);
     }
-    return NULL;
+    tn_resp_free(&r);
+    return answered;
+}
+
+static bool kill_verified(const char *id, void *arg)
+{
+    return harness_id(arg, id, "verified") >= 1;
 }
 
 Test(serve, sigkill_at_random_moments_loses_no_acknowledged_event, .timeout = 60)
@@ -1068,15 +1053,9 @@ Test(serve, sigkill_at_random_moments_loses_no_acknowledged_event, .timeout = 60
              "\"secret\":\"" STD_SECRET "\"}",
              H.addr[0]);
     create_webhook(&S, body, wh, sizeof(wh));
-    acked = calloc(KILL_MAX_IDS, sizeof(*acked));
-    cr_assert_not_null(acked);
-    memcpy(kill_addr, S.addr[0], sizeof(kill_addr));
     char listen[64];
     memcpy(listen, S.addr[0], sizeof(listen)); /* restarts reuse the port */
-    pthread_t th[4];
-    for (size_t i = 0; i < 4; i++) {
-        cr_assert_eq(pthread_create(&th[i], NULL, kill_poster, (void *)i), 0);
-    }
+    cr_assert_eq(tn_kill_start(&KR, listen, 4, kill_post), 0);
     srand((unsigned)tn_now_ms());
     const char *const extra[] = {"--time-scale", "0.001", NULL};
     for (int cycle = 0; cycle < 20; cycle++) {
@@ -1085,26 +1064,14 @@ Test(serve, sigkill_at_random_moments_loses_no_acknowledged_event, .timeout = 60
         start_serve_at(&S, listen, extra);
     }
     usleep(200 * 1000);
-    kill_stop = 1;
-    for (size_t i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-    }
+    tn_kill_stop(&KR);
+    size_t nacked = KR.nacked;
     cr_assert_gt(nacked, 100, "too few events were acknowledged (%zu) to mean anything", nacked);
-    size_t missing = 0;
-    int64_t end = tn_now_ms() + 20000;
-    for (size_t i = 0; i < nacked; i++) {
-        while (harness_id(&H, acked[i], "verified") < 1 && tn_now_ms() < end) {
-            usleep(20000);
-        }
-        if (harness_id(&H, acked[i], "verified") < 1) {
-            missing++;
-            fprintf(stderr, "acknowledged but never delivered: %s\n", acked[i]);
-        }
-    }
+    size_t missing = tn_kill_missing(&KR, kill_verified, &H, 20000);
     cr_assert_eq(missing, 0, "%zu of %zu acknowledged events were lost", missing, nacked);
     fprintf(stderr, "kill test: %zu events acknowledged over 20 SIGKILLs, all delivered\n", nacked);
     stop_clean(&S);
     stop_clean(&H);
-    free(acked);
+    tn_kill_free(&KR);
     remove_data_dir();
 }

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/killrig.h"
 #include "support/testnet.h"
 
 TestSuite(serve_retention);
@@ -808,56 +809,41 @@ Test(serve_retention, held_state_and_memory_drop_back_after_the_retention, .time
 
 /* ---- SIGKILL while compacting --------------------------------------------------------------- */
 
-#define KILL_MAX_IDS 20000
+static struct tn_kill KR;
 
-static char kill_addr[64];
-static volatile int kill_stop;
-static char (*acked)[40];
-static size_t nacked;
-static pthread_mutex_t kill_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* kill_poster posts batches of fresh events from its own thread, recording every id answered
- * as accepted; failures (the server is down or was killed mid-request) are normal. */
-static void *kill_poster(void *arg)
+/* kill_post posts a batch of 16 fresh events; a line with deliveries acknowledges one. */
+static bool kill_post(struct tn_kill *kr, const char *addr, size_t who, unsigned k)
 {
-    size_t who = (size_t)arg;
-    for (unsigned k = 0; !kill_stop; k++) {
-        char ev[16 * 160], raw[16 * 160 + 256];
-        char ids[16][40];
-        size_t n = 0;
-        for (int i = 0; i < 16; i++) {
-            snprintf(ids[i], sizeof(ids[i]), "evt_ck_%zu_%u_%d", who, k, i);
-            n += (size_t)snprintf(ev + n, sizeof(ev) - n,
-                                  "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u,"
-                                  "\"pad\":\"........................................\"}}\n",
-                                  ids[i], k);
-        }
-        int m = snprintf(raw, sizeof(raw),
-                         "POST /v1/events/batch HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                         "\r\nContent-Length: %zu\r\n\r\n%s",
-                         n, ev);
-        struct tn_resp r;
-        pthread_mutex_lock(&kill_lock);
-        char addr[64];
-        memcpy(addr, kill_addr, sizeof(addr));
-        pthread_mutex_unlock(&kill_lock);
-        int rc = tn_request(addr, raw, (size_t)m, &r);
-        if (rc == 0 && r.status == 200) {
-            pthread_mutex_lock(&kill_lock);
-            for (int i = 0; i < 16 && nacked < KILL_MAX_IDS; i++) {
-                char want[96];
-                snprintf(want, sizeof(want), "{\"id\":\"%.39s\",\"deliveries\":1}", ids[i]);
-                if (strstr(r.body, want)) {
-                    memcpy(acked[nacked++], ids[i], sizeof(ids[i]));
-                }
-            }
-            pthread_mutex_unlock(&kill_lock);
-        } else {
-            usleep(2000);
-        }
-        tn_resp_free(&r);
+    char ev[16 * 160], raw[16 * 160 + 256];
+    char ids[16][TN_KILL_ID_LEN];
+    size_t n = 0;
+    for (int i = 0; i < 16; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "evt_ck_%zu_%u_%d", who, k, i);
+        n += (size_t)snprintf(ev + n, sizeof(ev) - n,
+                              "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u,"
+                              "\"pad\":\"........................................\"}}\n",
+                              ids[i], k);
     }
-    return NULL;
+    int m = snprintf(raw, sizeof(raw),
+                     "POST /v1/events/batch HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                     "\r\nContent-Length: %zu\r\n\r\n%s",
+                     n, ev);
+    struct tn_resp r;
+    bool answered = tn_request(addr, raw, (size_t)m, &r) == 0 && r.status == 200;
+    for (int i = 0; answered && i < 16; i++) {
+        char want[96];
+        snprintf(want, sizeof(want), "{\"id\":\"%.39s\",\"deliveries\":1}", ids[i]);
+        if (strstr(r.body, want)) {
+            tn_kill_ack(kr, ids[i]);
+        }
+    }
+    tn_resp_free(&r);
+    return answered;
+}
+
+static bool kill_took(const char *id, void *arg)
+{
+    return harness_took(arg, id);
 }
 
 Test(serve_retention, sigkill_while_compacting_loses_no_acknowledged_event, .timeout = 120)
@@ -871,15 +857,9 @@ Test(serve_retention, sigkill_while_compacting_loses_no_acknowledged_event, .tim
              "\"secret\":\"" STD_SECRET "\"}",
              H.addr[0]);
     create_webhook(&S, body, wh, sizeof(wh));
-    acked = calloc(KILL_MAX_IDS, sizeof(*acked));
-    cr_assert_not_null(acked);
-    memcpy(kill_addr, S.addr[0], sizeof(kill_addr));
     char listen[64];
     memcpy(listen, S.addr[0], sizeof(listen)); /* restarts reuse the port */
-    pthread_t th[2];
-    for (size_t i = 0; i < 2; i++) {
-        cr_assert_eq(pthread_create(&th[i], NULL, kill_poster, (void *)i), 0);
-    }
+    cr_assert_eq(tn_kill_start(&KR, listen, 2, kill_post), 0);
     srand((unsigned)tn_now_ms());
     const char *const extra[] = {RET_FLAGS, "--time-scale", "0.001", NULL};
     uint64_t compactions = 0;
@@ -890,23 +870,12 @@ Test(serve_retention, sigkill_while_compacting_loses_no_acknowledged_event, .tim
         start_serve_at(&S, listen, extra);
     }
     usleep(500 * 1000);
-    kill_stop = 1;
-    for (size_t i = 0; i < 2; i++) {
-        pthread_join(th[i], NULL);
-    }
+    tn_kill_stop(&KR);
+    size_t nacked = KR.nacked;
+    char(*acked)[TN_KILL_ID_LEN] = KR.acked;
     cr_assert_gt(nacked, 1000, "too few events were acknowledged (%zu) to mean anything", nacked);
     cr_assert_gt(compactions, 0, "the journal was never compacted between the kills");
-    size_t missing = 0;
-    int64_t end = tn_now_ms() + 30000;
-    for (size_t i = 0; i < nacked; i++) {
-        while (!harness_took(&H, acked[i]) && tn_now_ms() < end) {
-            usleep(20000);
-        }
-        if (!harness_took(&H, acked[i])) {
-            missing++;
-            fprintf(stderr, "acknowledged but never delivered: %s\n", acked[i]);
-        }
-    }
+    size_t missing = tn_kill_missing(&KR, kill_took, &H, 30000);
     cr_assert_eq(missing, 0, "%zu of %zu acknowledged events were lost", missing, nacked);
     /* every acknowledged id is still a duplicate, however many passes and kills went by */
     for (size_t i = 0; i < nacked; i += nacked / 50 + 1) {
@@ -930,7 +899,7 @@ Test(serve_retention, sigkill_while_compacting_loses_no_acknowledged_event, .tim
             nacked, (unsigned long)compactions);
     stop_clean(&S);
     stop_clean(&H);
-    free(acked);
+    tn_kill_free(&KR);
     remove_data_dir();
 }
 
