@@ -114,11 +114,12 @@ stop() {
     wait "$1" 2>/dev/null || true
 }
 
-# The wrk script: a unique id per request, a 1024-byte body (at a 5-digit counter), and a
-# count of every answer that is not 202 (printed by done()). Run tag: wrk's first argument.
-cat > "$tmp/events.lua" <<LUA
+# What both wrk scripts share: the API key, the thread table, and init(), which builds each
+# thread's id prefix and the rest of a 1024-byte event (at a counter of COUNTER_DIGITS digits).
+# Run tag: wrk's first argument.
+lua_common() { # lua_common COUNTER_DIGITS
+    cat <<LUA
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $KEY"
 local threads = {}
 local counter = 0
@@ -130,10 +131,20 @@ function setup(thread)
 end
 function init(args)
     prefix = '{"id":"evt_' .. (args[1] or "x") .. "_" .. tostring(tid) .. "_"
-    local n = 1024 - #prefix - 5 - #middle - 3
+    local n = 1024 - #prefix - $1 - #middle - 3
     if n < 1 then n = 1 end
     suffix = middle .. string.rep("x", n) .. '"}}'
+    suffix_nl = suffix .. "\n"
 end
+LUA
+}
+
+# The single-event script: a unique id per request, a 1024-byte body, and a count of every
+# answer that is not 202 (printed by done()).
+{
+    lua_common 5
+    cat <<LUA
+wrk.headers["Content-Type"] = "application/json"
 function request()
     counter = counter + 1
     return wrk.format(nil, nil, nil, prefix .. counter .. suffix)
@@ -151,32 +162,18 @@ function done(summary, latency, requests)
     io.write(string.format("not_202: %d\n", n))
 end
 LUA
+} > "$tmp/events.lua"
 # The batch producer of the second end-to-end run: each request POSTs /v1/events/batch with
 # BATCH events (NDJSON, each the same 1024-byte event as above with a unique id). An answer
 # counts only when it is 200 and every one of its lines accepted its event ("deliveries"); the
 # script prints the accepted events and every refusal (done()).
-cat > "$tmp/batch.lua" <<LUA
-wrk.method = "POST"
+{
+    lua_common 7
+    cat <<LUA
 wrk.path = "/v1/events/batch"
 wrk.headers["Content-Type"] = "application/x-ndjson"
-wrk.headers["Authorization"] = "Bearer $KEY"
-local threads = {}
-local counter = 0
 local batch = ${BATCH:-64}
-local middle = '","type":"bench.event","data":{"pad":"'
-not202 = 0
 accepted = 0
-function setup(thread)
-    thread:set("tid", #threads)
-    table.insert(threads, thread)
-end
-function init(args)
-    prefix = '{"id":"evt_' .. (args[1] or "x") .. "_" .. tostring(tid) .. "_"
-    local n = 1024 - #prefix - 7 - #middle - 3
-    if n < 1 then n = 1 end
-    suffix = middle .. string.rep("x", n) .. '"}}'
-    suffix_nl = suffix .. "\n"
-end
 -- the body is joined once from its pieces (no per-event string): the producer shares serve's
 -- CPU, and what it spends is taken from serve
 local parts = {}
@@ -210,6 +207,7 @@ function done(summary, latency, requests)
     io.write(string.format("not_202: %d\naccepted: %d\n", n, a))
 end
 LUA
+} > "$tmp/batch.lua"
 python3 -c "import sys; sys.stdout.write('x' * 1024)" > "$tmp/value"
 
 # run_wrk URL TAG SECONDS: runs wrk on CPU 1 and prints "RATE REQUESTS"; fails loudly on any
