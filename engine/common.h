@@ -33,6 +33,24 @@ static inline struct slice slice_cstr(const char *s)
     return (struct slice){(const uint8_t *)s, s ? strlen(s) : 0};
 }
 
+/* pair_next reads the pair "name\0value\0" at *p (a list of them packed up to end, as a
+ * webhook keeps its custom headers) and moves *p past it. Returns false, leaving *p, when no
+ * whole pair starts there. */
+static inline bool pair_next(const char **p, const char *end, struct slice *name,
+                             struct slice *value)
+{
+    const char *n = *p, *z = n && n < end ? (const char *)memchr(n, 0, (size_t)(end - n)) : NULL;
+    const char *v = z ? z + 1 : NULL;
+    const char *vz = v && v < end ? (const char *)memchr(v, 0, (size_t)(end - v)) : NULL;
+    if (!vz) {
+        return false;
+    }
+    *name = (struct slice){(const uint8_t *)n, (size_t)(z - n)};
+    *value = (struct slice){(const uint8_t *)v, (size_t)(vz - v)};
+    *p = vz + 1;
+    return true;
+}
+
 static inline bool slice_eq(struct slice a, struct slice b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);

@@ -183,12 +183,9 @@ bool serve_header_check(const struct profile *p, struct slice name, struct slice
 /* webhook_headers_add appends wh's custom headers to its endpoint's prefix, checking each. */
 static int webhook_headers_add(struct webhook *wh, char *err, size_t errlen)
 {
-    const char *p = wh->hdrs;
-    for (uint32_t i = 0; i < wh->nhdr; i++) {
-        struct slice name = slice_cstr(p);
-        p += name.len + 1;
-        struct slice value = slice_cstr(p);
-        p += value.len + 1;
+    const char *p = wh->hdrs, *end = wh->hdrs + wh->hdr_len;
+    struct slice name, value;
+    for (uint32_t i = 0; i < wh->nhdr && pair_next(&p, end, &name, &value); i++) {
         if (!serve_header_check(wh->p, name, value, err, errlen)) {
             return -EINVAL;
         }
