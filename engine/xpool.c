@@ -128,9 +128,9 @@ static void worker_wake(struct ring *r, void *arg)
     /* nothing: the loop drains the queue after every iteration */
 }
 
-static void worker_attempt_done(struct attempt *a)
+/* done_push queues a finished attempt for its trip back to the owner. */
+static void done_push(struct xworker *w, struct attempt *a)
 {
-    struct xworker *w = container_of(a->ep->cl, struct xworker, cl);
     a->next = NULL;
     if (w->done_tail) {
         w->done_tail->next = a;
@@ -138,6 +138,11 @@ static void worker_attempt_done(struct attempt *a)
         w->done_head = a;
     }
     w->done_tail = a;
+}
+
+static void worker_attempt_done(struct attempt *a)
+{
+    done_push(container_of(a->ep->cl, struct xworker, cl), a);
 }
 
 static struct wep *worker_wep(struct xworker *w, uint32_t slot, bool create)
@@ -186,11 +191,9 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xpool_endpoin
         goto out;
     }
     const char *h = cfg->hdrs, *end = cfg->hdrs ? cfg->hdrs + cfg->hdr_len : NULL;
+    struct slice name, value;
     for (uint32_t i = 0; i < cfg->nhdr; i++) {
-        struct slice name = slice_cstr(h);
-        struct slice value = slice_cstr(h + name.len + 1);
-        h += name.len + 1 + value.len + 1;
-        if (h > end || endpoint_add_header(&e->ep, name, value)) {
+        if (!pair_next(&h, end, &name, &value) || endpoint_add_header(&e->ep, name, value)) {
             fprintf(stderr, "hookring serve: worker %u: an endpoint's headers cannot be added\n",
                     w->idx);
             endpoint_cleanup(&e->ep);
@@ -249,13 +252,7 @@ static void worker_submit(struct xworker *w, uint32_t slot, struct attempt *a)
     memcpy(a->excerpt, why, sizeof(why) - 1);
     a->excerpt_len = sizeof(why) - 1;
     a->ep = NULL;
-    a->next = NULL;
-    if (w->done_tail) {
-        w->done_tail->next = a;
-    } else {
-        w->done_head = a;
-    }
-    w->done_tail = a;
+    done_push(w, a);
 }
 
 static void worker_drain(struct xworker *w)
