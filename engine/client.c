@@ -1336,3 +1336,61 @@ size_t client_flush(struct client *c)
     }
     return sent;
 }
+
+/* ======== a delivery thread's machinery ====================================================== */
+
+int netstack_init(struct netstack *ns, const struct netstack_opts *o, char *err, size_t errlen)
+{
+    int rc = ring_init(&ns->ring, &o->ring);
+    if (rc) {
+        snprintf(err, errlen, "io_uring set-up failed: %s", strerror(-rc));
+        return rc;
+    }
+    ns->ring_ok = true;
+    if (o->tls) {
+        /* one TLS context per thread: sessions and counters stay on it */
+        if (tls_ctx_init(&ns->tls, o->tls, err, errlen)) {
+            return -EINVAL;
+        }
+        ns->tls_ok = true;
+    }
+    if (o->dns) {
+        char derr[256];
+        if (dns_init(&ns->dns, &ns->ring, o->dns, derr, sizeof(derr)) == 0) {
+            ns->dns_ok = true;
+        } else if (!o->dns_optional) {
+            snprintf(err, errlen, "%s", derr);
+            return -EINVAL;
+        }
+    }
+    struct client_opts co = o->client;
+    co.tls = ns->tls_ok ? &ns->tls : NULL;
+    co.dns = ns->dns_ok ? &ns->dns : NULL;
+    rc = client_init(&ns->cl, &ns->ring, &co);
+    if (rc) {
+        snprintf(err, errlen, "the delivery client: out of memory");
+        return rc;
+    }
+    ns->client_ok = true;
+    return 0;
+}
+
+void netstack_cleanup(struct netstack *ns)
+{
+    if (ns->client_ok) {
+        client_cleanup(&ns->cl);
+        ns->client_ok = false;
+    }
+    if (ns->dns_ok) {
+        dns_cleanup(&ns->dns);
+        ns->dns_ok = false;
+    }
+    if (ns->ring_ok) {
+        ring_cleanup(&ns->ring);
+        ns->ring_ok = false;
+    }
+    if (ns->tls_ok) {
+        tls_ctx_cleanup(&ns->tls);
+        ns->tls_ok = false;
+    }
+}

@@ -25,6 +25,7 @@
 #include "sign/profile.h"
 #include "url.h"
 #include "dns.h"
+#include "tls.h"
 
 #define ATTEMPT_EXCERPT HTTPRESP_EXCERPT
 
@@ -211,5 +212,33 @@ bool client_busy(const struct client *c);
 
 /* attempt_result_name is a short stable name ("ok", "status", "refused", ...). */
 const char *attempt_result_name(enum attempt_result r);
+
+/* ---- a delivery thread's machinery ------------------------------------------------------ */
+
+/* A thread that makes attempts (blast's and serve's workers) owns a ring and, on it, a TLS
+ * context, a resolver and a client. Set up and cleaned up on that thread (the ring is
+ * SINGLE_ISSUER). */
+struct netstack {
+    struct ring ring;
+    struct tls_ctx tls;
+    struct dns dns;
+    struct client cl;
+    bool ring_ok, tls_ok, dns_ok, client_ok;
+};
+
+struct netstack_opts {
+    struct ring_opts ring;
+    const struct tls_opts *tls; /* NULL: no https */
+    const struct dns_opts *dns; /* NULL: IP literals only */
+    bool dns_optional;          /* a resolver that cannot start leaves host names refused */
+    struct client_opts client;  /* its tls and dns are this stack's */
+};
+
+/* netstack_init sets ns up. Returns 0 or -errno with err filled; netstack_cleanup then frees
+ * what was set up. */
+int netstack_init(struct netstack *ns, const struct netstack_opts *o, char *err, size_t errlen);
+
+/* netstack_cleanup frees ns, client first (its endpoints must be cleaned up before). */
+void netstack_cleanup(struct netstack *ns);
 
 #endif

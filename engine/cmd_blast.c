@@ -106,12 +106,7 @@ struct worker {
     pthread_t thread;
     uint32_t index;
     const struct blast_cfg *cfg;
-    struct ring ring;
-    struct client client;
-    struct tls_ctx tls;
-    bool tls_ok;
-    struct dns dns;
-    bool dns_ok;
+    struct netstack ns; /* its ring, TLS context, resolver and client */
     struct endpoint eps[BLAST_MAX_URLS];
     const struct url *urls[BLAST_MAX_URLS]; /* this worker's share of the receivers */
     size_t neps;
@@ -136,8 +131,6 @@ struct worker {
     struct hist lat;
     uint64_t status[STATUS_CODES];
     uint64_t results[ATTEMPT_RESULT_COUNT];
-    bool ring_ok;
-    bool client_ok;
     _Atomic bool finished;
     _Atomic uint64_t sent;
     _Atomic uint64_t done_ok;
@@ -339,43 +332,22 @@ static void end_fire(struct ring *r, struct ring_timer *t)
 static int worker_setup(struct worker *w)
 {
     const struct blast_cfg *cfg = w->cfg;
-    struct ring_opts ro = {.entries = 4096, .max_timers = w->nusers + 32};
-    int rc = ring_init(&w->ring, &ro);
+    struct netstack_opts no = {.ring = {.entries = 4096, .max_timers = w->nusers + 32},
+                               .tls = cfg->https ? &cfg->net.tls : NULL,
+                               .dns = cfg->names ? &cfg->net.dns.o : NULL,
+                               .client = {.max_conns = w->nusers + (uint32_t)w->neps,
+                                          .max_inflight = w->nusers,
+                                          .rbuf_size = 2048,
+                                          .max_response_body = 1u << 20,
+                                          .guard = &cfg->net.guard}};
+    int rc = netstack_init(&w->ns, &no, w->errmsg, sizeof(w->errmsg));
     if (rc) {
-        snprintf(w->errmsg, sizeof(w->errmsg), "io_uring set-up failed: %s", strerror(-rc));
         return rc;
     }
-    w->ring_ok = true;
-    if (cfg->names) {
-        if (dns_init(&w->dns, &w->ring, &cfg->net.dns.o, w->errmsg, sizeof(w->errmsg))) {
-            return -EINVAL;
-        }
-        w->dns_ok = true;
-    }
-    if (cfg->https) {
-        /* one TLS context per worker: sessions and counters stay on this thread */
-        if (tls_ctx_init(&w->tls, &cfg->net.tls, w->errmsg, sizeof(w->errmsg))) {
-            return -EINVAL;
-        }
-        w->tls_ok = true;
-    }
-    struct client_opts co = {.max_conns = w->nusers + (uint32_t)w->neps,
-                             .max_inflight = w->nusers,
-                             .rbuf_size = 2048,
-                             .max_response_body = 1u << 20,
-                             .guard = &cfg->net.guard,
-                             .tls = w->tls_ok ? &w->tls : NULL,
-                             .dns = w->dns_ok ? &w->dns : NULL};
-    rc = client_init(&w->client, &w->ring, &co);
-    if (rc) {
-        snprintf(w->errmsg, sizeof(w->errmsg), "out of memory");
-        return rc;
-    }
-    w->client_ok = true;
     uint32_t per_ep = (w->nusers + (uint32_t)w->neps - 1) / (uint32_t)w->neps;
     for (size_t i = 0; i < w->neps; i++) {
-        rc = endpoint_init(&w->eps[i], &w->client, w->urls[i], &cfg->signer, cfg->timeout_ms,
-                           per_ep, per_ep, w->errmsg, sizeof(w->errmsg));
+        rc = endpoint_init(&w->eps[i], &w->ns.cl, w->urls[i], &cfg->signer, cfg->timeout_ms, per_ep,
+                           per_ep, w->errmsg, sizeof(w->errmsg));
         if (rc) {
             return rc;
         }
@@ -435,11 +407,11 @@ static void *worker_main(void *arg)
     w->start_ns = ring_clock_ns();
     if (cfg->duration_ns) {
         w->end_ns = w->start_ns + cfg->duration_ns;
-        ring_timer_arm(&w->ring, &w->end_timer, w->end_ns);
+        ring_timer_arm(&w->ns.ring, &w->end_timer, w->end_ns);
     }
     if (w->rate > 0) {
         pace_due(w);
-        ring_timer_arm(&w->ring, &w->pacer, ring_clock_ns() + 1000000);
+        ring_timer_arm(&w->ns.ring, &w->pacer, ring_clock_ns() + 1000000);
     } else {
         while (w->free_users && take_budget(w)) {
             struct vuser *u = w->free_users;
@@ -448,14 +420,14 @@ static void *worker_main(void *arg)
         }
     }
     for (;;) {
-        client_flush(&w->client);
-        bool idle = !client_busy(&w->client);
+        client_flush(&w->ns.cl);
+        bool idle = !client_busy(&w->ns.cl);
         if (idle && (w->stopping || (cfg->count && atomic_load(&g_budget) <= 0))) {
             break;
         }
         /* Under load, gather a quarter of what is in flight per wake-up (within 200 us). */
-        ring_set_batch(&w->ring, w->client.inflight / 4, 200000);
-        int rc = ring_run_once(&w->ring, -1);
+        ring_set_batch(&w->ns.ring, w->ns.cl.inflight / 4, 200000);
+        int rc = ring_run_once(&w->ns.ring, -1);
         if (rc < 0) {
             w->err = rc;
             snprintf(w->errmsg, sizeof(w->errmsg), "io_uring: %s", strerror(-rc));
@@ -479,18 +451,7 @@ static void worker_cleanup(struct worker *w)
     for (size_t i = 0; i < w->neps; i++) {
         endpoint_cleanup(&w->eps[i]);
     }
-    if (w->client_ok) {
-        client_cleanup(&w->client);
-    }
-    if (w->dns_ok) {
-        dns_cleanup(&w->dns);
-    }
-    if (w->ring_ok) {
-        ring_cleanup(&w->ring);
-    }
-    if (w->tls_ok) {
-        tls_ctx_cleanup(&w->tls);
-    }
+    netstack_cleanup(&w->ns);
 }
 
 /* ---- options and report ------------------------------------------------------------------- */

@@ -81,15 +81,8 @@ struct xworker {
     uint32_t idx;
     pthread_t thread;
     bool started;
-    struct ring ring;
-    bool ring_ok;
-    struct tls_ctx tls;
-    bool tls_ok;
-    struct dns dns;
-    bool dns_ok;
-    struct client cl;
-    bool client_ok;
-    struct wep **eps; /* by slot / workers */
+    struct netstack ns; /* its ring, TLS context, resolver and client */
+    struct wep **eps;   /* by slot / workers */
     size_t neps;
     struct xq in;  /* owner -> worker */
     struct xq out; /* worker -> owner */
@@ -142,7 +135,7 @@ static void done_push(struct xworker *w, struct attempt *a)
 
 static void worker_attempt_done(struct attempt *a)
 {
-    done_push(container_of(a->ep->cl, struct xworker, cl), a);
+    done_push(container_of(a->ep->cl, struct xworker, ns.cl), a);
 }
 
 static struct wep *worker_wep(struct xworker *w, uint32_t slot, bool create)
@@ -184,7 +177,7 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xpool_endpoin
     signer_wipe(&e->signer);
     e->signer = cfg->signer;
     char err[256];
-    if (endpoint_init(&e->ep, &w->cl, &cfg->url, &e->signer, cfg->timeout_ms,
+    if (endpoint_init(&e->ep, &w->ns.cl, &cfg->url, &e->signer, cfg->timeout_ms,
                       cfg->max_conns ? cfg->max_conns : 16,
                       cfg->max_inflight ? cfg->max_inflight : 64, err, sizeof(err))) {
         fprintf(stderr, "hookring serve: worker %u: an endpoint cannot be used: %s\n", w->idx, err);
@@ -288,7 +281,7 @@ static void worker_hand_back(struct xworker *w)
         struct attempt *next = a->next;
         if (!xq_push(&w->out, &m)) {
             if (!ring_timer_armed(&w->retry)) {
-                ring_timer_arm_in(&w->ring, &w->retry, RETRY_NS);
+                ring_timer_arm_in(&w->ns.ring, &w->retry, RETRY_NS);
             }
             break;
         }
@@ -307,41 +300,21 @@ static void worker_hand_back(struct xworker *w)
 static int worker_setup(struct xworker *w)
 {
     const struct xpool *xp = w->xp;
-    struct ring_opts ro = {.entries = 4096, .max_timers = 8192};
-    int rc = ring_init(&w->ring, &ro);
+    struct netstack_opts no = {.ring = {.entries = 4096, .max_timers = 8192},
+                               .tls = xp->o.tls,
+                               .dns = xp->o.dns,
+                               .dns_optional = true,
+                               .client = xp->o.client};
+    int rc = netstack_init(&w->ns, &no, w->errmsg, sizeof(w->errmsg));
     if (rc) {
-        snprintf(w->errmsg, sizeof(w->errmsg), "io_uring set-up failed: %s", strerror(-rc));
         return rc;
     }
-    w->ring_ok = true;
-    rc = ring_wake_init(&w->ring, worker_wake, w);
+    rc = ring_wake_init(&w->ns.ring, worker_wake, w);
     if (rc) {
         snprintf(w->errmsg, sizeof(w->errmsg), "eventfd: %s", strerror(-rc));
         return rc;
     }
     ring_timer_init(&w->retry, worker_retry_fire);
-    if (xp->o.tls) {
-        /* one TLS context per worker: sessions and counters stay on this thread */
-        if (tls_ctx_init(&w->tls, xp->o.tls, w->errmsg, sizeof(w->errmsg))) {
-            return -EINVAL;
-        }
-        w->tls_ok = true;
-    }
-    if (xp->o.dns) {
-        char err[256];
-        if (dns_init(&w->dns, &w->ring, xp->o.dns, err, sizeof(err)) == 0) {
-            w->dns_ok = true;
-        }
-    }
-    struct client_opts co = xp->o.client;
-    co.tls = w->tls_ok ? &w->tls : NULL;
-    co.dns = w->dns_ok ? &w->dns : NULL;
-    rc = client_init(&w->cl, &w->ring, &co);
-    if (rc) {
-        snprintf(w->errmsg, sizeof(w->errmsg), "the delivery client: out of memory");
-        return rc;
-    }
-    w->client_ok = true;
     return 0;
 }
 
@@ -360,18 +333,7 @@ static void worker_cleanup(struct xworker *w)
     }
     free(w->eps);
     w->eps = NULL;
-    if (w->client_ok) {
-        client_cleanup(&w->cl);
-    }
-    if (w->dns_ok) {
-        dns_cleanup(&w->dns);
-    }
-    if (w->ring_ok) {
-        ring_cleanup(&w->ring);
-    }
-    if (w->tls_ok) {
-        tls_ctx_cleanup(&w->tls);
-    }
+    netstack_cleanup(&w->ns);
 }
 
 static void *worker_main(void *arg)
@@ -384,9 +346,9 @@ static void *worker_main(void *arg)
     if (!w->err) {
         while (atomic_load_explicit(&w->stop, memory_order_acquire) == 0) {
             worker_drain(w);
-            client_flush(&w->cl);
+            client_flush(&w->ns.cl);
             worker_hand_back(w);
-            int rc = ring_run_once(&w->ring, -1);
+            int rc = ring_run_once(&w->ns.ring, -1);
             if (rc < 0) {
                 fprintf(stderr, "hookring serve: worker %u: io_uring: %s\n", w->idx, strerror(-rc));
                 break;
@@ -517,7 +479,7 @@ void xpool_flush(struct xpool *xp)
             pushed = true;
         }
         if (pushed) {
-            ring_wake(&w->ring);
+            ring_wake(&w->ns.ring);
         }
         left |= w->plen > 0;
     }
@@ -550,7 +512,7 @@ void xpool_free(struct xpool *xp)
         }
         if (!w->err) {
             atomic_store_explicit(&w->stop, 1, memory_order_release);
-            ring_wake(&w->ring);
+            ring_wake(&w->ns.ring);
         }
         atomic_store_explicit(&w->stop, 2, memory_order_release);
         pthread_join(w->thread, NULL);
