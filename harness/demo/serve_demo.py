@@ -751,29 +751,9 @@ class Demo:
                     if r is not None:
                         lines.append((r, True))
                 body = b"\n".join(ev.line for ev, _ in lines) + b"\n"
-                deadline = time.time() + 60
                 retry = []
-                while True:
-                    t0 = time.time()
-                    for ev, rs in lines:
-                        if not rs and not ev.t_sent:
-                            ev.t_sent = t0
-                    try:
-                        st, data = api.call("POST", "/v1/events/batch", body,
-                                            "application/x-ndjson")
-                    except Lost:
-                        with self.lock:
-                            self.stats["lost_requests"] += 1
-                        for ev, rs in lines:
-                            ev.uncertain = True
-                        self.wait_up(deadline)
-                        continue
-                    if st == 503:
-                        with self.lock:
-                            self.stats["503"] += 1
-                        self.wait_up(deadline)
-                        continue
-                    break
+                st, data, t0 = self.post_answered(api, "/v1/events/batch", body, lines,
+                                                  "application/x-ndjson", all_uncertain=True)
                 if st != 200:
                     self.problem(f"POST /v1/events/batch: {st} {data[:200]!r}")
                     continue
@@ -800,20 +780,25 @@ class Demo:
         finally:
             api.close()
 
-    def post_one(self, api, ev, rs):
-        """posts ev (a re-send when rs) until answered; returns (status, result)"""
+    def post_answered(self, api, path, body, lines, ctype="application/json",
+                      all_uncertain=False):
+        """POSTs body, carrying lines [(event, is a re-send)], until serve answers other than
+        503 (a lost request makes its first sends, or with all_uncertain every line, uncertain:
+        serve may have taken them); returns (status, body, time of the last try)"""
         deadline = time.time() + 60
         while True:
             t0 = time.time()
-            if not rs and not ev.t_sent:
-                ev.t_sent = t0
+            for ev, rs in lines:
+                if not rs and not ev.t_sent:
+                    ev.t_sent = t0
             try:
-                st, data = api.call("POST", "/v1/events", ev.line)
+                st, data = api.call("POST", path, body, ctype)
             except Lost:
                 with self.lock:
                     self.stats["lost_requests"] += 1
-                if not rs:
-                    ev.uncertain = True
+                for ev, rs in lines:
+                    if all_uncertain or not rs:
+                        ev.uncertain = True
                 self.wait_up(deadline)
                 continue
             if st == 503:
@@ -821,7 +806,12 @@ class Demo:
                     self.stats["503"] += 1
                 self.wait_up(deadline)
                 continue
-            return st, json.loads(data), time.time() - t0
+            return st, data, t0
+
+    def post_one(self, api, ev, rs):
+        """posts ev (a re-send when rs) until answered; returns (status, result, latency)"""
+        st, data, t0 = self.post_answered(api, "/v1/events", ev.line, [(ev, rs)])
+        return st, json.loads(data), time.time() - t0
 
     def single_producer(self):
         api = Api(lambda: self.addr, self.key)
