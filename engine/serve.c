@@ -622,12 +622,10 @@ static int text_read(struct serve *s, const struct sevent *e, struct slice *json
     int rc = e->text_seq ? journal_read(&s->j, e->text_seq, &s->textbuf, &rec) : -ENOENT;
     if (rc == 0) {
         struct rd r = {.p = rec.payload, .len = rec.len};
-        if (rec.type == SREC_CARRY && rd_u64(&r) != UINT64_MAX) {
-            r.bad = true; /* a continuation holds no text */
-        }
-        rd_u64(&r); /* the ingest time */
-        *json = rd_str(&r);
-        if (r.bad || (rec.type != SREC_EVENT && rec.type != SREC_CARRY) ||
+        struct rec_event_head h = rd_event_head(&r, rec.type == SREC_CARRY);
+        *json = h.json;
+        /* a carry's continuation (anchor) holds no text */
+        if (r.bad || (rec.type != SREC_EVENT && rec.type != SREC_CARRY) || h.anchor != UINT64_MAX ||
             json->len != e->text_len) {
             rc = -EIO;
         }
@@ -1950,9 +1948,10 @@ struct replay_ctx {
 
 static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, size_t errlen)
 {
-    int64_t ingest_ms = (int64_t)rd_u64(r);
-    struct slice json = rd_str(r);
-    uint32_t n = rd_u32(r);
+    struct rec_event_head h = rd_event_head(r, false);
+    int64_t ingest_ms = h.ingest_ms;
+    struct slice json = h.json;
+    uint32_t n = h.n;
     if (r->bad) {
         snprintf(err, errlen, "an event record is malformed");
         return -EINVAL;

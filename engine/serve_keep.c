@@ -713,10 +713,11 @@ static bool carry_known(struct serve *s, struct rd r, uint32_t n)
 
 static int replay_carry(struct serve *s, struct rd *r, uint64_t seq, char *err, size_t errlen)
 {
-    uint64_t anchor = rd_u64(r);
-    int64_t ingest_ms = (int64_t)rd_u64(r);
-    struct slice json = rd_str(r);
-    uint32_t n = rd_u32(r);
+    struct rec_event_head h = rd_event_head(r, true);
+    uint64_t anchor = h.anchor;
+    int64_t ingest_ms = h.ingest_ms;
+    struct slice json = h.json;
+    uint32_t n = h.n;
     if (r->bad) {
         snprintf(err, errlen, "a carried event is malformed");
         return -EINVAL;

@@ -92,4 +92,24 @@ static inline void rd_cstr(struct rd *r, char *out, size_t cap)
     out[s.len] = 0;
 }
 
+/* What an event record (SREC_EVENT) and a compaction carry (SREC_CARRY) begin with. */
+struct rec_event_head {
+    uint64_t anchor;   /* a carry's: UINT64_MAX in the record holding the text, else the index
+                          of a delivery an earlier one holds; UINT64_MAX for an event record */
+    int64_t ingest_ms; /* the event's ingest time */
+    struct slice json; /* its canonical text (empty in a carry's continuation) */
+    uint32_t n;        /* the deliveries that follow */
+};
+
+/* rd_event_head reads that head (carry: the record is an SREC_CARRY). */
+static inline struct rec_event_head rd_event_head(struct rd *r, bool carry)
+{
+    struct rec_event_head h;
+    h.anchor = carry ? rd_u64(r) : UINT64_MAX;
+    h.ingest_ms = (int64_t)rd_u64(r);
+    h.json = rd_str(r);
+    h.n = rd_u32(r);
+    return h;
+}
+
 #endif
