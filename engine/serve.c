@@ -530,6 +530,25 @@ struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx)
     return idx >= s->dlv_base && idx - s->dlv_base < s->ndlv ? s->dlvs[idx - s->dlv_base] : NULL;
 }
 
+int serve_dlvs_reserve(struct serve *s, size_t need)
+{
+    if (need <= s->dlvcap) {
+        return 0;
+    }
+    size_t cap = s->dlvcap ? s->dlvcap : 1024;
+    while (cap < need) {
+        cap *= 2;
+    }
+    struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
+    if (!n) {
+        return -ENOMEM;
+    }
+    memset(n + s->dlvcap, 0, (cap - s->dlvcap) * sizeof(*n));
+    s->dlvs = n;
+    s->dlvcap = cap;
+    return 0;
+}
+
 /* dlv_slot makes room for index idx in dlvs (slots are idx - dlv_base; an index below the base
  * moves the base down: only a replay of a compacted journal does that). */
 static int dlv_slot(struct serve *s, uint64_t idx)
@@ -542,18 +561,8 @@ static int dlv_slot(struct serve *s, uint64_t idx)
     }
     size_t shift = idx < s->dlv_base ? (size_t)(s->dlv_base - idx) : 0;
     size_t need = shift ? s->ndlv + shift : (size_t)(idx - s->dlv_base) + 1;
-    if (need > s->dlvcap) {
-        size_t cap = s->dlvcap ? s->dlvcap : 1024;
-        while (cap < need) {
-            cap *= 2;
-        }
-        struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
-        if (!n) {
-            return -ENOMEM;
-        }
-        memset(n + s->dlvcap, 0, (cap - s->dlvcap) * sizeof(*n));
-        s->dlvs = n;
-        s->dlvcap = cap;
+    if (need > s->dlvcap && serve_dlvs_reserve(s, need)) {
+        return -ENOMEM;
     }
     if (shift) {
         memmove(s->dlvs + shift, s->dlvs, s->ndlv * sizeof(*s->dlvs));

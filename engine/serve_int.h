@@ -368,6 +368,10 @@ const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, s
  * or in flight and its text is durable in the journal. */
 void serve_sevent_release(struct serve *s, struct sevent *e);
 
+/* serve_dlvs_reserve makes room for need delivery slots in serve.dlvs (doubling; new slots
+ * empty). Returns 0 or -ENOMEM. */
+int serve_dlvs_reserve(struct serve *s, size_t need);
+
 /* serve_dlv_at is the delivery with index idx, or NULL. */
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);
 

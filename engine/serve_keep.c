@@ -793,14 +793,8 @@ int keep_replay_end(struct serve *s)
         s->dlv_base = next;
     } else if (s->dlv_base + s->ndlv < next) {
         size_t need = (size_t)(next - s->dlv_base);
-        if (need > s->dlvcap) {
-            struct delivery **n = realloc(s->dlvs, need * sizeof(*n));
-            if (!n) {
-                return -ENOMEM;
-            }
-            memset(n + s->dlvcap, 0, (need - s->dlvcap) * sizeof(*n));
-            s->dlvs = n;
-            s->dlvcap = need;
+        if (serve_dlvs_reserve(s, need)) {
+            return -ENOMEM;
         }
         s->ndlv = need;
     }
