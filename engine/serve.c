@@ -180,18 +180,29 @@ bool serve_header_check(const struct profile *p, struct slice name, struct slice
     return true;
 }
 
-/* webhook_headers_add appends wh's custom headers to its endpoint's prefix, checking each. */
-static int webhook_headers_add(struct webhook *wh, char *err, size_t errlen)
+/* webhook_endpoint builds ep for wh from u and sg, with wh's custom headers (each checked).
+ * Returns 0, or an error with err filled and nothing left to clean up. */
+static int webhook_endpoint(struct serve *s, const struct webhook *wh, const struct url *u,
+                            const struct signer *sg, struct endpoint *ep, char *err, size_t errlen)
 {
+    uint32_t conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS;
+    uint32_t inflight = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT;
+    int rc = endpoint_init(ep, &s->cl, u, sg, wh->timeout_ms, conns, inflight, err, errlen);
+    if (rc) {
+        return rc;
+    }
     const char *p = wh->hdrs, *end = wh->hdrs + wh->hdr_len;
     struct slice name, value;
     for (uint32_t i = 0; i < wh->nhdr && pair_next(&p, end, &name, &value); i++) {
         if (!serve_header_check(wh->p, name, value, err, errlen)) {
-            return -EINVAL;
-        }
-        if (endpoint_add_header(&wh->ep, name, value)) {
+            rc = -EINVAL;
+        } else if (endpoint_add_header(ep, name, value)) {
             snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
+            rc = -ENOMEM;
+        }
+        if (rc) {
+            endpoint_cleanup(ep);
+            return rc;
         }
     }
     return 0;
@@ -279,12 +290,20 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
     if (webhook_signer(wh, serve_now_ms(), &sg, err, errlen)) {
         return -EINVAL;
     }
-    if (wh->ep_ok) {
-        if (wh->inflight) {
-            snprintf(err, errlen, "url: the webhook has attempts in flight; try again");
-            signer_wipe(&sg);
-            return -EBUSY;
+    if (wh->ep_ok && wh->inflight) {
+        /* the attempts in flight use the endpoint (and, with workers, the worker's copy): they
+         * end on it. The new one is checked now and built once the last of them is back. */
+        struct endpoint ep;
+        int rc = webhook_endpoint(s, wh, &u, &sg, &ep, err, errlen);
+        if (rc == 0) {
+            endpoint_cleanup(&ep);
+            wh->apply_due = true;
         }
+        signer_wipe(&sg);
+        return rc;
+    }
+    wh->apply_due = false;
+    if (wh->ep_ok) {
         endpoint_cleanup(&wh->ep);
         wh->ep_ok = false;
     }
@@ -292,15 +311,9 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
     wh->signer = sg;
     webhook_api_version(s, wh);
     wh->url = u;
-    uint32_t conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS;
-    uint32_t inflight = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT;
-    if (endpoint_init(&wh->ep, &s->cl, &wh->url, &wh->signer, wh->timeout_ms, conns, inflight, err,
-                      errlen)) {
-        return -EINVAL;
-    }
-    if (webhook_headers_add(wh, err, errlen)) {
-        endpoint_cleanup(&wh->ep);
-        return -EINVAL;
+    int rc = webhook_endpoint(s, wh, &wh->url, &wh->signer, &wh->ep, err, errlen);
+    if (rc) {
+        return rc;
     }
     wh->ep_ok = true;
     /* before serve_start (the replay) only the last state counts: serve_start hands it over */
@@ -780,6 +793,13 @@ static uint32_t wh_limit(const struct webhook *wh)
     return wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT;
 }
 
+/* wh_room tells whether an attempt of wh may start now: under its cap, and its endpoint not
+ * waiting to be built anew */
+static bool wh_room(const struct webhook *wh)
+{
+    return wh->inflight < wh_limit(wh) && !wh->apply_due;
+}
+
 static void ready_push(struct webhook *wh, struct delivery *d)
 {
     d->rnext = NULL;
@@ -953,7 +973,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
         snprintf(wh->api_version, sizeof(wh->api_version), "%s", wh->signer.api_version);
         serve_webhook_record(s, wh, NULL);
     }
-    if (wh->inflight >= wh_limit(wh)) {
+    if (!wh_room(wh)) {
         /* sent when an attempt of wh finishes (wh_drain): nothing is built for it before */
         if (!d->queued) {
             d->status = DLV_PENDING;
@@ -1030,7 +1050,7 @@ static void wh_drain(struct serve *s, struct webhook *wh)
         return; /* stopping: the queued ones are pending in the journal, resumed at start */
     }
     wh->draining = true;
-    while (wh->ready_head && wh->inflight < wh_limit(wh)) {
+    while (wh->ready_head && wh_room(wh)) {
         struct delivery *d = wh->ready_head;
         ready_unlink(d);
         dlv_send(s, d);
@@ -1301,6 +1321,13 @@ static void dlv_done(struct attempt *a)
     }
     if (!d->op && !wh->adhoc) {
         dlv_lifecycle(s, d, v);
+    }
+    if (wh->apply_due && wh->inflight == 0 && !wh->apply_listed) {
+        /* built after this loop iteration's completions: the client may still name the
+         * endpoint's connection on the way back from this callback */
+        wh->apply_listed = true;
+        wh->next_apply = s->apply;
+        s->apply = wh;
     }
     wh_drain(s, wh);
 }
@@ -2327,9 +2354,30 @@ int serve_start(struct serve *s, int lfd)
     return 0;
 }
 
+/* webhooks_apply_due builds the endpoints a PATCH changed while attempts were in flight, now
+ * that none is, and sends what waited for them. */
+static void webhooks_apply_due(struct serve *s)
+{
+    while (s->apply) {
+        struct webhook *wh = s->apply;
+        s->apply = wh->next_apply;
+        wh->apply_listed = false;
+        if (!wh->apply_due || wh->inflight) {
+            continue; /* built already (a PATCH since), or an attempt started again */
+        }
+        char why[EVENT_ERR_MAX];
+        if (serve_webhook_apply(s, wh, why, sizeof(why))) {
+            /* checked at the PATCH: only memory can fail here; its deliveries fail, named */
+            fprintf(stderr, "hookring serve: webhook %s cannot deliver: %s\n", wh->id, why);
+        }
+        wh_drain(s, wh);
+    }
+}
+
 void serve_after_run(struct serve *s)
 {
     adhoc_release_all(s);
+    webhooks_apply_due(s);
     if (s->xp) {
         xpool_flush(s->xp);
     }

@@ -596,11 +596,9 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
         serve_api_error(c, 400, "field 'api_version': only the humanos profile has one");
         return;
     }
+    /* with attempts in flight, the endpoint is built anew once they are back; what starts after
+     * this answer uses the new one */
     bool rebuild = (seen & (F_URL | F_TIMEOUT | F_HEADERS | F_MAXINF)) != 0;
-    if (rebuild && wh->inflight) {
-        serve_api_error(c, 409, "the webhook has attempts in flight; retry the change");
-        return;
-    }
     /* what the endpoint is built from, kept to put back if the new one is refused */
     static struct webhook old;
     memcpy(old.url_s, wh->url_s, sizeof(old.url_s));
@@ -622,8 +620,10 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
         wh->nhdr = old.nhdr;
         wh->timeout_ms = old.timeout_ms;
         wh->max_in_flight = old.max_in_flight;
-        char ignored[EVENT_ERR_MAX + 64];
-        serve_webhook_apply(s, wh, ignored, sizeof(ignored));
+        if (!wh->ep_ok) {
+            char ignored[EVENT_ERR_MAX + 64]; /* the old one was torn down: built again */
+            serve_webhook_apply(s, wh, ignored, sizeof(ignored));
+        }
         serve_api_error(c, 400, err);
         return;
     }

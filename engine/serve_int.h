@@ -81,6 +81,12 @@ struct webhook {
     char api_version[SIGN_API_VERSION_MAX + 1];
     bool adhoc; /* an event's callback destination: not in the table, freed once delivered */
     struct webhook *next_release;
+    /* a PATCH changed what the endpoint is built from while attempts were in flight: they end
+     * on the endpoint they have, and it is built anew (serve_after_run) once the last is back;
+     * deliveries due meanwhile wait in the ready queue */
+    bool apply_due;
+    bool apply_listed; /* in serve.apply */
+    struct webhook *next_apply;
     /* deliveries due while max_in_flight attempts are out, oldest first: each is sent (its
      * body built) only once an attempt of this webhook finishes */
     struct delivery *ready_head, *ready_tail;
@@ -260,6 +266,7 @@ struct serve {
     struct webhook *cbwh;     /* what a finished callback delivery points at (never sends) */
     size_t nadhoc;            /* callback destinations alive */
     struct webhook *release;  /* callback destinations to free after the loop's completions */
+    struct webhook *apply;    /* webhooks whose endpoint is built anew after them (apply_due) */
     struct wheel_timer sweep; /* looks for webhooks failing longer than --disable-after */
     int64_t disable_after_ms; /* scaled by --time-scale */
     struct serve_keep keep;
@@ -274,8 +281,9 @@ struct delivery *serve_delivery_find(struct serve *s, struct slice id);
  * too), or the callback placeholder for WH_CALLBACK_ID; NULL for an unknown id. */
 struct webhook *serve_webhook_named(struct serve *s, struct slice id);
 
-/* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. Returns 0 or -EINVAL
- * with err filled (naming the field). */
+/* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. While attempts of wh
+ * are in flight it only checks them, and the endpoint is built once the last is back (apply_due;
+ * deliveries due meanwhile wait). Returns 0 or -EINVAL with err filled (naming the field). */
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);
 
 /* serve_webhook_resign rebuilds wh's signer in place (the endpoint keeps pointing at it) from
