@@ -21,6 +21,7 @@ static const char serve_help[] =
     "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
     "                      [--humanos-api-version V] [--retention SECONDS]\n"
     "                      [--segment-size BYTES] [--max-held N] [--dedup-capacity N]\n"
+    "                      [--pace N] [--pace-wait MS]\n"
     "\n"
     "Runs the webhook delivery backend: an HTTP API (JSON) to register webhooks and ingest\n"
     "events; every event is journaled under DIR (acknowledged 202 only once durable), fanned out\n"
@@ -69,6 +70,13 @@ static const char serve_help[] =
     "                      1-3 KiB with its share of the event): beyond, delivered and failed\n"
     "                      ones are forgotten before their retention, and when pending ones\n"
     "                      alone fill it, ingest answers 503 with Retry-After: 5\n"
+    "  --pace N            while more than N deliveries are due and wait for an attempt\n"
+    "                      slot (max_in_flight), an ingest request waits before it is\n"
+    "                      taken, until they are down to N/2: producers are slowed to the\n"
+    "                      delivery rate instead of building a backlog in memory (default\n"
+    "                      4096; 0: never)\n"
+    "  --pace-wait MS      the longest an ingest request waits so (default 250): a slow\n"
+    "                      receiver delays ingest at most this much, never stops it\n"
     "  --quiet             no line per attempt on stdout\n"
     "  -h, --help          this text\n"
     "\n"
@@ -97,7 +105,7 @@ static const char serve_help[] =
  * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
 enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION, OPT_DEDUP_CAPACITY };
 /* options with no short letter (beyond every char) */
-enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE, OPT_MAX_HELD };
+enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE, OPT_MAX_HELD, OPT_PACE, OPT_PACE_WAIT };
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -163,6 +171,8 @@ int cmd_serve(int argc, char **argv)
         {"retention", required_argument, NULL, OPT_RETENTION},
         {"segment-size", required_argument, NULL, OPT_SEGMENT_SIZE},
         {"max-held", required_argument, NULL, OPT_MAX_HELD},
+        {"pace", required_argument, NULL, OPT_PACE},
+        {"pace-wait", required_argument, NULL, OPT_PACE_WAIT},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -273,6 +283,18 @@ int cmd_serve(int argc, char **argv)
                 return cmd_usage_error("serve", "--max-held must be 16-1000000000 deliveries");
             }
             so.max_held = v;
+            break;
+        case OPT_PACE:
+            if (!cmd_parse_uint(optarg, &v) || v > 100000000) {
+                return cmd_usage_error("serve", "--pace must be 0-100000000 deliveries");
+            }
+            so.pace_ready = v ? (uint32_t)v : UINT32_MAX;
+            break;
+        case OPT_PACE_WAIT:
+            if (!cmd_parse_uint(optarg, &v) || v == 0 || v > 60000) {
+                return cmd_usage_error("serve", "--pace-wait must be 1-60000 ms");
+            }
+            so.pace_wait_ms = (uint32_t)v;
             break;
         case OPT_SEGMENT_SIZE:
             if (!cmd_parse_uint(optarg, &v) || v < (64u << 10) || v > (1ull << 30)) {

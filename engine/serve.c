@@ -811,6 +811,7 @@ static void ready_push(struct webhook *wh, struct delivery *d)
     }
     wh->ready_tail = d;
     wh->nready++;
+    d->s->nready_all++;
     d->queued = true;
 }
 
@@ -834,6 +835,7 @@ static void ready_unlink(struct delivery *d)
     d->rprev = d->rnext = NULL;
     d->queued = false;
     wh->nready--;
+    d->s->nready_all--;
 }
 
 /* dlv_release frees d itself, whatever it holds (its slot is not touched). */
@@ -1615,8 +1617,8 @@ void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, siz
             dlv_free(r->s, r->dl[i]);
         }
         if (rc == -EAGAIN) {
-            apisrv_reply(r->c, 503, NULL, "Retry-After: 1\r\n",
-                         "{\"error\":\"the journal is behind; retry\"}\n", 41);
+            SERVE_REPLY_LIT(r->c, 503, "Retry-After: 1\r\n",
+                            "{\"error\":\"the journal is behind; retry\"}\n");
         } else {
             serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
         }
@@ -1771,8 +1773,8 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
 {
     switch (ir) {
     case ING_BEHIND:
-        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
-                     "{\"error\":\"the journal is behind; retry\"}\n", 41);
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 1\r\n",
+                        "{\"error\":\"the journal is behind; retry\"}\n");
         break;
     case ING_FULL:
         apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
@@ -2210,6 +2212,12 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     if (!s->o.failing_after) {
         s->o.failing_after = 5;
     }
+    if (!s->o.pace_ready) {
+        s->o.pace_ready = 4096;
+    }
+    if (!s->o.pace_wait_ms) {
+        s->o.pace_wait_ms = 250;
+    }
     if (!s->o.disable_after_s) {
         s->o.disable_after_s = 5 * 86400;
     }
@@ -2299,6 +2307,11 @@ int serve_start(struct serve *s, int lfd)
 {
     struct apisrv_opts ao = {
         .max_body = s->o.max_body, .idle_ms = s->o.idle_ms, .max_conns = s->o.max_conns};
+    s->paced_cap = s->o.max_conns ? s->o.max_conns : 1024;
+    s->paced = calloc(s->paced_cap, sizeof(*s->paced));
+    if (!s->paced) {
+        return -ENOMEM;
+    }
     int rc = apisrv_init(&s->api, s->r, lfd, &ao, serve_api_handle, s);
     if (rc) {
         return rc;
@@ -2374,10 +2387,53 @@ static void webhooks_apply_due(struct serve *s)
     }
 }
 
+/* ---- ingest pacing ---- */
+
+bool serve_pace(struct serve *s, struct apiconn *c, const struct httpreq *req)
+{
+    if ((s->npaced == 0 && s->nready_all <= s->o.pace_ready) || s->npaced == s->paced_cap) {
+        return false;
+    }
+    s->paced[(s->paced_head + s->npaced++) % s->paced_cap] =
+        (struct paced_req){.c = c, .req = req, .at_ms = (int64_t)ring_now_ms(s->r)};
+    s->m.paced++;
+    return true;
+}
+
+/* paced_run takes the held ingest requests whose time has come, oldest first: all of them once
+ * the ready queues are down to half of --pace, else those that waited --pace-wait. */
+static void paced_run(struct serve *s)
+{
+    int64_t now = (int64_t)ring_now_ms(s->r);
+    while (s->npaced) {
+        struct paced_req p = s->paced[s->paced_head];
+        if (s->nready_all > s->o.pace_ready / 2 && now - p.at_ms < (int64_t)s->o.pace_wait_ms) {
+            return;
+        }
+        s->paced_head = (s->paced_head + 1) % s->paced_cap;
+        s->npaced--;
+        serve_api_ingest(s, p.c, p.req);
+    }
+}
+
+/* paced_refuse answers every held ingest request 503 (the server is stopping). */
+static void paced_refuse(struct serve *s)
+{
+    while (s->npaced) {
+        struct paced_req p = s->paced[s->paced_head];
+        s->paced_head = (s->paced_head + 1) % s->paced_cap;
+        s->npaced--;
+        SERVE_REPLY_LIT(p.c, 503, "Retry-After: 5\r\n", SERVE_SHUTTING_DOWN);
+    }
+}
+
 void serve_after_run(struct serve *s)
 {
     adhoc_release_all(s);
     webhooks_apply_due(s);
+    if (s->npaced && !s->stopping) {
+        paced_run(s);
+    }
     if (s->xp) {
         xpool_flush(s->xp);
     }
@@ -2390,6 +2446,7 @@ void serve_shutdown(struct serve *s)
 {
     s->stopping = true;
     if (s->api_ok) {
+        paced_refuse(s);
         apisrv_stop_accepting(&s->api);
         apisrv_quiesce(&s->api);
     }
@@ -2476,6 +2533,7 @@ int serve_free(struct serve *s)
     }
     free(s->whs);
     free(s->free_slots);
+    free(s->paced);
     if (s->client_ok) {
         client_cleanup(&s->cl);
     }

@@ -48,6 +48,12 @@ struct serve_opts {
      * when pending ones alone fill it, ingest answers 503; 0: 1 000 000 */
     size_t max_held;
     uint64_t segment_size; /* journal segment files; 0: the journal's default (64 MiB) */
+    /* ingest pacing: while more than pace_ready deliveries are due and waiting for an attempt
+     * slot (the ready queues), an ingest request waits (nothing read from its connection) until
+     * they are down to half, or for pace_wait_ms at most. 0: 4096 and 250 ms; pace_ready
+     * UINT32_MAX: never */
+    uint32_t pace_ready;
+    uint32_t pace_wait_ms;
 };
 
 /* serve_new opens the journal in o->data_dir on ring r, replays it (webhooks, events,
@@ -59,7 +65,8 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
  * delivery recovered. Returns 0 or -errno. */
 int serve_start(struct serve *s, int lfd);
 
-/* serve_after_run is called after every ring_run_once: it sends what the loop made ready. */
+/* serve_after_run is called after every ring_run_once: it sends what the loop made ready, and
+ * takes the ingest requests pacing held back once their time has come. */
 void serve_after_run(struct serve *s);
 
 /* serve_shutdown stops accepting API connections and new attempts; serve_idle then tells when

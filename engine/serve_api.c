@@ -996,8 +996,14 @@ static void metrics_keep(const struct serve *s, struct buf *b, const struct jour
                "# TYPE hookring_event_text_reads_total counter\n"
                "hookring_event_text_reads_total %" PRIu64 "\n"
                "# TYPE hookring_event_text_read_errors_total counter\n"
-               "hookring_event_text_read_errors_total %" PRIu64 "\n",
-               texts, s->m.text_reads, s->m.text_errors);
+               "hookring_event_text_read_errors_total %" PRIu64 "\n"
+               "# TYPE hookring_deliveries_ready gauge\n"
+               "hookring_deliveries_ready %zu\n"
+               "# TYPE hookring_ingest_waiting gauge\n"
+               "hookring_ingest_waiting %zu\n"
+               "# TYPE hookring_ingest_paced_total counter\n"
+               "hookring_ingest_paced_total %" PRIu64 "\n",
+               texts, s->m.text_reads, s->m.text_errors, s->nready_all, s->npaced, s->m.paced);
 }
 
 static void metrics(struct serve *s, struct apiconn *c)
@@ -1069,7 +1075,24 @@ static void not_allowed(struct apiconn *c, const char *allow)
 {
     char h[96];
     snprintf(h, sizeof(h), "Allow: %s\r\n", allow);
-    apisrv_reply(c, 405, NULL, h, "{\"error\":\"method not allowed\"}\n", 31);
+    SERVE_REPLY_LIT(c, 405, h, "{\"error\":\"method not allowed\"}\n");
+}
+
+void serve_api_ingest(struct serve *s, struct apiconn *c, const struct httpreq *req)
+{
+    int64_t now = serve_now_ms();
+    if (slice_eq_cstr(req->path, "/v1/events/batch")) {
+        serve_ingest_batch(s, c, req->body.p, req->body.len, now);
+        return;
+    }
+    static struct event ev;
+    char err[EVENT_ERR_MAX];
+    if (event_parse(&ev, req->body.p, req->body.len, now, err, sizeof(err))) {
+        serve_api_error(c, 400, err);
+        return;
+    }
+    serve_ingest(s, c, &ev, now);
+    event_clear(&ev);
 }
 
 void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
@@ -1083,39 +1106,23 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
         return;
     }
     if (!authorized(s, req)) {
-        apisrv_reply(c, 401, NULL, "WWW-Authenticate: Bearer\r\n",
-                     "{\"error\":\"missing or wrong API key (Authorization: Bearer KEY)\"}\n", 65);
+        SERVE_REPLY_LIT(c, 401, "WWW-Authenticate: Bearer\r\n",
+                        "{\"error\":\"missing or wrong API key (Authorization: Bearer KEY)\"}\n");
         return;
     }
     if (s->stopping) {
-        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n", "{\"error\":\"shutting down\"}\n", 27);
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n", SERVE_SHUTTING_DOWN);
         return;
     }
     if (slice_eq_cstr(p, "/metrics")) {
         get ? metrics(s, c) : not_allowed(c, "GET");
         return;
     }
-    if (slice_eq_cstr(p, "/v1/events")) {
+    if (slice_eq_cstr(p, "/v1/events") || slice_eq_cstr(p, "/v1/events/batch")) {
         if (!post) {
             not_allowed(c, "POST");
-            return;
-        }
-        static struct event ev;
-        char err[EVENT_ERR_MAX];
-        int64_t now = serve_now_ms();
-        if (event_parse(&ev, req->body.p, req->body.len, now, err, sizeof(err))) {
-            serve_api_error(c, 400, err);
-            return;
-        }
-        serve_ingest(s, c, &ev, now);
-        event_clear(&ev);
-        return;
-    }
-    if (slice_eq_cstr(p, "/v1/events/batch")) {
-        if (post) {
-            serve_ingest_batch(s, c, req->body.p, req->body.len, serve_now_ms());
-        } else {
-            not_allowed(c, "POST");
+        } else if (!serve_pace(s, c, req)) {
+            serve_api_ingest(s, c, req);
         }
         return;
     }

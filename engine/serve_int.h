@@ -194,6 +194,14 @@ struct serve_metrics {
     uint64_t carried;      /* records re-appended by compaction */
     uint64_t text_reads;   /* event texts read back from the journal */
     uint64_t text_errors;  /* ... that could not be */
+    uint64_t paced;        /* ingest requests that waited for the ready queues (pacing) */
+};
+
+/* An ingest request pacing holds back (its connection reads nothing meanwhile). */
+struct paced_req {
+    struct apiconn *c;
+    const struct httpreq *req;
+    int64_t at_ms; /* ring ms it came */
 };
 
 /* A dedup key kept for compaction: the window keeps it, and the record it is in must be carried
@@ -263,10 +271,15 @@ struct serve {
     struct webhook *opwh;  /* --operator-url, or NULL */
     struct delivery **ops; /* operator deliveries, each owning its event */
     size_t nops, opcap;
-    struct webhook *cbwh;     /* what a finished callback delivery points at (never sends) */
-    size_t nadhoc;            /* callback destinations alive */
-    struct webhook *release;  /* callback destinations to free after the loop's completions */
-    struct webhook *apply;    /* webhooks whose endpoint is built anew after them (apply_due) */
+    struct webhook *cbwh;    /* what a finished callback delivery points at (never sends) */
+    size_t nadhoc;           /* callback destinations alive */
+    struct webhook *release; /* callback destinations to free after the loop's completions */
+    struct webhook *apply;   /* webhooks whose endpoint is built anew after them (apply_due) */
+    size_t nready_all;       /* deliveries in the ready queues of every webhook */
+    /* ingest requests held back by pacing, oldest first: a ring of max_conns (one request per
+     * connection at a time) */
+    struct paced_req *paced;
+    size_t paced_cap, paced_head, npaced;
     struct wheel_timer sweep; /* looks for webhooks failing longer than --disable-after */
     int64_t disable_after_ms; /* scaled by --time-scale */
     struct serve_keep keep;
@@ -285,6 +298,20 @@ struct webhook *serve_webhook_named(struct serve *s, struct slice id);
  * are in flight it only checks them, and the endpoint is built once the last is back (apply_due;
  * deliveries due meanwhile wait). Returns 0 or -EINVAL with err filled (naming the field). */
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);
+
+/* SERVE_REPLY_LIT answers c with a string literal body, its length counted by the compiler. */
+#define SERVE_REPLY_LIT(c, status, hdrs, lit)                                                      \
+    apisrv_reply((c), (status), NULL, (hdrs), (lit), sizeof(lit) - 1)
+
+#define SERVE_SHUTTING_DOWN "{\"error\":\"shutting down\"}\n"
+
+/* serve_pace holds ingest request req on c back while the ready queues are over --pace (or
+ * requests held before it still wait: they go in order); returns whether it did. Its time
+ * comes in serve_after_run, which hands it to serve_api_ingest. */
+bool serve_pace(struct serve *s, struct apiconn *c, const struct httpreq *req);
+
+/* serve_api_ingest handles POST /v1/events or /v1/events/batch (serve_api.c). */
+void serve_api_ingest(struct serve *s, struct apiconn *c, const struct httpreq *req);
 
 /* serve_webhook_resign rebuilds wh's signer in place (the endpoint keeps pointing at it) from
  * its secrets at now_ms: the previous secret too while its grace lasts. Returns 0 or -EINVAL

@@ -865,6 +865,127 @@ Test(serve_features, an_event_text_is_let_go_once_final_and_read_back_when_neede
     remove_data_dir();
 }
 
+/* ---- ingest pacing ----------------------------------------------------------------------------
+ */
+
+/* A POST made on its own thread, timed; rcv_at is how many requests the receiver had counted
+ * when the answer came. */
+struct timed_post {
+    pthread_t th;
+    const char *path, *body;
+    int status;
+    int64_t ms;
+    int rcv_at;
+    char retry_after[16];
+};
+
+static void *timed_post_main(void *arg)
+{
+    struct timed_post *p = arg;
+    struct tn_resp r;
+    int64_t t0 = tn_now_ms();
+    p->status = api(&S, "POST", p->path, p->body, &r);
+    p->ms = tn_now_ms() - t0;
+    p->rcv_at = rcv_get(&R, &R.count);
+    const char *ra = strcasestr(r.head, "\r\nRetry-After: ");
+    if (ra) {
+        snprintf(p->retry_after, sizeof(p->retry_after), "%.*s", (int)strcspn(ra + 15, "\r"),
+                 ra + 15);
+    }
+    tn_resp_free(&r);
+    return NULL;
+}
+
+static void timed_post_start(struct timed_post *p, const char *path, const char *body)
+{
+    memset(p, 0, sizeof(*p));
+    p->path = path;
+    p->body = body;
+    cr_assert_eq(pthread_create(&p->th, NULL, timed_post_main, p), 0);
+}
+
+/* wait_metric waits until the metric name is at least lo and at most hi; returns whether it
+ * came to that. */
+static bool wait_metric(const char *name, uint64_t lo, uint64_t hi, int ms)
+{
+    int64_t end = tn_now_ms() + ms;
+    while (tn_now_ms() < end) {
+        uint64_t v = 0;
+        if (tn_metric(S.addr[0], KEY, name, &v) == 0 && v >= lo && v <= hi) {
+            return true;
+        }
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+/* While more than --pace deliveries wait for an attempt slot, an ingest request waits (nothing is
+ * lost or refused): until they are down to half, or for --pace-wait at most; a SIGTERM answers
+ * the waiting one 503 with Retry-After. */
+Test(serve_features, ingest_waits_while_the_ready_queues_are_over_pace, .timeout = 60)
+{
+    make_data_dir();
+    rcv_start(&R, 200, "standard", STD_SECRET, NULL, NULL);
+    SERVE(&S, "--time-scale", "0.01", "--pace", "4", "--pace-wait", "60000");
+    char wh[64], batch[4096];
+    rcv_webhook(1, wh, sizeof(wh));
+    struct tn_resp r;
+    /* ten at once with one attempt at a time: nine wait in the ready queue */
+    tn_ndjson_events(batch, sizeof(batch), "evt_pa", "a", 0, 10);
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_metric("hookring_deliveries_ready", 9, 9, 5000));
+    struct timed_post p;
+    timed_post_start(&p, "/v1/events", "{\"id\":\"evt_pw1\",\"type\":\"a\",\"data\":1}");
+    cr_assert(wait_metric("hookring_ingest_waiting", 1, 1, 5000));
+    cr_assert_gt(fmetric("hookring_deliveries_ready"), 2);
+    pthread_join(p.th, NULL);
+    /* taken once the queue was down to 2 (half of 4): 7 of the 10 answered by then */
+    cr_assert_eq(p.status, 202);
+    cr_assert_geq(p.rcv_at, 7, "taken with %d delivered of 10", p.rcv_at);
+    cr_assert_geq(p.ms, 1000, "taken after %lld ms", (long long)p.ms);
+    cr_assert_eq(fmetric("hookring_ingest_paced_total"), 1);
+    cr_assert_eq(fmetric("hookring_ingest_waiting"), 0);
+    cr_assert(wait_dlv("dlv_000000000000000a", "delivered", &r, 10000));
+    tn_resp_free(&r);
+
+    /* a SIGTERM answers the one waiting 503 (its event was never taken) and exits 0 */
+    tn_ndjson_events(batch, sizeof(batch), "evt_pb", "a", 0, 10);
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_metric("hookring_deliveries_ready", 9, 9, 5000));
+    timed_post_start(&p, "/v1/events", "{\"id\":\"evt_pw2\",\"type\":\"a\",\"data\":2}");
+    cr_assert(wait_metric("hookring_ingest_waiting", 1, 1, 5000));
+    stop_clean(&S);
+    pthread_join(p.th, NULL);
+    cr_assert_eq(p.status, 503);
+    cr_assert_str_eq(p.retry_after, "5");
+
+    /* --pace-wait bounds the wait: taken after it, the queue still long */
+    SERVE(&S, "--time-scale", "0.01", "--pace", "4", "--pace-wait", "300");
+    /* what the second ten left pending is recovered, all due at once */
+    cr_assert(wait_metric("hookring_deliveries_ready", 6, 9, 5000));
+    int before = rcv_get(&R, &R.count);
+    timed_post_start(&p, "/v1/events", "{\"id\":\"evt_pw2\",\"type\":\"a\",\"data\":2}");
+    pthread_join(p.th, NULL);
+    cr_assert_eq(p.status, 202);
+    cr_assert_geq(p.ms, 250, "taken after %lld ms", (long long)p.ms);
+    cr_assert_lt(p.rcv_at - before, 5, "the queue had drained: %d", p.rcv_at - before);
+    /* nothing lost: all 22 events delivered and verified */
+    cr_assert(wait_dlv("dlv_0000000000000015", "delivered", &r, 15000));
+    tn_resp_free(&r);
+    for (int i = 0; i < 22; i++) {
+        char dlv[32];
+        snprintf(dlv, sizeof(dlv), "dlv_%016x", i);
+        cr_assert(wait_dlv(dlv, "delivered", &r, 10000), "%s is not delivered", dlv);
+        tn_resp_free(&r);
+    }
+    cr_assert_eq(rcv_get(&R, &R.bad), 0);
+    stop_clean(&S);
+    rcv_stop(&R);
+    remove_data_dir();
+}
+
 /* ---- per-event callbacks -------------------------------------------------------------------- */
 
 Test(serve_features, a_callback_url_is_delivered_as_humcli_and_verified, .timeout = 40)
