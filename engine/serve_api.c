@@ -1037,6 +1037,8 @@ static void metrics(struct serve *s, struct apiconn *c)
                "hookring_journal_bytes_total %" PRIu64 "\n"
                "# TYPE hookring_journal_records_total counter\n"
                "hookring_journal_records_total %" PRIu64 "\n"
+               "# TYPE hookring_journal_batches_total counter\n"
+               "hookring_journal_batches_total %" PRIu64 "\n"
                "# TYPE hookring_journal_fsync_seconds gauge\n"
                "hookring_journal_fsync_seconds{stat=\"last\"} %.6f\n"
                "hookring_journal_fsync_seconds{stat=\"max\"} %.6f\n"
@@ -1049,8 +1051,8 @@ static void metrics(struct serve *s, struct apiconn *c)
                "hookring_webhooks{status=\"failing\"} %zu\n",
                s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
-               (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6, s->m.journal_errors,
-               by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
+               js.batches, (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6,
+               s->m.journal_errors, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
     serve_metrics_workers(s, &b);
     metrics_keep(s, &b, &js);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);

@@ -935,6 +935,11 @@ Test(serve_features, ingest_waits_while_the_ready_queues_are_over_pace, .timeout
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
     cr_assert(wait_metric("hookring_deliveries_ready", 9, 9, 5000));
+    /* the webhook and the ten events took a group commit each (attempt records ride along) */
+    uint64_t batches = fmetric("hookring_journal_batches_total");
+    cr_assert_geq(batches, 2);
+    cr_assert_lt(batches, fmetric("hookring_journal_records_total") - 8, "%llu batches",
+                 (unsigned long long)batches);
     struct timed_post p;
     timed_post_start(&p, "/v1/events", "{\"id\":\"evt_pw1\",\"type\":\"a\",\"data\":1}");
     cr_assert(wait_metric("hookring_ingest_waiting", 1, 1, 5000));
