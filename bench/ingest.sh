@@ -38,7 +38,7 @@
 # fresh server and data directory; the best rate of each side is kept. Prints one line per
 # measurement and a summary with the ratios (hookring / redis, e2e / blast); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
-# CONNS (64), BATCH (64), BATCH_CONNS (8), DEDUP_CAPACITY (1000000), E2E_WEBHOOK_EXTRA, E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
+# CONNS (64), BATCH (64), BATCH_CONNS (12), DEDUP_CAPACITY (1000000), E2E_WEBHOOK_EXTRA, E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
 # the figures. Reported, never asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,9 +50,10 @@ BATCH=${BATCH:-64}
 # ids the dedup table holds per window: every event of a run must fit (the default 200 000 is
 # full after 5 s at 40 k/s, and a full table refuses ingest with 503)
 DEDUP_CAPACITY=${DEDUP_CAPACITY:-1000000}
-# 8 batches of 64 in flight: 512 events owed at once, so that the fdatasync round trip (a few
-# ms here) does not bound the rate as it does with 4
-BATCH_CONNS=${BATCH_CONNS:-8}
+# 12 batches of 64 in flight: 768 events owed at once, so that the fdatasync round trip (a few
+# ms here) does not bound the rate as it does with 4; serve's pacing (--pace) keeps ingest from
+# running ahead of delivery, which more producers did before it
+BATCH_CONNS=${BATCH_CONNS:-12}
 # the webhook's max_in_flight: as many connections and attempts in flight as blast's CONNS
 E2E_WEBHOOK_EXTRA=${E2E_WEBHOOK_EXTRA-,\"max_in_flight\":$CONNS}
 E2E_WAIT=${E2E_WAIT:-60}
