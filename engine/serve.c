@@ -1777,8 +1777,8 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
                         "{\"error\":\"the journal is behind; retry\"}\n");
         break;
     case ING_FULL:
-        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n",
-                     "{\"error\":\"the dedup window is full; retry\"}\n", 44);
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n",
+                        "{\"error\":\"the dedup window is full; retry\"}\n");
         break;
     case ING_HELD: {
         static const char msg[] = "{\"error\":\"--max-held deliveries are pending; retry\"}\n";

@@ -502,8 +502,8 @@ static void commit_webhook(struct serve *s, struct apiconn *c, struct webhook *w
     buf_putc(&r->body, '\n');
     int rc = serve_webhook_record(s, wh, &r->w);
     if (rc) {
-        apisrv_reply(c, 503, NULL, "Retry-After: 1\r\n",
-                     "{\"error\":\"the journal is behind or failed; retry\"}\n", 51);
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 1\r\n",
+                        "{\"error\":\"the journal is behind or failed; retry\"}\n");
         buf_free(&r->body);
         free(r);
     }

@@ -877,6 +877,8 @@ struct timed_post {
     int64_t ms;
     int rcv_at;
     char retry_after[16];
+    char answer[128];
+    size_t answer_len;
 };
 
 static void *timed_post_main(void *arg)
@@ -892,6 +894,8 @@ static void *timed_post_main(void *arg)
         snprintf(p->retry_after, sizeof(p->retry_after), "%.*s", (int)strcspn(ra + 15, "\r"),
                  ra + 15);
     }
+    p->answer_len = r.body_len;
+    snprintf(p->answer, sizeof(p->answer), "%s", r.body ? r.body : "");
     tn_resp_free(&r);
     return NULL;
 }
@@ -965,6 +969,8 @@ Test(serve_features, ingest_waits_while_the_ready_queues_are_over_pace, .timeout
     pthread_join(p.th, NULL);
     cr_assert_eq(p.status, 503);
     cr_assert_str_eq(p.retry_after, "5");
+    cr_assert_str_eq(p.answer, "{\"error\":\"shutting down\"}\n");
+    cr_assert_eq(p.answer_len, 26, "a body of %zu bytes (its NUL sent too?)", p.answer_len);
 
     /* --pace-wait bounds the wait: taken after it, the queue still long */
     SERVE(&S, "--time-scale", "0.01", "--pace", "4", "--pace-wait", "300");
