@@ -544,15 +544,25 @@ static void rcv_webhook(int max_in_flight, char *wh, size_t n)
     create_webhook(body, wh, n);
 }
 
-/* rcv_hold sets how long the receiver r holds each answer from now on. */
-static void rcv_hold(struct rcv *r, int ms)
+static struct rcv R2;
+
+/* rcv_set sets one of the receiver's counters (or its delay) under its lock. */
+static void rcv_set(struct rcv *r, int *field, int v)
 {
     pthread_mutex_lock(&r->mu);
-    r->delay_ms = ms;
+    *field = v;
     pthread_mutex_unlock(&r->mu);
 }
 
-static struct rcv R2;
+/* kill_restart kills serve -9 and starts it again (--time-scale 0.01), the receiver R's
+ * in-flight maximum counted afresh from when the killed server's requests are answered. */
+static void kill_restart(void)
+{
+    tn_stop(&S, SIGKILL);
+    cr_assert(rcv_idle(&R, 5000));
+    rcv_set(&R, &R.max, 0);
+    SERVE(&S, "--time-scale", "0.01");
+}
 
 /* A PATCH of what the endpoint is built from (url, headers, timeout_ms), made while an attempt
  * is in flight, is answered at once: the attempt ends where it was sent, and every attempt that
@@ -594,12 +604,12 @@ Test(serve_features, a_patch_while_attempts_are_in_flight_applies_to_the_next_on
     cr_assert_not_null(strstr(head, "\r\nX-Moved: yes\r\n"), "%s", head);
 
     /* a destination the address guard refuses, while an attempt is out: 400, nothing changes */
-    rcv_hold(&R2, 1500);
+    rcv_set(&R2, &R2.delay_ms, 1500);
     post_ok("{\"id\":\"evt_p3\",\"type\":\"a\",\"data\":3}");
     cr_assert(rcv_wait(&R2, 2, 5000));
     expect_400("PATCH", path, "{\"url\":\"http://10.1.2.3/x\"}", "url");
     cr_assert_eq(rcv_get(&R2, &R2.cur), 1);
-    rcv_hold(&R2, 0);
+    rcv_set(&R2, &R2.delay_ms, 0);
     post_ok("{\"id\":\"evt_p4\",\"type\":\"a\",\"data\":4}");
     cr_assert(wait_dlv("dlv_0000000000000003", "delivered", &r, 10000));
     tn_resp_free(&r);
@@ -653,13 +663,7 @@ Test(serve_features, max_in_flight_caps_the_attempts_in_flight_of_a_webhook, .ti
      * answers are on their way */
     cr_assert_eq(api(&S, "PATCH", path, "{\"max_in_flight\":4}", &r), 200, "%s", r.body);
     tn_resp_free(&r);
-    tn_stop(&S, SIGKILL);
-    /* what the killed server had out is not the new one's: counted from when it is over */
-    cr_assert(rcv_idle(&R, 5000));
-    pthread_mutex_lock(&R.mu);
-    R.max = 0;
-    pthread_mutex_unlock(&R.mu);
-    SERVE(&S, "--time-scale", "0.01");
+    kill_restart();
     tn_ndjson_events(batch, sizeof(batch), "evt_n", "a", 0, 8);
     cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
     tn_resp_free(&r);
@@ -703,12 +707,7 @@ Test(serve_features, deliveries_waiting_for_max_in_flight_survive_a_kill_and_end
 
     /* killed with most of them waiting: the restart delivers every one (the receiver first
      * finishes the request the killed server had in flight, so that max counts this one) */
-    tn_stop(&S, SIGKILL);
-    cr_assert(rcv_idle(&R, 5000));
-    pthread_mutex_lock(&R.mu);
-    R.max = 0;
-    pthread_mutex_unlock(&R.mu);
-    SERVE(&S, "--time-scale", "0.01");
+    kill_restart();
     for (int i = 0; i < 30; i++) {
         char dlv[32];
         snprintf(dlv, sizeof(dlv), "dlv_%016x", i);
@@ -791,17 +790,13 @@ Test(serve_features, an_event_text_is_let_go_once_final_and_read_back_when_neede
     rcv_start(&R, 0, "standard", STD_SECRET, NULL, NULL);
     SERVE(&S, "--time-scale", "0.01");
     /* first to a port nobody listens on, without retries: failed at once */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
+    uint16_t closed = tn_closed_port();
+    cr_assert_neq(closed, 0);
     char wh[64], body[1024], path[160];
     snprintf(body, sizeof(body),
              "{\"url\":\"http://127.0.0.1:%u/x\",\"profile\":\"standard\",\"events\":[\"*\"],"
              "\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[]}",
-             ntohs(sa.sin_port));
+             closed);
     create_webhook(body, wh, sizeof(wh));
     post_ok("{\"id\":\"evt_txt1\",\"type\":\"text.kept\","
             "\"data\":{\"marker\":\"read-back-Q7\",\"n\":[1,2,3]}}");
@@ -1088,14 +1083,10 @@ Test(serve_features, callback_destinations_are_bounded_and_freed_once_final, .ti
     make_data_dir();
     /* a port nobody listens on: every attempt is refused at once; with --time-scale 0 the
      * retries follow at once too, so each callback ends failed after humcli's 10 attempts */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    close(fd);
+    uint16_t closed = tn_closed_port();
+    cr_assert_neq(closed, 0);
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/cb", ntohs(sa.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/cb", closed);
     SERVE(&S, "--time-scale", "0");
     /* one batch of 1025: the lines are all taken before any delivery starts */
     size_t cap = 1100 * 256, n = 0;

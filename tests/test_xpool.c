@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "support/sanitizers.h"
+#include "support/testnet.h"
 #include "xpool.h"
 
 // cppcheck-suppress unknownMacro
@@ -174,13 +175,9 @@ static void owner_done(void *arg, struct attempt *a)
 /* closed_port returns a loopback port nothing listens on (bound, then closed). */
 static uint16_t closed_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
+    uint16_t port = tn_closed_port();
+    cr_assert_neq(port, 0);
+    return port;
 }
 
 static void run_until(struct xpool *xp, size_t n)

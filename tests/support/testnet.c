@@ -477,6 +477,23 @@ bool tn_json_str(const char *json, const char *key, char *out, size_t n)
     return true;
 }
 
+uint16_t tn_closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    uint16_t port = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+        port = ntohs(sa.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
 int tn_tmpdir(char *out, size_t n, const char *prefix)
 {
     if (snprintf(out, n, "/tmp/%s-XXXXXX", prefix) >= (int)n) {

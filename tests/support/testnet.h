@@ -97,6 +97,10 @@ int tn_api(const char *addr, const char *key, const char *method, const char *pa
  * out[n]. Returns false when there is none or it does not fit. */
 bool tn_json_str(const char *json, const char *key, char *out, size_t n);
 
+/* tn_closed_port returns a loopback TCP port nothing listens on (bound, then closed: a connect
+ * there is refused at once), or 0 when none could be had. */
+uint16_t tn_closed_port(void);
+
 /* tn_tmpdir makes a fresh directory /tmp/PREFIX-XXXXXX into out[n]; tn_rm_rf removes a tree.
  * Both return 0 or -1. */
 int tn_tmpdir(char *out, size_t n, const char *prefix);
