@@ -1020,16 +1020,11 @@ static struct tn_kill KR;
 /* kill_post posts one fresh event; 202 acknowledges it. */
 static bool kill_post(struct tn_kill *kr, const char *addr, size_t who, unsigned k)
 {
-    char ev[256], raw[512], id[TN_KILL_ID_LEN];
+    char ev[256], id[TN_KILL_ID_LEN];
     snprintf(id, sizeof(id), "evt_kill_%zu_%u", who, k);
-    int n = snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u}}",
-                     id, k);
-    int m = snprintf(raw, sizeof(raw),
-                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                     "\r\nContent-Length: %d\r\n\r\n%s",
-                     n, ev);
+    snprintf(ev, sizeof(ev), "{\"id\":\"%s\",\"type\":\"kill.test\",\"data\":{\"k\":%u}}", id, k);
     struct tn_resp r;
-    bool answered = tn_request(addr, raw, (size_t)m, &r) == 0 && r.status == 202;
+    bool answered = tn_api(addr, KEY, "POST", "/v1/events", ev, &r) == 202;
     if (answered) {
         tn_kill_ack(kr, id);
     }

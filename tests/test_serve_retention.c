@@ -814,7 +814,7 @@ static struct tn_kill KR;
 /* kill_post posts a batch of 16 fresh events; a line with deliveries acknowledges one. */
 static bool kill_post(struct tn_kill *kr, const char *addr, size_t who, unsigned k)
 {
-    char ev[16 * 160], raw[16 * 160 + 256];
+    char ev[16 * 160];
     char ids[16][TN_KILL_ID_LEN];
     size_t n = 0;
     for (int i = 0; i < 16; i++) {
@@ -824,12 +824,8 @@ static bool kill_post(struct tn_kill *kr, const char *addr, size_t who, unsigned
                               "\"pad\":\"........................................\"}}\n",
                               ids[i], k);
     }
-    int m = snprintf(raw, sizeof(raw),
-                     "POST /v1/events/batch HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
-                     "\r\nContent-Length: %zu\r\n\r\n%s",
-                     n, ev);
     struct tn_resp r;
-    bool answered = tn_request(addr, raw, (size_t)m, &r) == 0 && r.status == 200;
+    bool answered = tn_api(addr, KEY, "POST", "/v1/events/batch", ev, &r) == 200;
     for (int i = 0; answered && i < 16; i++) {
         char want[96];
         snprintf(want, sizeof(want), "{\"id\":\"%.39s\",\"deliveries\":1}", ids[i]);
