@@ -574,7 +574,7 @@ static int dlv_slot(struct serve *s, uint64_t idx)
     }
     size_t shift = idx < s->dlv_base ? (size_t)(s->dlv_base - idx) : 0;
     size_t need = shift ? s->ndlv + shift : (size_t)(idx - s->dlv_base) + 1;
-    if (need > s->dlvcap && serve_dlvs_reserve(s, need)) {
+    if (serve_dlvs_reserve(s, need)) {
         return -ENOMEM;
     }
     if (shift) {
@@ -617,7 +617,6 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
 size_t serve_dlv_message_id(const struct delivery *d, char out[SIGN_ID_MAX + 1])
 {
     struct event tmp;
-    tmp.callback = NULL;
     /* every send asks: the held event without the temporary's clearing (520 bytes, twice) */
     const struct event *ev = d->ev->ev ? d->ev->ev : serve_sevent_view(d->s, d->ev, &tmp);
     size_t n = 0;
@@ -1780,11 +1779,10 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
         SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n",
                         "{\"error\":\"the dedup window is full; retry\"}\n");
         break;
-    case ING_HELD: {
-        static const char msg[] = "{\"error\":\"--max-held deliveries are pending; retry\"}\n";
-        apisrv_reply(c, 503, NULL, "Retry-After: 5\r\n", msg, sizeof(msg) - 1);
+    case ING_HELD:
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n",
+                        "{\"error\":\"--max-held deliveries are pending; retry\"}\n");
         break;
-    } break;
     case ING_FAILED:
         serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
         break;

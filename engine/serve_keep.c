@@ -181,8 +181,9 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
         } else if (d) {
             /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
             s->keep.live_acc += d->ev->text_len / d->ev->nlive + 96 + d->nhist * 64;
-            if (d->ev->json.len) {
-                /* a text read back (a retry, a carry) goes again once it is durable */
+            if (d->ev->json.len && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
+                /* a text read back (a retry, a carry) goes again once it is durable; while d
+                 * is unfinished it cannot, and its event's deliveries are not scanned for it */
                 serve_sevent_release(s, d->ev);
             }
         }
