@@ -360,6 +360,7 @@ int serve_webhook_add(struct serve *s, struct webhook *wh)
         s->whcap = cap;
     }
     s->whs[s->nwh++] = wh;
+    serve_match_dirty(s);
     return 0;
 }
 
@@ -389,6 +390,7 @@ static int webhook_encode(struct buf *b, const struct webhook *wh)
 
 int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journal_waiter *w)
 {
+    serve_match_dirty(s); /* its agent filter or its status may have changed */
     s->scratch.len = 0;
     int rc = webhook_encode(&s->scratch, wh);
     if (!rc) {
@@ -484,6 +486,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         return -ENOMEM;
     }
     wh->ep_ok = false;
+    serve_match_dirty(s);
     if (wh->status != WH_DELETED) {
         char why[EVENT_ERR_MAX];
         if (serve_webhook_apply(s, wh, why, sizeof(why))) {
@@ -492,31 +495,6 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         }
     }
     return 0;
-}
-
-bool serve_match(const struct webhook *wh, const struct event *ev)
-{
-    if (!wh_live(wh)) {
-        return false;
-    }
-    if (wh->has_agent &&
-        (!ev->has_agent || !slice_eq(slice_of(ev->agent, ev->agent_len), slice_cstr(wh->agent)))) {
-        return false;
-    }
-    struct slice type = slice_of(ev->type, ev->type_len);
-    for (size_t i = 0; i < wh->nevents; i++) {
-        const char *f = wh->events[i];
-        size_t n = strlen(f);
-        if (strcmp(f, "*") == 0 || slice_eq_cstr(type, f)) {
-            return true;
-        }
-        /* "meeting.*" takes every type starting with "meeting." */
-        if (n >= 2 && f[n - 1] == '*' && f[n - 2] == '.' && type.len > n - 1 &&
-            memcmp(type.p, f, n - 1) == 0) {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* ======== deliveries ========================================================================= */
@@ -1646,9 +1624,13 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     if (journal_failed(&s->j)) {
         return ING_FAILED;
     }
+    struct serve_match_it mit;
+    if (serve_match_begin(s, &mit, in)) {
+        return ING_NOMEM;
+    }
     size_t n = *adhoc ? 1 : 0;
-    for (size_t i = 0; i < s->nwh; i++) {
-        n += serve_match(s->whs[i], in);
+    while (serve_match_next(&mit)) {
+        n++;
     }
     struct buf canon;
     buf_init(&canon, 64u << 20);
@@ -1703,11 +1685,8 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     rc |= put_u64(&s->scratch, (uint64_t)now_ms) |
           put_str(&s->scratch, (const char *)e->json.p, e->json.len) |
           put_u32(&s->scratch, (uint32_t)n);
-    for (size_t i = 0; i < s->nwh && !rc; i++) {
-        struct webhook *wh = s->whs[i];
-        if (!serve_match(wh, in)) {
-            continue;
-        }
+    serve_match_begin(s, &mit, in); /* the index is built: this cannot fail */
+    for (struct webhook *wh; !rc && (wh = serve_match_next(&mit));) {
         struct delivery *d = dlv_new(s, s->dlv_base + s->ndlv, e, wh);
         if (!d) {
             rc = -ENOMEM;
@@ -2530,6 +2509,7 @@ int serve_free(struct serve *s)
         free(s->whs[i]);
     }
     free(s->whs);
+    serve_match_free(s);
     free(s->free_slots);
     free(s->paced);
     if (s->client_ok) {

@@ -254,9 +254,11 @@ struct serve {
     bool stopping;
     struct webhook **whs;
     size_t nwh, whcap;
-    struct delivery **dlvs; /* by idx - dlv_base; NULL holes where an ingest failed or a
-                               delivery was forgotten */
-    size_t ndlv, dlvcap;    /* slots used (the next index is dlv_base + ndlv), allocated */
+    struct serve_match_index *match; /* which webhooks an event goes to (serve_match.c) */
+    bool match_dirty;                /* whs changed since match was built */
+    struct delivery **dlvs;          /* by idx - dlv_base; NULL holes where an ingest failed or a
+                                        delivery was forgotten */
+    size_t ndlv, dlvcap;             /* slots used (the next index is dlv_base + ndlv), allocated */
     uint64_t dlv_base;
     size_t dlv_held; /* deliveries in dlvs */
     struct sevent **evs;
@@ -368,8 +370,36 @@ void serve_ingest(struct serve *s, struct apiconn *c, struct event *ev, int64_t 
 void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
                         int64_t now_ms);
 
+/* ---- serve_match.c: fan-out ---- */
+
 /* serve_match tells whether wh takes ev (active, type filter, agent filter). */
 bool serve_match(const struct webhook *wh, const struct event *ev);
+
+struct serve_match_index;
+
+/* An iteration over the webhooks an event goes to, in table order. */
+struct serve_match_it {
+    const struct serve_match_index *mi;
+    const struct event *ev;
+    size_t i, j;
+    const struct match_ent *run; /* the event's agent's webhooks */
+    size_t nrun;
+};
+
+/* serve_match_begin starts it over the webhooks that take ev (serve_match), looking only at
+ * those without an agent filter and those with ev's agent. Builds the index first if the
+ * webhooks changed since (serve_match_dirty). Returns 0 or -ENOMEM. */
+int serve_match_begin(struct serve *s, struct serve_match_it *it, const struct event *ev);
+
+/* serve_match_next is the next webhook that takes the event, or NULL once there is none. The
+ * webhooks must not change during an iteration. */
+struct webhook *serve_match_next(struct serve_match_it *it);
+
+/* serve_match_dirty says the webhooks changed (one added, journaled or replayed): the index is
+ * built anew at the next serve_match_begin. */
+void serve_match_dirty(struct serve *s);
+
+void serve_match_free(struct serve *s);
 
 void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx);
 const char *serve_dlv_status_name(enum dlv_status st);

@@ -22,6 +22,7 @@ TestSuite(serve);
 
 #define KEY "test-api-key-1"
 #define STD_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define DLV_LEN 20 /* "dlv_" and 16 hex digits */
 
 struct prof {
     const char *name;
@@ -636,6 +637,165 @@ Test(serve, batch_ingest_answers_one_line_per_event_once_durable, .timeout = 40)
     cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
     cr_assert_not_null(strstr(r.body, "hookring_events_ingested_total 103"), "%s", r.body);
     tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
+/* ---- fan-out -------------------------------------------------------------------------------- */
+
+/* A webhook of the fan-out test and what the test expects of it. */
+struct fan_wh {
+    char id[64];
+    char agent[16]; /* "": no agent filter */
+    const char *filter;
+    bool deleted;
+};
+
+static bool fan_takes(const struct fan_wh *w, const char *type, const char *agent)
+{
+    if (w->deleted || (w->agent[0] && (!agent || strcmp(agent, w->agent) != 0))) {
+        return false;
+    }
+    if (strcmp(w->filter, "*") == 0 || strcmp(w->filter, type) == 0) {
+        return true;
+    }
+    size_t n = strlen(w->filter);
+    return w->filter[n - 1] == '*' && strncmp(type, w->filter, n - 1) == 0 && type[n - 1];
+}
+
+/* fan_check posts events ids[i] (type types[i], agent agents[i] or none) in one batch, checks
+ * each result line's delivery count against the model, then every webhook's deliveries: one
+ * per event it takes, none for the others, and for each event the deliveries in the order the
+ * webhooks were created (their ids grow with it). */
+static void fan_check(struct fan_wh *w, size_t nw, const char *const *ids, const char *const *types,
+                      const char *const *agents, size_t nev)
+{
+    char batch[4096];
+    size_t off = 0;
+    for (size_t e = 0; e < nev; e++) {
+        char ag[48] = "";
+        if (agents[e]) {
+            snprintf(ag, sizeof(ag), ",\"agent\":\"%s\"", agents[e]);
+        }
+        off += (size_t)snprintf(batch + off, sizeof(batch) - off,
+                                "{\"id\":\"%s\",\"type\":\"%s\"%s,\"data\":{}}\n", ids[e], types[e],
+                                ag);
+    }
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    for (size_t e = 0; e < nev; e++) {
+        size_t want = 0;
+        for (size_t i = 0; i < nw; i++) {
+            want += fan_takes(&w[i], types[e], agents[e]);
+        }
+        char line[256], exp[128];
+        cr_assert(nth_line(r.body, (int)e, line, sizeof(line)), "%s", r.body);
+        snprintf(exp, sizeof(exp), "{\"id\":\"%s\",\"deliveries\":%zu}", ids[e], want);
+        cr_assert_str_eq(line, exp);
+    }
+    tn_resp_free(&r);
+    static char last[64][DLV_LEN + 1]; /* per event: the delivery id of the last webhook seen */
+    cr_assert_leq(nev, 64);
+    memset(last, 0, sizeof(last));
+    for (size_t i = 0; i < nw; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1000", w[i].id);
+        struct tn_resp l;
+        if (w[i].deleted) {
+            /* gone from the API (the result lines' counts leave it out) */
+            cr_assert_eq(api(&S, "GET", path, NULL, &l), 404, "%s: %s", path, l.body);
+            tn_resp_free(&l);
+            continue;
+        }
+        cr_assert_eq(api(&S, "GET", path, NULL, &l), 200, "%s: %s", path, l.body);
+        for (size_t e = 0; e < nev; e++) {
+            char pat[160];
+            snprintf(pat, sizeof(pat), "\"webhook_id\":\"%s\",\"event_id\":\"%s\"", w[i].id,
+                     ids[e]);
+            const char *p = strstr(l.body, pat);
+            bool takes = fan_takes(&w[i], types[e], agents[e]);
+            cr_assert_eq(p != NULL, takes, "webhook %zu (agent '%s', %s), event %s: %s", i,
+                         w[i].agent, w[i].filter, ids[e], p ? "delivered" : "not delivered");
+            if (!p) {
+                continue;
+            }
+            cr_assert_null(strstr(p + 1, pat), "two deliveries of %s to webhook %zu", ids[e], i);
+            cr_assert(p - l.body >= 2 + DLV_LEN && strncmp(p - 2 - DLV_LEN, "dlv_", 4) == 0);
+            char dlv[DLV_LEN + 1];
+            memcpy(dlv, p - 2 - DLV_LEN, DLV_LEN);
+            dlv[DLV_LEN] = 0;
+            cr_assert_gt(strcmp(dlv, last[e]), 0, "event %s: webhook %zu's delivery %s after %s",
+                         ids[e], i, dlv, last[e]);
+            memcpy(last[e], dlv, sizeof(dlv));
+        }
+        tn_resp_free(&l);
+    }
+}
+
+Test(serve, fan_out_goes_by_agent_and_type_in_creation_order, .timeout = 60)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    static const char *const filters[] = {"*", "order.*", "order.paid", "invoice.sent"};
+    enum { NW = 42 };
+    static struct fan_wh w[NW];
+    memset(w, 0, sizeof(w));
+    for (size_t i = 0; i < NW; i++) {
+        char body[512], ag[48] = "";
+        /* two webhooks without an agent filter, between ones with: the order is the table's */
+        if (i != 5 && i != 17) {
+            snprintf(w[i].agent, sizeof(w[i].agent), "tenant%zu", i % 10);
+            snprintf(ag, sizeof(ag), ",\"agent\":\"%s\"", w[i].agent);
+        }
+        w[i].filter = filters[(i / 3) % 4];
+        snprintf(body, sizeof(body),
+                 "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"%s\"]%s,"
+                 "\"secret\":\"" STD_SECRET "\"}",
+                 H.addr[0], w[i].filter, ag);
+        create_webhook(&S, body, w[i].id, sizeof(w[i].id));
+    }
+    {
+        const char *ids[] = {"evt_f1", "evt_f2", "evt_f3", "evt_f4", "evt_f5", "evt_f6", "evt_f7"};
+        const char *types[] = {"order.paid", "invoice.sent", "order.paid", "order.paid",
+                               "x.y",        "order.new",    "order"};
+        const char *agents[] = {"tenant3", "tenant3", NULL,     "nobody",
+                                "tenant7", "tenant0", "tenant1"};
+        fan_check(w, NW, ids, types, agents, 7);
+    }
+
+    /* a webhook moved to another agent, one deleted, one new: the next events follow */
+    struct tn_resp r;
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", w[3].id);
+    cr_assert_eq(api(&S, "PATCH", path, "{\"agent\":\"tenant9\"}", &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    snprintf(w[3].agent, sizeof(w[3].agent), "tenant9");
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", w[13].id);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    w[13].deleted = true;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", w[23].id);
+    cr_assert_eq(api(&S, "PATCH", path, "{\"agent\":null}", &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    w[23].agent[0] = 0;
+    {
+        const char *ids[] = {"evt_g1", "evt_g2", "evt_g3", "evt_g4"};
+        const char *types[] = {"order.paid", "order.paid", "invoice.sent", "order.paid"};
+        const char *agents[] = {"tenant3", "tenant9", "tenant3", NULL};
+        fan_check(w, NW, ids, types, agents, 4);
+    }
+
+    /* the same after a kill -9: the index is built from the replayed webhooks */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--time-scale", "0.01");
+    {
+        const char *ids[] = {"evt_h1", "evt_h2", "evt_h3", "evt_h4"};
+        const char *types[] = {"order.paid", "order.paid", "invoice.sent", "order.x"};
+        const char *agents[] = {"tenant3", "tenant9", "tenant3", "tenant1"};
+        fan_check(w, NW, ids, types, agents, 4);
+    }
     stop_clean(&S);
     stop_clean(&H);
     remove_data_dir();
