@@ -61,14 +61,69 @@ void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx)
 
 /* ======== webhooks ============================================================================ */
 
-struct webhook *serve_webhook_find(struct serve *s, struct slice id)
+/* The webhooks by id: open addressing over their positions in s->whs plus one (0: empty), at
+ * most half full. Replay looks up the webhook of every delivery it reads, and the API the one
+ * of every request: a scan of the table made both grow with the number of webhooks. */
+static uint64_t wh_id_hash(struct slice id)
 {
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < id.len; i++) {
+        h = (h ^ id.p[i]) * 0x100000001b3ULL;
+    }
+    return h ^ (h >> 31);
+}
+
+static void whmap_put(uint32_t *map, size_t mask, struct webhook *const *whs, uint32_t pos)
+{
+    size_t k = wh_id_hash(slice_cstr(whs[pos]->id)) & mask;
+    while (map[k]) {
+        if (strcmp(whs[map[k] - 1]->id, whs[pos]->id) == 0) {
+            return; /* the first of an id is the one found, as a scan finds it */
+        }
+        k = (k + 1) & mask;
+    }
+    map[k] = pos + 1;
+}
+
+/* whmap_room makes room in the id map for one more webhook. Returns 0 or -ENOMEM. */
+static int whmap_room(struct serve *s)
+{
+    size_t cap = s->whmap ? s->whmap_mask + 1 : 0;
+    if (2 * (s->nwh + 1) <= cap) {
+        return 0;
+    }
+    size_t ncap = cap ? cap * 2 : 64;
+    uint32_t *map = calloc(ncap, sizeof(*map));
+    if (!map) {
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < s->nwh; i++) {
-        if (s->whs[i]->status != WH_DELETED && slice_eq_cstr(id, s->whs[i]->id)) {
-            return s->whs[i];
+        whmap_put(map, ncap - 1, s->whs, (uint32_t)i);
+    }
+    free(s->whmap);
+    s->whmap = map;
+    s->whmap_mask = ncap - 1;
+    return 0;
+}
+
+static struct webhook *whmap_get(const struct serve *s, struct slice id)
+{
+    if (!s->whmap) {
+        return NULL;
+    }
+    for (size_t k = wh_id_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
+        struct webhook *wh = s->whs[s->whmap[k] - 1];
+        if (slice_eq_cstr(id, wh->id)) {
+            return wh;
         }
     }
     return NULL;
+}
+
+struct webhook *serve_webhook_find(struct serve *s, struct slice id)
+{
+    struct webhook *wh = whmap_get(s, id);
+    return wh && wh->status != WH_DELETED ? wh : NULL;
 }
 
 struct webhook *serve_webhook_named(struct serve *s, struct slice id)
@@ -76,12 +131,7 @@ struct webhook *serve_webhook_named(struct serve *s, struct slice id)
     if (slice_eq_cstr(id, WH_CALLBACK_ID)) {
         return s->cbwh;
     }
-    for (size_t i = 0; i < s->nwh; i++) {
-        if (slice_eq_cstr(id, s->whs[i]->id)) {
-            return s->whs[i];
-        }
-    }
-    return NULL;
+    return whmap_get(s, id);
 }
 
 /* webhook_signer builds wh's signer at now_ms into sg: its secret, and the previous one while
@@ -350,6 +400,9 @@ void serve_metrics_workers(const struct serve *s, struct buf *b)
 
 int serve_webhook_add(struct serve *s, struct webhook *wh)
 {
+    if (whmap_room(s)) {
+        return -ENOMEM;
+    }
     if (s->nwh == s->whcap) {
         size_t cap = s->whcap ? s->whcap * 2 : 16;
         struct webhook **n = realloc(s->whs, cap * sizeof(*n));
@@ -359,7 +412,9 @@ int serve_webhook_add(struct serve *s, struct webhook *wh)
         s->whs = n;
         s->whcap = cap;
     }
-    s->whs[s->nwh++] = wh;
+    s->whs[s->nwh] = wh;
+    whmap_put(s->whmap, s->whmap_mask, s->whs, (uint32_t)s->nwh);
+    s->nwh++;
     serve_match_dirty(s);
     return 0;
 }
@@ -2509,6 +2564,7 @@ int serve_free(struct serve *s)
         free(s->whs[i]);
     }
     free(s->whs);
+    free(s->whmap);
     serve_match_free(s);
     free(s->free_slots);
     free(s->paced);

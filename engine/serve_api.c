@@ -550,11 +550,13 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
         snprintf(err, sizeof(err), "field 'api_version': only the humanos profile has one");
         goto bad;
     }
-    uint8_t rid[8];
-    RAND_bytes(rid, sizeof(rid));
-    memcpy(wh->id, "whk_", 4);
-    hex_encode(wh->id + 4, rid, sizeof(rid));
-    wh->id[WH_ID_LEN] = 0;
+    do { /* an id never given before, deleted webhooks' included */
+        uint8_t rid[8];
+        RAND_bytes(rid, sizeof(rid));
+        memcpy(wh->id, "whk_", 4);
+        hex_encode(wh->id + 4, rid, sizeof(rid));
+        wh->id[WH_ID_LEN] = 0;
+    } while (serve_webhook_named(s, slice_cstr(wh->id)));
     wh->created_ms = serve_now_ms();
     wh->status = WH_ACTIVE;
     if (serve_webhook_apply(s, wh, err, sizeof(err))) {

@@ -254,6 +254,8 @@ struct serve {
     bool stopping;
     struct webhook **whs;
     size_t nwh, whcap;
+    uint32_t *whmap; /* by id (serve.c): positions in whs plus one, 0 empty */
+    size_t whmap_mask;
     struct serve_match_index *match; /* which webhooks an event goes to (serve_match.c) */
     bool match_dirty;                /* whs changed since match was built */
     struct delivery **dlvs;          /* by idx - dlv_base; NULL holes where an ingest failed or a
