@@ -93,6 +93,7 @@ static const char serve_help[] =
     "  POST   /v1/webhooks/{id}/rotate-secret {secret?, grace_seconds?}\n"
     "  POST   /v1/webhooks/{id}/deliveries/{dlv}/retry;  POST /v1/webhooks/{id}/recover?since=T\n"
     "  GET    /v1/webhooks/{id}/deliveries?status=pending|sending|delivered|failed&limit=N\n"
+    "         &cursor=C                 newest first; next page: cursor=next_cursor (null: end)\n"
     "  GET    /v1/deliveries/{dlv}   every attempt: time, status, latency, error class, response\n"
     "  GET    /v1/health;  GET /metrics (Prometheus text)\n"
     "\n"

@@ -554,21 +554,28 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
 
 /* ======== deliveries ========================================================================= */
 
-struct delivery *serve_delivery_find(struct serve *s, struct slice id)
+bool serve_dlv_id_parse(struct slice id, uint64_t *idx)
 {
     if (id.len != DLV_ID_LEN || memcmp(id.p, "dlv_", 4) != 0) {
-        return NULL;
+        return false;
     }
-    uint64_t idx = 0;
+    uint64_t x = 0;
     for (size_t i = 4; i < id.len; i++) {
         uint8_t ch = id.p[i];
         int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
         if (v < 0) {
-            return NULL;
+            return false;
         }
-        idx = idx << 4 | (uint64_t)v;
+        x = x << 4 | (uint64_t)v;
     }
-    return serve_dlv_at(s, idx);
+    *idx = x;
+    return true;
+}
+
+struct delivery *serve_delivery_find(struct serve *s, struct slice id)
+{
+    uint64_t idx;
+    return serve_dlv_id_parse(id, &idx) ? serve_dlv_at(s, idx) : NULL;
 }
 
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx)
@@ -2255,6 +2262,11 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     }
     s->disable_after_ms = (int64_t)((double)s->o.disable_after_s * 1000.0 * s->o.time_scale);
     wheel_timer_init(&s->sweep, sweep_fire);
+    s->list_scan_max = SERVE_LIST_SCAN_MAX;
+    const char *scan = getenv("HOOKRING_TEST_LIST_SCAN");
+    if (scan && atoi(scan) > 0) {
+        s->list_scan_max = (size_t)atoi(scan);
+    }
     buf_init(&s->scratch, 64u << 20);
     buf_init(&s->textbuf, JOURNAL_RECORD_MAX + JOURNAL_REC_HDR_SIZE);
     buf_init(&s->viewbuf, JOURNAL_RECORD_MAX);

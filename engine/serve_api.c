@@ -833,19 +833,38 @@ static void delivery_list(struct serve *s, struct apiconn *c, const struct httpr
         serve_api_error(c, 400, "query 'limit': 1-1000");
         return;
     }
+    /* the page lists deliveries older than the cursor: where the last page stopped */
+    size_t top = s->ndlv;
+    if (query_get(req->query, "cursor", &v)) {
+        uint64_t before;
+        if (!serve_dlv_id_parse(v, &before)) {
+            serve_api_error(c, 400, "query 'cursor': the next_cursor of a page (dlv_...)");
+            return;
+        }
+        top = before <= s->dlv_base ? 0 : before - s->dlv_base < top ? before - s->dlv_base : top;
+    }
     struct buf b;
     buf_init(&b, 64u << 20);
     buf_puts(&b, "{\"data\":[");
-    size_t n = 0;
-    for (size_t i = s->ndlv; i-- > 0 && n < limit;) {
-        const struct delivery *d = s->dlvs[i];
+    size_t n = 0, i = top;
+    for (size_t looked = 0; i > 0 && n < limit && looked < s->list_scan_max; looked++) {
+        const struct delivery *d = s->dlvs[--i];
         if (!d || d->wh != wh || (want >= 0 && (int)d->status != want)) {
             continue;
         }
         buf_puts(&b, n++ ? "," : "");
         delivery_json(&b, d, false);
     }
-    buf_printf(&b, "],\"count\":%zu}\n", n);
+    buf_printf(&b, "],\"count\":%zu,\"next_cursor\":", n);
+    if (i > 0) {
+        /* more to look at (a page may come back short of limit when the scan's bound ends
+         * it: only a null next_cursor says the listing is over) */
+        char id[DLV_ID_LEN + 1];
+        serve_format_dlv_id(id, s->dlv_base + i);
+        buf_printf(&b, "\"%s\"}\n", id);
+    } else {
+        buf_puts(&b, "null}\n");
+    }
     reply_buf(c, 200, &b);
     buf_free(&b);
 }

@@ -287,12 +287,21 @@ struct serve {
     struct wheel_timer sweep; /* looks for webhooks failing longer than --disable-after */
     int64_t disable_after_ms; /* scaled by --time-scale */
     struct serve_keep keep;
+    /* SERVE_LIST_SCAN_MAX; TEST ONLY: HOOKRING_TEST_LIST_SCAN=N in the environment sets it */
+    size_t list_scan_max;
 };
 
 /* ---- serve.c, for serve_api.c ---- */
 
 struct webhook *serve_webhook_find(struct serve *s, struct slice id);
 struct delivery *serve_delivery_find(struct serve *s, struct slice id);
+
+/* serve_dlv_id_parse reads a delivery id ("dlv_" and 16 lowercase hex digits) into *idx. */
+bool serve_dlv_id_parse(struct slice id, uint64_t *idx);
+
+/* delivery slots one page of GET /v1/webhooks/{id}/deliveries looks at, at most: a webhook
+ * with few deliveries among many would make a page scan them all */
+#define SERVE_LIST_SCAN_MAX 65536
 
 /* serve_webhook_named is the webhook a journal record names: any in the table (deleted ones
  * too), or the callback placeholder for WH_CALLBACK_ID; NULL for an unknown id. */

@@ -801,6 +801,153 @@ Test(serve, fan_out_goes_by_agent_and_type_in_creation_order, .timeout = 60)
     remove_data_dir();
 }
 
+/* ---- listing deliveries page by page ------------------------------------------------------ */
+
+/* list_page gets one page of webhook wh's deliveries (query: "limit=N" and maybe "&cursor=C"),
+ * appends the event ids it lists to evs (n of them so far, at most cap) and copies its
+ * next_cursor to cursor ("" when null). Returns the page's count. */
+static size_t list_page(const char *wh, const char *query, char evs[][32], size_t *n, size_t cap,
+                        char *cursor, size_t ncursor)
+{
+    char path[256];
+    struct tn_resp r;
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?%s", wh, query);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200, "%s: %s", path, r.body);
+    size_t count = 0;
+    for (const char *p = r.body; (p = strstr(p, "\"event_id\":\"")) != NULL; count++) {
+        p += strlen("\"event_id\":\"");
+        cr_assert_lt(*n, cap, "%s", r.body);
+        size_t len = strcspn(p, "\"");
+        cr_assert_lt(len, 32);
+        memcpy(evs[*n], p, len);
+        evs[(*n)++][len] = 0;
+    }
+    char want[32];
+    snprintf(want, sizeof(want), "\"count\":%zu,", count);
+    cr_assert_not_null(strstr(r.body, want), "%s", r.body);
+    const char *nc = strstr(r.body, "\"next_cursor\":");
+    cr_assert_not_null(nc, "%s", r.body);
+    nc += strlen("\"next_cursor\":");
+    if (strncmp(nc, "null}", 5) == 0) {
+        cursor[0] = 0;
+    } else {
+        cr_assert(*nc == '"' && strncmp(nc + 1, "dlv_", 4) == 0, "%s", r.body);
+        cr_assert_lt(strcspn(nc + 1, "\""), ncursor);
+        snprintf(cursor, ncursor, "%.*s", (int)strcspn(nc + 1, "\""), nc + 1);
+    }
+    tn_resp_free(&r);
+    return count;
+}
+
+/* list_all follows webhook wh's pages (limit per page) to the end; returns the pages read and
+ * how many of them were empty though a next_cursor followed. */
+static size_t list_all(const char *wh, const char *filter, int limit, char evs[][32], size_t *n,
+                       size_t cap, size_t *empty)
+{
+    char cursor[64] = "", query[160];
+    size_t pages = 0;
+    *n = 0;
+    *empty = 0;
+    do {
+        snprintf(query, sizeof(query), "limit=%d%s%s%s", limit, filter, cursor[0] ? "&cursor=" : "",
+                 cursor);
+        size_t got = list_page(wh, query, evs, n, cap, cursor, sizeof(cursor));
+        cr_assert_leq(got, (size_t)limit);
+        *empty += got == 0 && cursor[0];
+        cr_assert_lt(++pages, 64, "the cursor does not move on");
+    } while (cursor[0]);
+    return pages;
+}
+
+Test(serve, delivery_listing_pages_with_a_cursor, .timeout = 40)
+{
+    /* a page looks at 4 delivery slots at most: the bound on a page's work shows */
+    cr_assert_eq(setenv("HOOKRING_TEST_LIST_SCAN", "4", 1), 0);
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char a[64], b[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"a.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, a, sizeof(a));
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"b.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, b, sizeof(b));
+    /* deliveries in index order: a1, b1 .. b9, a2 */
+    struct tn_resp r;
+    char batch[2048];
+    size_t off = (size_t)snprintf(batch, sizeof(batch),
+                                  "{\"id\":\"evt_a1\",\"type\":\"a.x\",\"data\":{}}\n");
+    for (int i = 1; i <= 9; i++) {
+        off += (size_t)snprintf(batch + off, sizeof(batch) - off,
+                                "{\"id\":\"evt_b%d\",\"type\":\"b.x\",\"data\":{}}\n", i);
+    }
+    snprintf(batch + off, sizeof(batch) - off,
+             "{\"id\":\"evt_a2\",\"type\":\"a.x\",\"data\":{}}\n");
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+
+    static char evs[64][32];
+    size_t n, empty;
+    /* a's two deliveries are 10 slots apart: pages come back empty, with a cursor, between */
+    size_t pages = list_all(a, "", 1, evs, &n, 64, &empty);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(evs[0], "evt_a2");
+    cr_assert_str_eq(evs[1], "evt_a1");
+    cr_assert_geq(empty, 1, "%zu pages", pages);
+    /* b's nine, newest first, each once, over pages of 2 */
+    list_all(b, "", 2, evs, &n, 64, &empty);
+    cr_assert_eq(n, 9);
+    for (int i = 0; i < 9; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "evt_b%d", 9 - i);
+        cr_assert_str_eq(evs[i], want);
+    }
+    /* with a status filter too, once all are delivered */
+    int64_t end = tn_now_ms() + 10000;
+    for (;;) {
+        list_all(b, "&status=delivered", 1000, evs, &n, 64, &empty);
+        if (n == 9 || tn_now_ms() >= end) {
+            break;
+        }
+        usleep(20000);
+    }
+    cr_assert_eq(n, 9);
+    list_all(b, "&status=pending", 1000, evs, &n, 64, &empty);
+    cr_assert_eq(n, 0);
+
+    /* a cursor past every delivery starts at the newest; one before them all lists none */
+    char cursor[64];
+    n = 0;
+    /* (the first 4 slots from the top hold a2 only) */
+    cr_assert_eq(
+        list_page(a, "limit=5&cursor=dlv_7fffffffffffffff", evs, &n, 64, cursor, sizeof(cursor)),
+        1);
+    cr_assert_str_eq(evs[0], "evt_a2");
+    cr_assert_neq(cursor[0], 0);
+    n = 0;
+    cr_assert_eq(
+        list_page(a, "limit=5&cursor=dlv_0000000000000000", evs, &n, 64, cursor, sizeof(cursor)),
+        0);
+    cr_assert_str_eq(cursor, "");
+    const char *bad[] = {"cursor=x", "cursor=dlv_00000000000000zz", "cursor=dlv_0000000000000001a",
+                         "cursor=DLV_0000000000000001"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?%s", a, bad[i]);
+        cr_assert_eq(api(&S, "GET", path, NULL, &r), 400, "%s: %s", bad[i], r.body);
+        cr_assert_not_null(strstr(r.body, "query 'cursor'"), "%s", r.body);
+        tn_resp_free(&r);
+    }
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* ---- secret rotation ------------------------------------------------------------------------ */
 
 #define NEW_SECRET "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdA=="
