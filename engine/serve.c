@@ -1302,6 +1302,8 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
     }
 }
 
+static void webhook_list_apply(struct serve *s, struct webhook *wh);
+
 static void dlv_done(struct attempt *a)
 {
     /* d->fl is freed once d is final (dlv_final): a is not used after the verdict's switch */
@@ -1363,12 +1365,9 @@ static void dlv_done(struct attempt *a)
     if (!d->op && !wh->adhoc) {
         dlv_lifecycle(s, d, v);
     }
-    if (wh->apply_due && wh->inflight == 0 && !wh->apply_listed) {
-        /* built after this loop iteration's completions: the client may still name the
-         * endpoint's connection on the way back from this callback */
-        wh->apply_listed = true;
-        wh->next_apply = s->apply;
-        s->apply = wh;
+    if ((wh->apply_due || (wh->status == WH_DELETED && (wh->ep_ok || wh->slotted))) &&
+        wh->inflight == 0) {
+        webhook_list_apply(s, wh);
     }
     wh_drain(s, wh);
 }
@@ -2411,14 +2410,54 @@ int serve_start(struct serve *s, int lfd)
     return 0;
 }
 
+/* webhook_drop_endpoint closes a deleted webhook's connections and gives its worker slot back
+ * (none of its attempts is in flight). */
+static void webhook_drop_endpoint(struct serve *s, struct webhook *wh)
+{
+    if (serve_webhook_release(s, wh)) {
+        /* its worker keeps the endpoint (a slot is lost, not a delivery) */
+        fprintf(stderr, "hookring serve: out of memory releasing webhook %s\n", wh->id);
+    }
+    if (wh->ep_ok) {
+        endpoint_cleanup(&wh->ep);
+        wh->ep_ok = false;
+    }
+    wh->apply_due = false;
+}
+
+/* webhook_list_apply has wh's endpoint built anew (or, deleted, dropped) after this loop
+ * iteration's completions: the client may still name its connection on the way back from an
+ * attempt's done callback. */
+static void webhook_list_apply(struct serve *s, struct webhook *wh)
+{
+    if (!wh->apply_listed) {
+        wh->apply_listed = true;
+        wh->next_apply = s->apply;
+        s->apply = wh;
+    }
+}
+
+void serve_webhook_retire(struct serve *s, struct webhook *wh)
+{
+    if (wh->inflight == 0) {
+        webhook_list_apply(s, wh); /* else when the last attempt is back (dlv_done) */
+    }
+}
+
 /* webhooks_apply_due builds the endpoints a PATCH changed while attempts were in flight, now
- * that none is, and sends what waited for them. */
+ * that none is, and sends what waited for them; and drops deleted webhooks' endpoints. */
 static void webhooks_apply_due(struct serve *s)
 {
     while (s->apply) {
         struct webhook *wh = s->apply;
         s->apply = wh->next_apply;
         wh->apply_listed = false;
+        if (wh->status == WH_DELETED) {
+            if (!wh->inflight) {
+                webhook_drop_endpoint(s, wh);
+            }
+            continue;
+        }
         if (!wh->apply_due || wh->inflight) {
             continue; /* built already (a PATCH since), or an attempt started again */
         }

@@ -1199,6 +1199,7 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
                 wh->status = WH_DELETED;
                 commit_webhook(s, c, wh, 200, false);
                 serve_webhook_end_pending(s, wh, "webhook_deleted");
+                serve_webhook_retire(s, wh);
             } else {
                 not_allowed(c, "GET, PATCH, DELETE");
             }

@@ -312,6 +312,10 @@ struct webhook *serve_webhook_named(struct serve *s, struct slice id);
  * deliveries due meanwhile wait). Returns 0 or -EINVAL with err filled (naming the field). */
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen);
 
+/* serve_webhook_retire closes a deleted webhook's connections (and, with workers, gives its
+ * slot back) once none of its attempts is in flight. */
+void serve_webhook_retire(struct serve *s, struct webhook *wh);
+
 /* SERVE_REPLY_LIT answers c with a string literal body, its length counted by the compiler. */
 #define SERVE_REPLY_LIT(c, status, hdrs, lit)                                                      \
     apisrv_reply((c), (status), NULL, (hdrs), (lit), sizeof(lit) - 1)

@@ -801,6 +801,104 @@ Test(serve, fan_out_goes_by_agent_and_type_in_creation_order, .timeout = 60)
     remove_data_dir();
 }
 
+/* harness_open is how many connections to the harness are open, the server's: the harness
+ * counts those it accepted and closed, the stats request's own among the accepted. */
+static uint64_t harness_open(void)
+{
+    struct tn_resp r;
+    uint64_t acc = 0, closed = 0;
+    cr_assert_eq(tn_get(H.addr[0], "/_harness/stats", &r), 200);
+    cr_assert(tn_json_u64(r.body, "connections.accepted", &acc), "%s", r.body);
+    cr_assert(tn_json_u64(r.body, "connections.closed", &closed), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_geq(acc, closed + 1, "accepted %llu closed %llu", (unsigned long long)acc,
+                  (unsigned long long)closed);
+    return acc - closed - 1;
+}
+
+/* wait_open waits (at most ms) until the server has want connections open to the harness. */
+static uint64_t wait_open(uint64_t want, int ms)
+{
+    int64_t end = tn_now_ms() + ms;
+    uint64_t open;
+    while ((open = harness_open()) != want && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    return open;
+}
+
+Test(serve, deleting_a_webhook_closes_its_connections, .timeout = 40)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char fast[64], slow[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"f.*\"],"
+             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":4}",
+             H.addr[0]);
+    create_webhook(&S, body, fast, sizeof(fast));
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/slow/1500/\",\"profile\":\"standard\",\"events\":[\"s.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, slow, sizeof(slow));
+    struct tn_resp r;
+    char batch[1024];
+    size_t off = 0;
+    for (int i = 0; i < 8; i++) {
+        off += (size_t)snprintf(batch + off, sizeof(batch) - off,
+                                "{\"id\":\"evt_c%d\",\"type\":\"f.x\",\"data\":{}}\n", i);
+    }
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 10000;
+    for (int i = 0; i < 8; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "evt_c%d", i);
+        while (harness_id(&H, id, "verified") < 1 && tn_now_ms() < end) {
+            usleep(20000);
+        }
+        cr_assert_eq(harness_id(&H, id, "verified"), 1, "%s", id);
+    }
+    uint64_t open = harness_open();
+    cr_assert(open >= 1 && open <= 4, "%llu kept alive", (unsigned long long)open);
+
+    /* the fast webhook's connections close at its DELETE */
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", fast);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(wait_open(0, 3000), 0);
+
+    /* the slow one's, deleted with an attempt in flight: that attempt ends (answered), then its
+     * connection closes */
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_s1\",\"type\":\"s.x\",\"data\":{}}", &r), 202, "%s",
+                 r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(wait_open(1, 3000), 1, "the slow attempt's connection");
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", slow);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(wait_open(0, 6000), 0);
+    cr_assert_eq(harness_id(&H, "evt_s1", "verified"), 1, "the attempt in flight ended");
+    /* the server goes on: a new webhook delivers */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"f.*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    char again[64];
+    create_webhook(&S, body, again, sizeof(again));
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_c9\",\"type\":\"f.x\",\"data\":{}}", &r), 202, "%s",
+                 r.body);
+    tn_resp_free(&r);
+    cr_assert(wait_delivery(&S, again, "delivered", &r, 10000));
+    tn_resp_free(&r);
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 /* ---- listing deliveries page by page ------------------------------------------------------ */
 
 /* list_page gets one page of webhook wh's deliveries (query: "limit=N" and maybe "&cursor=C"),
