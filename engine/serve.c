@@ -106,6 +106,26 @@ static int whmap_room(struct serve *s)
     return 0;
 }
 
+/* whmap_rebuild indexes s->whs anew (positions moved). Returns 0 or -ENOMEM. */
+static int whmap_rebuild(struct serve *s)
+{
+    size_t cap = 64;
+    while (cap < 2 * (s->nwh + 1)) {
+        cap *= 2;
+    }
+    uint32_t *map = calloc(cap, sizeof(*map));
+    if (!map) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->nwh; i++) {
+        whmap_put(map, cap - 1, s->whs, (uint32_t)i);
+    }
+    free(s->whmap);
+    s->whmap = map;
+    s->whmap_mask = cap - 1;
+    return 0;
+}
+
 static struct webhook *whmap_get(const struct serve *s, struct slice id)
 {
     if (!s->whmap) {
@@ -534,6 +554,9 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         old->failed = keep.failed;
         old->slotted = keep.slotted; /* the same endpoint slot on the same worker */
         old->slot = keep.slot;
+        old->nref = keep.nref; /* its deliveries replayed so far */
+        old->apply_listed = keep.apply_listed;
+        old->next_apply = keep.next_apply;
         free(wh);
         wh = old;
     } else if (serve_webhook_add(s, wh)) {
@@ -632,6 +655,15 @@ static void dlv_fire(struct wheel *w, struct wheel_timer *t);
 static void dlv_done(struct attempt *a);
 static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms);
 
+/* wh_counted tells whether wh is a webhook of the table, whose deliveries it counts (nref):
+ * not a callback destination, the callback placeholder or the operator's. */
+static bool wh_counted(const struct serve *s, const struct webhook *wh)
+{
+    return !wh->adhoc && wh != s->cbwh && wh != s->opwh;
+}
+
+static void webhook_list_apply(struct serve *s, struct webhook *wh);
+
 static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev,
                                 struct webhook *wh)
 {
@@ -646,6 +678,9 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     d->idx = idx;
     d->ev = ev;
     d->wh = wh;
+    if (wh_counted(s, wh)) {
+        wh->nref++;
+    }
     d->status = DLV_PENDING;
     wheel_timer_init(&d->timer, dlv_fire);
     s->dlvs[idx - s->dlv_base] = d;
@@ -880,6 +915,10 @@ static void ready_unlink(struct delivery *d)
 /* dlv_release frees d itself, whatever it holds (its slot is not touched). */
 static void dlv_release(struct delivery *d)
 {
+    struct webhook *wh = d->wh;
+    if (!d->op && wh_counted(d->s, wh) && --wh->nref == 0 && wh->status == WH_DELETED) {
+        webhook_list_apply(d->s, wh); /* freed after this loop iteration */
+    }
     ready_unlink(d);
     dlv_flight_free(d);
     free(d->why);
@@ -895,16 +934,15 @@ static void dlv_free(struct serve *s, struct delivery *d)
     if (!d) {
         return;
     }
-    if (d->wh->adhoc) {
-        adhoc_free(s, d->wh);
-    }
+    struct webhook *adhoc = d->wh->adhoc ? d->wh : NULL;
     wheel_del(&d->timer);
     if (serve_dlv_at(s, d->idx) == d) {
         s->dlvs[d->idx - s->dlv_base] = NULL;
         s->dlv_held--;
         d->ev->nlive--;
     }
-    dlv_release(d);
+    dlv_release(d); /* (it looks at its webhook) */
+    adhoc_free(s, adhoc);
 }
 
 static int attempt_encode(struct buf *b, const struct delivery *d, const struct dlv_attempt *h)
@@ -1301,8 +1339,6 @@ static void dlv_lifecycle(struct serve *s, struct delivery *d, enum retry_verdic
         }
     }
 }
-
-static void webhook_list_apply(struct serve *s, struct webhook *wh);
 
 static void dlv_done(struct attempt *a)
 {
@@ -2369,6 +2405,12 @@ int serve_start(struct serve *s, int lfd)
     if (s->opwh && s->opwh->ep_ok && webhook_hand_over(s, s->opwh)) {
         return -ENOMEM;
     }
+    /* deleted webhooks none of whose deliveries is held any more go (after the first loop) */
+    for (size_t i = 0; i < s->nwh; i++) {
+        if (s->whs[i]->status == WH_DELETED && s->whs[i]->nref == 0) {
+            webhook_list_apply(s, s->whs[i]);
+        }
+    }
     /* webhooks that went on failing while the server was down are disabled first */
     serve_sweep(s);
     sweep_arm(s);
@@ -2444,6 +2486,35 @@ void serve_webhook_retire(struct serve *s, struct webhook *wh)
     }
 }
 
+/* webhook_free_deleted takes a deleted webhook that nothing refers to any more (no delivery
+ * held, none in flight) out of the table and frees it: nor is it carried by compaction. */
+static void webhook_free_deleted(struct serve *s, struct webhook *wh)
+{
+    size_t i = 0;
+    while (i < s->nwh && s->whs[i] != wh) {
+        i++;
+    }
+    if (i == s->nwh) {
+        return;
+    }
+    memmove(s->whs + i, s->whs + i + 1, (s->nwh - i - 1) * sizeof(*s->whs));
+    s->nwh--;
+    if (whmap_rebuild(s)) {
+        /* the map still holds the old positions: put the webhook back rather than misfind */
+        memmove(s->whs + i + 1, s->whs + i, (s->nwh - i) * sizeof(*s->whs));
+        s->whs[i] = wh;
+        s->nwh++;
+        return;
+    }
+    serve_match_dirty(s);
+    signer_wipe(&wh->signer);
+    explicit_bzero(wh->secret, sizeof(wh->secret));
+    explicit_bzero(wh->old_secret, sizeof(wh->old_secret));
+    explicit_bzero(wh->enc_secret, sizeof(wh->enc_secret));
+    free(wh);
+    s->m.webhooks_freed++;
+}
+
 /* webhooks_apply_due builds the endpoints a PATCH changed while attempts were in flight, now
  * that none is, and sends what waited for them; and drops deleted webhooks' endpoints. */
 static void webhooks_apply_due(struct serve *s)
@@ -2455,6 +2526,9 @@ static void webhooks_apply_due(struct serve *s)
         if (wh->status == WH_DELETED) {
             if (!wh->inflight) {
                 webhook_drop_endpoint(s, wh);
+                if (wh->nref == 0) {
+                    webhook_free_deleted(s, wh);
+                }
             }
             continue;
         }
@@ -2582,10 +2656,9 @@ int serve_free(struct serve *s)
     adhoc_release_all(s);
     for (size_t i = 0; i < s->ndlv; i++) {
         if (s->dlvs[i]) {
-            if (s->dlvs[i]->wh->adhoc) {
-                adhoc_free(s, s->dlvs[i]->wh);
-            }
+            struct webhook *adhoc = s->dlvs[i]->wh->adhoc ? s->dlvs[i]->wh : NULL;
             dlv_release(s->dlvs[i]);
+            adhoc_free(s, adhoc);
         }
     }
     free(s->dlvs);

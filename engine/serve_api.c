@@ -1069,11 +1069,14 @@ static void metrics(struct serve *s, struct apiconn *c)
                "hookring_webhooks{status=\"active\"} %zu\n"
                "hookring_webhooks{status=\"disabled\"} %zu\n"
                "hookring_webhooks{status=\"deleted\"} %zu\n"
-               "hookring_webhooks{status=\"failing\"} %zu\n",
+               "hookring_webhooks{status=\"failing\"} %zu\n"
+               "# TYPE hookring_webhooks_freed_total counter\n"
+               "hookring_webhooks_freed_total %" PRIu64 "\n",
                s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                js.batches, (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6,
-               s->m.journal_errors, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING]);
+               s->m.journal_errors, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING],
+               s->m.webhooks_freed);
     serve_metrics_workers(s, &b);
     metrics_keep(s, &b, &js);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);

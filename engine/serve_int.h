@@ -80,6 +80,8 @@ struct webhook {
      * server's default; "" until then */
     char api_version[SIGN_API_VERSION_MAX + 1];
     bool adhoc; /* an event's callback destination: not in the table, freed once delivered */
+    /* deliveries held that name it (a webhook in the table): deleted, it is freed at 0 */
+    size_t nref;
     struct webhook *next_release;
     /* a PATCH changed what the endpoint is built from while attempts were in flight: they end
      * on the endpoint they have, and it is built anew (serve_after_run) once the last is back;
@@ -188,13 +190,14 @@ struct sreply {
 struct serve_metrics {
     uint64_t ingested, duplicates, delivered, failed, attempts, retries;
     uint64_t journal_errors;
-    uint64_t attempts_run; /* attempts made by this process (attempts counts replayed ones) */
-    uint64_t forgotten;    /* deliveries forgotten after the retention */
-    uint64_t compactions;  /* compaction passes finished */
-    uint64_t carried;      /* records re-appended by compaction */
-    uint64_t text_reads;   /* event texts read back from the journal */
-    uint64_t text_errors;  /* ... that could not be */
-    uint64_t paced;        /* ingest requests that waited for the ready queues (pacing) */
+    uint64_t attempts_run;   /* attempts made by this process (attempts counts replayed ones) */
+    uint64_t forgotten;      /* deliveries forgotten after the retention */
+    uint64_t compactions;    /* compaction passes finished */
+    uint64_t carried;        /* records re-appended by compaction */
+    uint64_t text_reads;     /* event texts read back from the journal */
+    uint64_t text_errors;    /* ... that could not be */
+    uint64_t paced;          /* ingest requests that waited for the ready queues (pacing) */
+    uint64_t webhooks_freed; /* deleted webhooks freed once none of their deliveries is held */
 };
 
 /* An ingest request pacing holds back (its connection reads nothing meanwhile). */

@@ -748,6 +748,128 @@ static uint64_t rss_kib(pid_t pid)
     return v;
 }
 
+/* webhook_listed tells whether GET /v1/webhooks lists webhook id. */
+static bool webhook_listed(const char *id)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", "/v1/webhooks", NULL, &r), 200);
+    bool v = strstr(r.body, id) != NULL;
+    tn_resp_free(&r);
+    return v;
+}
+
+#define NDEL 20
+
+/* A deleted webhook stays in memory while a delivery of it is held (GET /v1/deliveries shows
+ * it), and is freed with the last of them: a server whose webhooks come and go does not keep
+ * them all. */
+Test(serve_retention, a_deleted_webhook_is_freed_with_its_last_delivery, .timeout = 60)
+{
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--retention", "2", "--time-scale", "0.01");
+    char keep[64], del[NDEL][64], pinned[64], body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/ok/k\",\"profile\":\"standard\",\"events\":[\"*\"],"
+             "\"secret\":\"" STD_SECRET "\"}",
+             H.addr[0]);
+    create_webhook(&S, body, keep, sizeof(keep));
+    for (int i = 0; i < NDEL; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"url\":\"http://%s/std/ok/d%d\",\"profile\":\"standard\",\"events\":"
+                 "[\"del.*\"],\"secret\":\"" STD_SECRET "\"}",
+                 H.addr[0], i);
+        create_webhook(&S, body, del[i], sizeof(del[i]));
+    }
+    /* one whose delivery stays pending (retried in an hour x 0.01) until its DELETE */
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s/std/status/500/p\",\"profile\":\"standard\",\"events\":"
+             "[\"pin.*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[3600]}",
+             H.addr[0]);
+    create_webhook(&S, body, pinned, sizeof(pinned));
+    post_batch("evt_del", 0, 50, "del.x");
+    struct tn_resp r;
+    cr_assert_eq(
+        api(&S, "POST", "/v1/events", "{\"id\":\"evt_pin\",\"type\":\"pin.x\",\"data\":{}}", &r),
+        202, "%s", r.body);
+    tn_resp_free(&r);
+    char path[256], dlv[64];
+    snprintf(path, sizeof(path), "/v1/webhooks/%s/deliveries?limit=1", pinned);
+    int64_t end = tn_now_ms() + 10000;
+    for (;;) {
+        cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
+        bool tried = strstr(r.body, "\"attempt_count\":1") != NULL;
+        cr_assert(jstr(r.body, "id", dlv, sizeof(dlv)), "%s", r.body);
+        tn_resp_free(&r);
+        if (tried) {
+            break;
+        }
+        cr_assert_lt(tn_now_ms(), end, "the pinned delivery was not tried");
+        usleep(20000);
+    }
+    end = tn_now_ms() + 10000;
+    /* and the kept webhook took evt_pin too */
+    while (metric(&S, "hookring_deliveries_delivered_total") < 50 * (NDEL + 1) + 1 &&
+           tn_now_ms() < end) {
+        usleep(20000);
+    }
+    cr_assert_eq(metric(&S, "hookring_deliveries_delivered_total"), 50 * (NDEL + 1) + 1);
+    cr_assert_eq(harness_processed(&H), 51);
+
+    for (int i = 0; i < NDEL; i++) {
+        snprintf(path, sizeof(path), "/v1/webhooks/%.63s", del[i]);
+        cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+        tn_resp_free(&r);
+    }
+    snprintf(path, sizeof(path), "/v1/webhooks/%s", pinned);
+    cr_assert_eq(api(&S, "DELETE", path, NULL, &r), 200, "%s", r.body);
+    tn_resp_free(&r);
+    /* the pinned delivery ended with the DELETE: held 2 s more, and its webhook with it */
+    snprintf(path, sizeof(path), "/v1/deliveries/%s", dlv);
+    cr_assert_eq(api(&S, "GET", path, NULL, &r), 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"status\":\"failed\""), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"error\":\"webhook_deleted\""), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, pinned), "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_geq(metric(&S, "hookring_webhooks{status=\"deleted\"}"), 1);
+    cr_assert_lt(metric(&S, "hookring_webhooks_freed_total"), NDEL + 1);
+    /* every one is freed once its deliveries are forgotten */
+    end = tn_now_ms() + 15000;
+    while (metric(&S, "hookring_webhooks_freed_total") < NDEL + 1 && tn_now_ms() < end) {
+        usleep(50000);
+    }
+    cr_assert_eq(metric(&S, "hookring_webhooks_freed_total"), NDEL + 1);
+    cr_assert_eq(metric(&S, "hookring_webhooks{status=\"deleted\"}"), 0);
+    cr_assert_eq(get_status(path), 404, "the pinned delivery is forgotten");
+    for (int i = 0; i < NDEL; i++) {
+        cr_assert_not(webhook_listed(del[i]));
+    }
+    cr_assert(webhook_listed(keep));
+
+    /* a restart replays them (deleted) from the journal, and frees them again */
+    tn_stop(&S, SIGKILL);
+    SERVE(&S, "--retention", "2", "--time-scale", "0.01");
+    end = tn_now_ms() + 10000;
+    while (metric(&S, "hookring_webhooks{status=\"deleted\"}") > 0 && tn_now_ms() < end) {
+        usleep(50000);
+    }
+    cr_assert_eq(metric(&S, "hookring_webhooks{status=\"deleted\"}"), 0);
+    cr_assert_eq(metric(&S, "hookring_webhooks{status=\"active\"}"), 1);
+    cr_assert_eq(
+        api(&S, "POST", "/v1/events", "{\"id\":\"evt_after\",\"type\":\"del.x\",\"data\":{}}", &r),
+        202, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":1"), "only the kept webhook: %s", r.body);
+    tn_resp_free(&r);
+    end = tn_now_ms() + 10000;
+    while (!harness_took(&H, "evt_after") && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    cr_assert(harness_took(&H, "evt_after"));
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
+
 Test(serve_retention, held_state_and_memory_drop_back_after_the_retention, .timeout = 120)
 {
     make_data_dir();
