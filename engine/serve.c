@@ -140,6 +140,21 @@ static struct webhook *whmap_get(const struct serve *s, struct slice id)
     return NULL;
 }
 
+bool serve_webhook_pos(const struct serve *s, const struct webhook *wh, size_t *pos)
+{
+    if (!s->whmap) {
+        return false;
+    }
+    struct slice id = slice_cstr(wh->id);
+    for (size_t k = wh_id_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
+        if (s->whs[s->whmap[k] - 1] == wh) {
+            *pos = s->whmap[k] - 1;
+            return true;
+        }
+    }
+    return false;
+}
+
 struct webhook *serve_webhook_find(struct serve *s, struct slice id)
 {
     struct webhook *wh = whmap_get(s, id);

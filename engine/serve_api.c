@@ -736,20 +736,52 @@ static void webhook_rotate(struct serve *s, struct apiconn *c, const struct http
     commit_webhook(s, c, wh, 200, true);
 }
 
-static void webhook_list(struct serve *s, struct apiconn *c)
+/* GET /v1/webhooks?limit=N&cursor=C: the webhooks (not deleted ones) in the order they were
+ * made, at most limit (1-1000, default 1000: a page of the largest webhooks, 12 KiB each, stays
+ * well within the answer's bound); next_cursor is the last one's id, null once the listing is
+ * over. */
+static void webhook_list(struct serve *s, struct apiconn *c, const struct httpreq *req)
 {
+    struct slice v;
+    uint64_t limit = 1000;
+    if (query_get(req->query, "limit", &v) && (!slice_uint(v, 1000, &limit) || limit == 0)) {
+        serve_api_error(c, 400, "query 'limit': 1-1000");
+        return;
+    }
+    size_t i = 0;
+    if (query_get(req->query, "cursor", &v)) {
+        /* deleted ones too: the last of a page may have been deleted since */
+        const struct webhook *at = serve_webhook_named(s, v);
+        if (!at || !serve_webhook_pos(s, at, &i)) {
+            serve_api_error(c, 400,
+                            "query 'cursor': the next_cursor of a page (that webhook is gone: "
+                            "list again from the start)");
+            return;
+        }
+        i++;
+    }
     struct buf b;
     buf_init(&b, 64u << 20);
     buf_puts(&b, "{\"data\":[");
     size_t n = 0;
-    for (size_t i = 0; i < s->nwh; i++) {
+    const struct webhook *last = NULL;
+    for (; i < s->nwh && n < limit; i++) {
         if (s->whs[i]->status == WH_DELETED) {
             continue;
         }
         buf_puts(&b, n++ ? "," : "");
         webhook_json(&b, s->whs[i], false);
+        last = s->whs[i];
     }
-    buf_printf(&b, "],\"count\":%zu}\n", n);
+    while (i < s->nwh && s->whs[i]->status == WH_DELETED) {
+        i++;
+    }
+    buf_printf(&b, "],\"count\":%zu,\"next_cursor\":", n);
+    if (i < s->nwh && last) {
+        buf_printf(&b, "\"%s\"}\n", last->id);
+    } else {
+        buf_puts(&b, "null}\n");
+    }
     reply_buf(c, 200, &b);
     buf_free(&b);
 }
@@ -1156,7 +1188,7 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
         if (post) {
             webhook_create(s, c, req);
         } else if (get) {
-            webhook_list(s, c);
+            webhook_list(s, c, req);
         } else {
             not_allowed(c, "GET, POST");
         }

@@ -310,6 +310,9 @@ bool serve_dlv_id_parse(struct slice id, uint64_t *idx);
  * too), or the callback placeholder for WH_CALLBACK_ID; NULL for an unknown id. */
 struct webhook *serve_webhook_named(struct serve *s, struct slice id);
 
+/* serve_webhook_pos finds wh's position in the table (false: it is not in it). */
+bool serve_webhook_pos(const struct serve *s, const struct webhook *wh, size_t *pos);
+
 /* serve_webhook_apply (re)builds wh's signer and endpoint from its fields. While attempts of wh
  * are in flight it only checks them, and the endpoint is built once the last is back (apply_due;
  * deliveries due meanwhile wait). Returns 0 or -EINVAL with err filled (naming the field). */

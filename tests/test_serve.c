@@ -787,6 +787,56 @@ Test(serve, fan_out_goes_by_agent_and_type_in_creation_order, .timeout = 60)
         fan_check(w, NW, ids, types, agents, 4);
     }
 
+    /* GET /v1/webhooks page by page: the 41 left, in the order they were made */
+    {
+        char cursor[64] = "", query[128];
+        size_t seen = 0, pages = 0;
+        do {
+            snprintf(query, sizeof(query), "/v1/webhooks?limit=10%s%s", cursor[0] ? "&cursor=" : "",
+                     cursor);
+            cr_assert_eq(api(&S, "GET", query, NULL, &r), 200, "%s", r.body);
+            const char *p = r.body;
+            size_t count = 0;
+            while ((p = strstr(p, "{\"id\":\"whk_")) != NULL) {
+                p += strlen("{\"id\":\"");
+                while (seen < NW && w[seen].deleted) {
+                    seen++;
+                }
+                cr_assert_lt(seen, NW, "%s", r.body);
+                cr_assert_eq(strncmp(p, w[seen].id, strlen(w[seen].id)), 0, "webhook %zu: %s", seen,
+                             r.body);
+                seen++;
+                count++;
+            }
+            cr_assert_leq(count, 10);
+            char want[32];
+            snprintf(want, sizeof(want), "\"count\":%zu,", count);
+            cr_assert_not_null(strstr(r.body, want), "%s", r.body);
+            cursor[0] = 0;
+            const char *nc = strstr(r.body, "\"next_cursor\":\"");
+            if (nc) {
+                nc += strlen("\"next_cursor\":\"");
+                snprintf(cursor, sizeof(cursor), "%.*s", (int)strcspn(nc, "\""), nc);
+            } else {
+                cr_assert_not_null(strstr(r.body, "\"next_cursor\":null}"), "%s", r.body);
+            }
+            tn_resp_free(&r);
+            cr_assert_lt(++pages, 10);
+        } while (cursor[0]);
+        cr_assert_eq(seen, NW, "every webhook listed");
+        cr_assert_eq(pages, 5);
+        /* a deleted webhook's id still places a cursor; an unknown one is refused */
+        snprintf(query, sizeof(query), "/v1/webhooks?limit=1&cursor=%s", w[13].id);
+        cr_assert_eq(api(&S, "GET", query, NULL, &r), 200, "%s", r.body);
+        cr_assert_not_null(strstr(r.body, w[14].id), "%s", r.body);
+        tn_resp_free(&r);
+        cr_assert_eq(api(&S, "GET", "/v1/webhooks?cursor=whk_0000000000000000", NULL, &r), 400);
+        cr_assert_not_null(strstr(r.body, "query 'cursor'"), "%s", r.body);
+        tn_resp_free(&r);
+        cr_assert_eq(api(&S, "GET", "/v1/webhooks?limit=0", NULL, &r), 400);
+        tn_resp_free(&r);
+    }
+
     /* the same after a kill -9: the index is built from the replayed webhooks */
     tn_stop(&S, SIGKILL);
     SERVE(&S, "--time-scale", "0.01");
