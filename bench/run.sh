@@ -13,12 +13,14 @@
 #   journal  durable appends with group commit against one fdatasync per record
 #   ingest   hookring serve taking durable events against Redis XADD (appendfsync always); and
 #            events delivered end to end (serve -> harness) against hookring blast
+#   webhooks serve's ingest CPU and restart time with 100 .. 10 000 agent-filtered webhooks,
+#            against none (ingest) and one (restart)
 #
 # BENCHES="sign wheel" picks some. Environment of each script passes through (DURATION, ...).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-BENCHES=${BENCHES:-sign wheel dedup journal harness blast blast_tls ingest}
+BENCHES=${BENCHES:-sign wheel dedup journal harness blast blast_tls ingest webhooks}
 out=bench/results
 mkdir -p "$out"
 failed=0
@@ -43,6 +45,7 @@ for b in $BENCHES; do
     blast) JSON="$out/blast.json" run blast bench/blast.sh "$BUILD" ;;
     blast_tls) JSON="$out/blast_tls.json" run blast_tls bench/blast_tls.sh "$BUILD" ;;
     ingest) JSON="$out/ingest.json" run ingest bench/ingest.sh "$BUILD" ;;
+    webhooks) run webhooks bench/webhooks.sh "$BUILD" ;;
     *) echo "bench/run.sh: unknown bench '$b'" >&2; failed=1 ;;
     esac
 done
