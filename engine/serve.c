@@ -670,6 +670,14 @@ static void dlv_fire(struct wheel *w, struct wheel_timer *t);
 static void dlv_done(struct attempt *a);
 static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms);
 
+void serve_dlv_set_status(struct delivery *d, enum dlv_status st)
+{
+    if (!d->op) {
+        d->s->npending += (st == DLV_PENDING) - (d->status == DLV_PENDING);
+    }
+    d->status = st;
+}
+
 /* wh_counted tells whether wh is a webhook of the table, whose deliveries it counts (nref):
  * not a callback destination, the callback placeholder or the operator's. */
 static bool wh_counted(const struct serve *s, const struct webhook *wh)
@@ -697,6 +705,7 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
         wh->nref++;
     }
     d->status = DLV_PENDING;
+    s->npending++;
     wheel_timer_init(&d->timer, dlv_fire);
     s->dlvs[idx - s->dlv_base] = d;
     s->dlv_held++;
@@ -955,6 +964,7 @@ static void dlv_free(struct serve *s, struct delivery *d)
         s->dlvs[d->idx - s->dlv_base] = NULL;
         s->dlv_held--;
         d->ev->nlive--;
+        s->npending -= d->status == DLV_PENDING;
     }
     dlv_release(d); /* (it looks at its webhook) */
     adhoc_free(s, adhoc);
@@ -1004,7 +1014,7 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
                       const struct dlv_attempt *h)
 {
     ready_unlink(d);
-    d->status = st;
+    serve_dlv_set_status(d, st);
     serve_dlv_set_why(d, why); /* out of memory: the reason is lost, not the outcome */
     d->next_at_ms = 0;
     d->final_ms = serve_now_ms();
@@ -1070,7 +1080,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
     if (!wh_room(wh)) {
         /* sent when an attempt of wh finishes (wh_drain): nothing is built for it before */
         if (!d->queued) {
-            d->status = DLV_PENDING;
+            serve_dlv_set_status(d, DLV_PENDING);
             ready_push(wh, d);
         }
         return;
@@ -1108,7 +1118,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
             return;
         }
     }
-    d->status = DLV_SENDING;
+    serve_dlv_set_status(d, DLV_SENDING);
     fl->a = (struct attempt){.ep = &wh->ep,
                              .event = ev,
                              .body = buf_slice(&fl->body),
@@ -1132,7 +1142,7 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
         delay_ms = 0;
     }
     ready_unlink(d);
-    d->status = DLV_PENDING;
+    serve_dlv_set_status(d, DLV_PENDING);
     wheel_add(&s->wheel, &d->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
 }
 
@@ -2178,7 +2188,7 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         was_pending = false;
     }
     d->attempts = attempts;
-    d->status = (enum dlv_status)st;
+    serve_dlv_set_status(d, (enum dlv_status)st);
     d->next_at_ms = next_at;
     if (serve_dlv_set_why(d, why)) {
         snprintf(err, errlen, "out of memory");
@@ -2454,7 +2464,7 @@ int serve_start(struct serve *s, int lfd)
             dlv_schedule(s, d, d->next_at_ms - now);
             s->recovered_pending++;
         } else if (d && d->status == DLV_SENDING) {
-            d->status = DLV_PENDING;
+            serve_dlv_set_status(d, DLV_PENDING);
             dlv_schedule(s, d, 0);
             s->recovered_pending++;
         }

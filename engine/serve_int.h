@@ -266,6 +266,7 @@ struct serve {
     size_t ndlv, dlvcap;             /* slots used (the next index is dlv_base + ndlv), allocated */
     uint64_t dlv_base;
     size_t dlv_held; /* deliveries in dlvs */
+    size_t npending; /* ... of them pending (serve_dlv_set_status) */
     struct sevent **evs;
     size_t nev, evcap;
     uint64_t rng;
@@ -457,6 +458,9 @@ void serve_sevent_release(struct serve *s, struct sevent *e);
 /* serve_dlvs_reserve makes room for need delivery slots in serve.dlvs (doubling; new slots
  * empty). Returns 0 or -ENOMEM. */
 int serve_dlvs_reserve(struct serve *s, size_t need);
+
+/* serve_dlv_set_status changes d's status, keeping count of the pending ones (npending). */
+void serve_dlv_set_status(struct delivery *d, enum dlv_status st);
 
 /* serve_dlv_at is the delivery with index idx, or NULL. */
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx);

@@ -671,7 +671,7 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
     }
     d->hist = hist;
     d->nhist = nhist;
-    d->status = (enum dlv_status)st;
+    serve_dlv_set_status(d, (enum dlv_status)st);
     d->attempts = attempts;
     d->next_at_ms = next_at;
     d->final_ms = final_ms;

@@ -6,8 +6,11 @@
 # itself is not TSan-friendly, and those are the suites TSan is for. test_serve,
 # test_serve_features and test_serve_retention run a second time with HOOKRING_SERVE_WORKERS=2
 # (hookring serve --workers 2: attempts on two worker threads), shown as "... (workers=2)".
+# Every hookring serve they start checks its count of pending deliveries against a scan of
+# them at each /v1/health and /metrics (HOOKRING_TEST_COUNT_CHECK) and aborts on a difference.
 set -u
 cd "$(dirname "$0")/.."
+export HOOKRING_TEST_COUNT_CHECK=1
 passed=0
 failed=0
 bad_suites=()
