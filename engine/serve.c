@@ -762,6 +762,12 @@ static int text_read(struct serve *s, const struct sevent *e, struct slice *json
     return rc;
 }
 
+/* ev_in_table tells whether e is in serve.evs (whose held texts ntexts counts). */
+static bool ev_in_table(const struct serve *s, const struct sevent *e)
+{
+    return e->slot < s->nev && s->evs[e->slot] == e;
+}
+
 int serve_sevent_text(struct serve *s, struct sevent *e)
 {
     if (e->json.len) {
@@ -776,6 +782,7 @@ int serve_sevent_text(struct serve *s, struct sevent *e)
         buf_free(&e->json);
         return -ENOMEM;
     }
+    s->ntexts += ev_in_table(s, e);
     return 0;
 }
 
@@ -853,7 +860,8 @@ static void sevent_release(struct serve *s, struct sevent *e, uint64_t from)
         return;
     }
     sevent_ev_drop(e);
-    if (e->text_seq && e->text_seq <= journal_durable_seq(&s->j)) {
+    if (e->json.len && e->text_seq && e->text_seq <= journal_durable_seq(&s->j)) {
+        s->ntexts -= ev_in_table(s, e);
         buf_free(&e->json); /* read back from the journal if it is ever needed again */
     }
 }
@@ -1567,6 +1575,7 @@ static int ev_keep(struct serve *s, struct sevent *e)
     }
     e->slot = s->nev;
     s->evs[s->nev++] = e;
+    s->ntexts += e->json.len != 0;
     return 0;
 }
 
@@ -1848,6 +1857,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
             dlv_free(s, r->dl[i]);
         }
         r->ndl = base;
+        s->ntexts -= e->json.len != 0;
         s->nev--;
         ev_free(e);
         if (cbd) {
@@ -2747,7 +2757,8 @@ int serve_ev_keep(struct serve *s, struct sevent *e)
 
 void serve_ev_drop(struct serve *s, struct sevent *e)
 {
-    if (e->slot < s->nev && s->evs[e->slot] == e) {
+    if (ev_in_table(s, e)) {
+        s->ntexts -= e->json.len != 0;
         s->evs[e->slot] = s->evs[--s->nev];
         s->evs[e->slot]->slot = e->slot;
     }

@@ -267,6 +267,7 @@ struct serve {
     uint64_t dlv_base;
     size_t dlv_held; /* deliveries in dlvs */
     size_t npending; /* ... of them pending (serve_dlv_set_status) */
+    size_t ntexts;   /* events in evs whose text is held (json.len != 0) */
     struct sevent **evs;
     size_t nev, evcap;
     uint64_t rng;
