@@ -80,11 +80,6 @@ serve_pin=("${pin_server[@]}")
 
 # ---- helpers -------------------------------------------------------------------------------
 
-# proc_cpu PID: CPU seconds (user + system, every thread) the process has used so far
-proc_cpu() {
-    python3 -c "import os; f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
-}
-
 # proc_hwm PID: peak resident set in KiB
 proc_hwm() {
     awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status"

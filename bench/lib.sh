@@ -1,6 +1,6 @@
 # bench/lib.sh: what the bench scripts share: a temp dir cleaned up at exit with every process
-# they started, free loopback ports, CPU pinning (servers on CPU 0, clients on CPU 1) and a
-# one-worker nginx answering `return 200`. Sourced, never run.
+# they started, free loopback ports, CPU pinning (servers on CPU 0, clients on CPU 1), the CPU
+# time of a process and a one-worker nginx answering `return 200`. Sourced, never run.
 
 tmp=$(mktemp -d)
 pids=()
@@ -72,6 +72,11 @@ NGX
     echo "bench: nginx did not start:" >&2
     cat "$tmp/nginx/stderr" "$tmp/nginx/error.log" >&2 || true
     exit 1
+}
+
+# proc_cpu PID: the user+system CPU seconds process PID (all its threads) used so far
+proc_cpu() {
+    python3 -c "import os; f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
 }
 
 # cpu_of OUT CMD...: runs CMD with its stdout to OUT and prints "CPU_SECONDS PEAK_RSS_KIB RC":

@@ -41,10 +41,6 @@ case $secs in '' | *[!0-9]*) die "DURATION must be whole seconds (e.g. 5s), not 
 
 . bench/lib.sh
 
-proc_cpu() {
-    python3 -c "import os; f = open('/proc/$1/stat').read().rsplit(')', 1)[1].split(); print((int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'))"
-}
-
 # start_serve DIR: a serve on DIR (CPU 0) on a free port; sets serve_pid and serve_port
 start_serve() {
     serve_port=$(free_port)

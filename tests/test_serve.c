@@ -128,6 +128,19 @@ static void create_webhook(const struct tn_proc *s, const char *body, char *id, 
     tn_resp_free(&r);
 }
 
+/* std_webhook registers a standard webhook (STD_SECRET) to the harness's ROUTE (e.g.
+ * "/std/ok/") for events [FILTER], with EXTRA members ("" or e.g. ",\"max_in_flight\":4"). */
+static void std_webhook(const char *route, const char *filter, const char *extra, char *id,
+                        size_t n)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s%s\",\"profile\":\"standard\",\"events\":[\"%s\"],"
+             "\"secret\":\"" STD_SECRET "\"%s}",
+             H.addr[0], route, filter, extra);
+    create_webhook(&S, body, id, n);
+}
+
 static int post_event(const struct tn_proc *s, const char *json, struct tn_resp *r)
 {
     return api(s, "POST", "/v1/events", json, r);
@@ -743,18 +756,14 @@ Test(serve, fan_out_goes_by_agent_and_type_in_creation_order, .timeout = 60)
     static struct fan_wh w[NW];
     memset(w, 0, sizeof(w));
     for (size_t i = 0; i < NW; i++) {
-        char body[512], ag[48] = "";
+        char ag[48] = "";
         /* two webhooks without an agent filter, between ones with: the order is the table's */
         if (i != 5 && i != 17) {
             snprintf(w[i].agent, sizeof(w[i].agent), "tenant%zu", i % 10);
             snprintf(ag, sizeof(ag), ",\"agent\":\"%s\"", w[i].agent);
         }
         w[i].filter = filters[(i / 3) % 4];
-        snprintf(body, sizeof(body),
-                 "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"%s\"]%s,"
-                 "\"secret\":\"" STD_SECRET "\"}",
-                 H.addr[0], w[i].filter, ag);
-        create_webhook(&S, body, w[i].id, sizeof(w[i].id));
+        std_webhook("/std/ok/", w[i].filter, ag, w[i].id, sizeof(w[i].id));
     }
     {
         const char *ids[] = {"evt_f1", "evt_f2", "evt_f3", "evt_f4", "evt_f5", "evt_f6", "evt_f7"};
@@ -882,17 +891,9 @@ Test(serve, deleting_a_webhook_closes_its_connections, .timeout = 40)
     make_data_dir();
     start_harness(&H);
     SERVE(&S, "--time-scale", "0.01");
-    char fast[64], slow[64], body[512];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"f.*\"],"
-             "\"secret\":\"" STD_SECRET "\",\"max_in_flight\":4}",
-             H.addr[0]);
-    create_webhook(&S, body, fast, sizeof(fast));
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/slow/1500/\",\"profile\":\"standard\",\"events\":[\"s.*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
-    create_webhook(&S, body, slow, sizeof(slow));
+    char fast[64], slow[64];
+    std_webhook("/std/ok/", "f.*", ",\"max_in_flight\":4", fast, sizeof(fast));
+    std_webhook("/std/slow/1500/", "s.*", "", slow, sizeof(slow));
     struct tn_resp r;
     char batch[1024];
     size_t off = 0;
@@ -933,12 +934,8 @@ Test(serve, deleting_a_webhook_closes_its_connections, .timeout = 40)
     cr_assert_eq(wait_open(0, 6000), 0);
     cr_assert_eq(harness_id(&H, "evt_s1", "verified"), 1, "the attempt in flight ended");
     /* the server goes on: a new webhook delivers */
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"f.*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
     char again[64];
-    create_webhook(&S, body, again, sizeof(again));
+    std_webhook("/std/ok/", "f.*", "", again, sizeof(again));
     cr_assert_eq(post_event(&S, "{\"id\":\"evt_c9\",\"type\":\"f.x\",\"data\":{}}", &r), 202, "%s",
                  r.body);
     tn_resp_free(&r);
@@ -1014,17 +1011,9 @@ Test(serve, delivery_listing_pages_with_a_cursor, .timeout = 40)
     make_data_dir();
     start_harness(&H);
     SERVE(&S, "--time-scale", "0.01");
-    char a[64], b[64], body[512];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"a.*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
-    create_webhook(&S, body, a, sizeof(a));
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/\",\"profile\":\"standard\",\"events\":[\"b.*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
-    create_webhook(&S, body, b, sizeof(b));
+    char a[64], b[64];
+    std_webhook("/std/ok/", "a.*", "", a, sizeof(a));
+    std_webhook("/std/ok/", "b.*", "", b, sizeof(b));
     /* deliveries in index order: a1, b1 .. b9, a2 */
     struct tn_resp r;
     char batch[2048];
