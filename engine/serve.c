@@ -85,34 +85,10 @@ static void whmap_put(uint32_t *map, size_t mask, struct webhook *const *whs, ui
     map[k] = pos + 1;
 }
 
-/* whmap_room makes room in the id map for one more webhook. Returns 0 or -ENOMEM. */
-static int whmap_room(struct serve *s)
+/* whmap_build indexes s->whs anew in a map of cap slots (a power of two, more than twice the
+ * webhooks). Returns 0 or -ENOMEM (the old map stays). */
+static int whmap_build(struct serve *s, size_t cap)
 {
-    size_t cap = s->whmap ? s->whmap_mask + 1 : 0;
-    if (2 * (s->nwh + 1) <= cap) {
-        return 0;
-    }
-    size_t ncap = cap ? cap * 2 : 64;
-    uint32_t *map = calloc(ncap, sizeof(*map));
-    if (!map) {
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < s->nwh; i++) {
-        whmap_put(map, ncap - 1, s->whs, (uint32_t)i);
-    }
-    free(s->whmap);
-    s->whmap = map;
-    s->whmap_mask = ncap - 1;
-    return 0;
-}
-
-/* whmap_rebuild indexes s->whs anew (positions moved). Returns 0 or -ENOMEM. */
-static int whmap_rebuild(struct serve *s)
-{
-    size_t cap = 64;
-    while (cap < 2 * (s->nwh + 1)) {
-        cap *= 2;
-    }
     uint32_t *map = calloc(cap, sizeof(*map));
     if (!map) {
         return -ENOMEM;
@@ -124,6 +100,26 @@ static int whmap_rebuild(struct serve *s)
     s->whmap = map;
     s->whmap_mask = cap - 1;
     return 0;
+}
+
+/* whmap_room makes room in the id map for one more webhook. Returns 0 or -ENOMEM. */
+static int whmap_room(struct serve *s)
+{
+    size_t cap = s->whmap ? s->whmap_mask + 1 : 0;
+    if (2 * (s->nwh + 1) <= cap) {
+        return 0;
+    }
+    return whmap_build(s, cap ? cap * 2 : 64);
+}
+
+/* whmap_rebuild indexes s->whs anew (positions moved). Returns 0 or -ENOMEM. */
+static int whmap_rebuild(struct serve *s)
+{
+    size_t cap = 64;
+    while (cap < 2 * (s->nwh + 1)) {
+        cap *= 2;
+    }
+    return whmap_build(s, cap);
 }
 
 static struct webhook *whmap_get(const struct serve *s, struct slice id)
