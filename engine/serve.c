@@ -122,33 +122,30 @@ static int whmap_rebuild(struct serve *s)
     return whmap_build(s, cap);
 }
 
-static struct webhook *whmap_get(const struct serve *s, struct slice id)
-{
-    if (!s->whmap) {
-        return NULL;
-    }
-    for (size_t k = wh_id_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
-        struct webhook *wh = s->whs[s->whmap[k] - 1];
-        if (slice_eq_cstr(id, wh->id)) {
-            return wh;
-        }
-    }
-    return NULL;
-}
-
-bool serve_webhook_pos(const struct serve *s, const struct webhook *wh, size_t *pos)
+/* whmap_pos finds the position in s->whs of the (first) webhook with id. */
+static bool whmap_pos(const struct serve *s, struct slice id, size_t *pos)
 {
     if (!s->whmap) {
         return false;
     }
-    struct slice id = slice_cstr(wh->id);
     for (size_t k = wh_id_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
-        if (s->whs[s->whmap[k] - 1] == wh) {
+        if (slice_eq_cstr(id, s->whs[s->whmap[k] - 1]->id)) {
             *pos = s->whmap[k] - 1;
             return true;
         }
     }
     return false;
+}
+
+static struct webhook *whmap_get(const struct serve *s, struct slice id)
+{
+    size_t pos;
+    return whmap_pos(s, id, &pos) ? s->whs[pos] : NULL;
+}
+
+bool serve_webhook_pos(const struct serve *s, const struct webhook *wh, size_t *pos)
+{
+    return whmap_pos(s, slice_cstr(wh->id), pos) && s->whs[*pos] == wh;
 }
 
 struct webhook *serve_webhook_find(struct serve *s, struct slice id)
@@ -2521,11 +2518,8 @@ void serve_webhook_retire(struct serve *s, struct webhook *wh)
  * held, none in flight) out of the table and frees it: nor is it carried by compaction. */
 static void webhook_free_deleted(struct serve *s, struct webhook *wh)
 {
-    size_t i = 0;
-    while (i < s->nwh && s->whs[i] != wh) {
-        i++;
-    }
-    if (i == s->nwh) {
+    size_t i;
+    if (!serve_webhook_pos(s, wh, &i)) {
         return;
     }
     memmove(s->whs + i, s->whs + i + 1, (s->nwh - i - 1) * sizeof(*s->whs));
