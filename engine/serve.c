@@ -2325,11 +2325,9 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     }
     s->disable_after_ms = (int64_t)((double)s->o.disable_after_s * 1000.0 * s->o.time_scale);
     wheel_timer_init(&s->sweep, sweep_fire);
-    s->list_scan_max = SERVE_LIST_SCAN_MAX;
     const char *scan = getenv("HOOKRING_TEST_LIST_SCAN");
-    if (scan && atoi(scan) > 0) {
-        s->list_scan_max = (size_t)atoi(scan);
-    }
+    s->list_scan_max = scan && atoi(scan) > 0 ? (size_t)atoi(scan) : SERVE_LIST_SCAN_MAX;
+    s->test_count_check = getenv("HOOKRING_TEST_COUNT_CHECK") != NULL;
     buf_init(&s->scratch, 64u << 20);
     buf_init(&s->textbuf, JOURNAL_RECORD_MAX + JOURNAL_REC_HDR_SIZE);
     buf_init(&s->viewbuf, JOURNAL_RECORD_MAX);

@@ -1001,11 +1001,7 @@ static void webhook_recover(struct serve *s, struct apiconn *c, const struct htt
  * ask check the count against such a scan, and abort on a difference. */
 static size_t count_waiting(const struct serve *s)
 {
-    static int check = -1;
-    if (check < 0) {
-        check = getenv("HOOKRING_TEST_COUNT_CHECK") != NULL;
-    }
-    if (check) {
+    if (s->test_count_check) {
         size_t n = 0;
         for (size_t i = 0; i < s->ndlv; i++) {
             n += s->dlvs[i] && s->dlvs[i]->status == DLV_PENDING;
@@ -1055,7 +1051,7 @@ static void metrics_keep(const struct serve *s, struct buf *b, const struct jour
                js->segments, js->segments_dropped, s->m.compactions, s->m.carried, s->nev,
                s->dlv_held, s->m.forgotten, s->keep.dd_len);
     size_t texts = s->ntexts;
-    if (getenv("HOOKRING_TEST_COUNT_CHECK")) { /* see count_waiting */
+    if (s->test_count_check) { /* see count_waiting */
         size_t n = 0;
         for (size_t i = 0; i < s->nev; i++) {
             n += s->evs[i]->json.len != 0;

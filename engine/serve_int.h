@@ -294,6 +294,9 @@ struct serve {
     struct serve_keep keep;
     /* SERVE_LIST_SCAN_MAX; TEST ONLY: HOOKRING_TEST_LIST_SCAN=N in the environment sets it */
     size_t list_scan_max;
+    /* TEST ONLY: HOOKRING_TEST_COUNT_CHECK is set: /v1/health and /metrics check npending and
+     * ntexts against a scan (serve_api.c) */
+    bool test_count_check;
 };
 
 /* ---- serve.c, for serve_api.c ---- */
