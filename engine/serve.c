@@ -473,7 +473,6 @@ static int webhook_encode(struct buf *b, const struct webhook *wh)
 
 int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journal_waiter *w)
 {
-    serve_match_dirty(s); /* its agent filter or its status may have changed */
     s->scratch.len = 0;
     int rc = webhook_encode(&s->scratch, wh);
     if (!rc) {

@@ -636,6 +636,9 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     }
     memcpy(wh->events, tmp.events, sizeof(wh->events));
     wh->nevents = tmp.nevents;
+    if (wh->has_agent != tmp.has_agent || strcmp(wh->agent, tmp.agent) != 0) {
+        serve_match_dirty(s); /* it moves to another agent's webhooks */
+    }
     wh->has_agent = tmp.has_agent;
     memcpy(wh->agent, tmp.agent, sizeof(wh->agent));
     memcpy(wh->sched, tmp.sched, sizeof(wh->sched));
@@ -1250,6 +1253,7 @@ void serve_api_handle(void *arg, struct apiconn *c, const struct httpreq *req)
                 webhook_patch(s, c, req, wh);
             } else if (slice_eq_cstr(m, "DELETE")) {
                 wh->status = WH_DELETED;
+                serve_match_dirty(s); /* no event looks at it any more */
                 commit_webhook(s, c, wh, 200, false);
                 serve_webhook_end_pending(s, wh, "webhook_deleted");
                 serve_webhook_retire(s, wh);

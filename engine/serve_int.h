@@ -421,8 +421,9 @@ int serve_match_begin(struct serve *s, struct serve_match_it *it, const struct e
  * webhooks must not change during an iteration. */
 struct webhook *serve_match_next(struct serve_match_it *it);
 
-/* serve_match_dirty says the webhooks changed (one added, journaled or replayed): the index is
- * built anew at the next serve_match_begin. */
+/* serve_match_dirty says the webhooks changed (one added, replayed, freed, deleted, or its agent
+ * changed): the index is built anew at the next serve_match_begin. A status change needs none:
+ * serve_match looks at the status. */
 void serve_match_dirty(struct serve *s);
 
 void serve_match_free(struct serve *s);

@@ -14,8 +14,9 @@
  * out (they never take an event again); disabled ones are kept, and serve_match decides.
  *
  * The index is rebuilt, whole, at the first event after the webhooks changed (serve_match_dirty:
- * a webhook added, journaled or replayed). Webhooks change rarely next to events, and a rebuild
- * costs O(n log n) for n webhooks. */
+ * a webhook added, replayed, deleted or freed, or its agent changed; not a status change, which
+ * serve_match sees, so that webhooks going failing and active again cost nothing here). Those
+ * changes are rare next to events, and a rebuild costs O(n log n) for n webhooks. */
 #include "serve_int.h"
 
 #include <errno.h>
