@@ -999,9 +999,10 @@ static void webhook_recover(struct serve *s, struct apiconn *c, const struct htt
  */
 
 /* count_waiting is how many deliveries are pending: counted as they change, since /v1/health
- * (polled by load balancers) and /metrics ask, and a scan of every delivery held (a million:
- * a cache miss each, 0.2 s) stalled the loop. TEST ONLY: HOOKRING_TEST_COUNT_CHECK makes each
- * ask check the count against such a scan, and abort on a difference. */
+ * (polled by load balancers) and /metrics ask, and a scan of every delivery held stalled the
+ * loop for each request (measured: 2.7 ms with 207 000 held, 0.9 ms for the whole request
+ * without it). TEST ONLY: HOOKRING_TEST_COUNT_CHECK makes each ask check the count against
+ * such a scan, and abort on a difference. */
 static size_t count_waiting(const struct serve *s)
 {
     if (s->test_count_check) {
