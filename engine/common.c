@@ -6,6 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+uint64_t slice_hash(struct slice s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < s.len; i++) {
+        h = (h ^ s.p[i]) * 0x100000001b3ULL;
+    }
+    return h ^ (h >> 29);
+}
+
 bool slice_eq_nocase(struct slice a, struct slice b)
 {
     if (a.len != b.len) {

@@ -64,6 +64,11 @@ static inline bool slice_eq_cstr(struct slice a, const char *s)
 /* slice_eq_nocase compares ASCII case-insensitively (HTTP header names). */
 bool slice_eq_nocase(struct slice a, struct slice b);
 
+/* slice_hash is 64-bit FNV-1a of s, its high bits folded into the low ones (hash tables take
+ * the low bits). For ids and names in tables an adversary gains nothing from colliding in
+ * beyond a slower probe. */
+uint64_t slice_hash(struct slice s);
+
 /* An owned buffer. len <= cap <= max; max bounds growth (0 means cap is fixed). */
 struct buf {
     uint8_t *p;

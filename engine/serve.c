@@ -62,20 +62,13 @@ void serve_format_dlv_id(char out[DLV_ID_LEN + 1], uint64_t idx)
 /* ======== webhooks ============================================================================ */
 
 /* The webhooks by id: open addressing over their positions in s->whs plus one (0: empty), at
- * most half full. Replay looks up the webhook of every delivery it reads, and the API the one
- * of every request: a scan of the table made both grow with the number of webhooks. */
-static uint64_t wh_id_hash(struct slice id)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (size_t i = 0; i < id.len; i++) {
-        h = (h ^ id.p[i]) * 0x100000001b3ULL;
-    }
-    return h ^ (h >> 31);
-}
+ * most half full (slice_hash). Replay looks up the webhook of every delivery it reads, and the
+ * API the one of every request: a scan of the table made both grow with the number of
+ * webhooks. */
 
 static void whmap_put(uint32_t *map, size_t mask, struct webhook *const *whs, uint32_t pos)
 {
-    size_t k = wh_id_hash(slice_cstr(whs[pos]->id)) & mask;
+    size_t k = slice_hash(slice_cstr(whs[pos]->id)) & mask;
     while (map[k]) {
         if (strcmp(whs[map[k] - 1]->id, whs[pos]->id) == 0) {
             return; /* the first of an id is the one found, as a scan finds it */
@@ -128,7 +121,7 @@ static bool whmap_pos(const struct serve *s, struct slice id, size_t *pos)
     if (!s->whmap) {
         return false;
     }
-    for (size_t k = wh_id_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
+    for (size_t k = slice_hash(id) & s->whmap_mask; s->whmap[k]; k = (k + 1) & s->whmap_mask) {
         if (slice_eq_cstr(id, s->whs[s->whmap[k] - 1]->id)) {
             *pos = s->whmap[k] - 1;
             return true;

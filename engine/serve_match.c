@@ -43,13 +43,10 @@ struct serve_match_index {
     size_t mask;
 };
 
+/* agent_hash is the agent's slice_hash, never 0 (an empty slot's) */
 static uint64_t agent_hash(const char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then folded so that 0 stays free */
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint8_t)p[i]) * 0x100000001b3ULL;
-    }
-    h ^= h >> 29;
+    uint64_t h = slice_hash(slice_of(p, n));
     return h ? h : 1;
 }
 

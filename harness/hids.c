@@ -5,18 +5,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-/* FNV-1a, 64-bit: ids are short and this is not exposed to an adversary who gains anything
- * from collisions beyond a slower probe. */
-static uint64_t hash_id(struct slice id)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < id.len; i++) {
-        h ^= id.p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h ^ (h >> 29);
-}
-
 static size_t pow2_at_least(size_t n)
 {
     size_t p = 16;
@@ -101,7 +89,7 @@ void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t 
     if (id.len > HIDS_ID_MAX) {
         id.len = HIDS_ID_MAX;
     }
-    uint64_t h = hash_id(id);
+    uint64_t h = slice_hash(id);
     uint32_t shard = (uint32_t)(h >> 58);
     uint32_t tag = (uint32_t)(h >> 26);
     struct hids_shard *s = &t->shards[shard];
@@ -169,7 +157,7 @@ bool hids_lookup(struct hids *t, struct slice id, struct hids_entry *out)
     if (id.len > HIDS_ID_MAX) {
         id.len = HIDS_ID_MAX;
     }
-    uint64_t h = hash_id(id);
+    uint64_t h = slice_hash(id);
     struct hids_shard *s = &t->shards[h >> 58];
     pthread_mutex_lock(&s->lock);
     bool found;
