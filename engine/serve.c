@@ -1740,14 +1740,25 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     if (journal_failed(&s->j)) {
         return ING_FAILED;
     }
+    /* the webhooks it goes to, matched once: counted now, given deliveries below */
     struct serve_match_it mit;
     if (serve_match_begin(s, &mit, in)) {
         return ING_NOMEM;
     }
-    size_t n = *adhoc ? 1 : 0;
-    while (serve_match_next(&mit)) {
-        n++;
+    size_t nwh = 0;
+    for (struct webhook *wh; (wh = serve_match_next(&mit));) {
+        if (nwh == s->matched_cap) {
+            size_t cap = s->matched_cap ? s->matched_cap * 2 : 16;
+            struct webhook **m = realloc(s->matched, cap * sizeof(*m));
+            if (!m) {
+                return ING_NOMEM;
+            }
+            s->matched = m;
+            s->matched_cap = cap;
+        }
+        s->matched[nwh++] = wh;
     }
+    size_t n = nwh + (*adhoc ? 1 : 0);
     struct buf canon;
     buf_init(&canon, 64u << 20);
     /* one allocation, kept as the event's text: sized for the members and their escapes */
@@ -1801,8 +1812,8 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     rc |= put_u64(&s->scratch, (uint64_t)now_ms) |
           put_str(&s->scratch, (const char *)e->json.p, e->json.len) |
           put_u32(&s->scratch, (uint32_t)n);
-    serve_match_begin(s, &mit, in); /* the index is built: this cannot fail */
-    for (struct webhook *wh; !rc && (wh = serve_match_next(&mit));) {
+    for (size_t i = 0; i < nwh && !rc; i++) {
+        struct webhook *wh = s->matched[i];
         struct delivery *d = dlv_new(s, s->dlv_base + s->ndlv, e, wh);
         if (!d) {
             rc = -ENOMEM;
@@ -2704,6 +2715,7 @@ int serve_free(struct serve *s)
     }
     free(s->whs);
     free(s->whmap);
+    free(s->matched);
     serve_match_free(s);
     free(s->free_slots);
     free(s->paced);

@@ -261,9 +261,11 @@ struct serve {
     size_t whmap_mask;
     struct serve_match_index *match; /* which webhooks an event goes to (serve_match.c) */
     bool match_dirty;                /* whs changed since match was built */
-    struct delivery **dlvs;          /* by idx - dlv_base; NULL holes where an ingest failed or a
-                                        delivery was forgotten */
-    size_t ndlv, dlvcap;             /* slots used (the next index is dlv_base + ndlv), allocated */
+    struct webhook **matched;        /* ingest_one: the webhooks an event goes to */
+    size_t matched_cap;
+    struct delivery **dlvs; /* by idx - dlv_base; NULL holes where an ingest failed or a
+                               delivery was forgotten */
+    size_t ndlv, dlvcap;    /* slots used (the next index is dlv_base + ndlv), allocated */
     uint64_t dlv_base;
     size_t dlv_held; /* deliveries in dlvs */
     size_t npending; /* ... of them pending (serve_dlv_set_status) */
