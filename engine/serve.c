@@ -929,6 +929,93 @@ static void ready_unlink(struct delivery *d)
     d->s->nready_all--;
 }
 
+/* ---- shared response excerpts ----------------------------------------------------------- */
+
+/* excerpt_grow doubles the excerpt table's chains (from 64) once there are more excerpts
+ * than chains. Returns 0 or -ENOMEM (the table is left as it was). */
+static int excerpt_grow(struct serve *s)
+{
+    size_t cap = s->xtab ? (s->xtab_mask + 1) * 2 : 64;
+    struct dlv_excerpt **n = calloc(cap, sizeof(*n));
+    if (!n) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; s->xtab && i <= s->xtab_mask; i++) {
+        for (struct dlv_excerpt *x = s->xtab[i], *next; x; x = next) {
+            next = x->next;
+            size_t b = slice_hash(slice_of(x->text, x->len)) & (cap - 1);
+            x->next = n[b];
+            n[b] = x;
+        }
+    }
+    free(s->xtab);
+    s->xtab = n;
+    s->xtab_mask = cap - 1;
+    return 0;
+}
+
+int serve_excerpt_set(struct serve *s, struct dlv_attempt *h, const uint8_t *text, size_t len)
+{
+    h->x = NULL;
+    char shown[DLV_EXCERPT];
+    size_t n = len < DLV_EXCERPT ? len : DLV_EXCERPT;
+    for (size_t i = 0; i < n; i++) {
+        shown[i] = text[i] >= 0x20 && text[i] < 0x7f ? (char)text[i] : '.';
+    }
+    if (n == 0) {
+        return 0;
+    }
+    if (s->nx >= (s->xtab ? s->xtab_mask + 1 : 0) && excerpt_grow(s) && !s->xtab) {
+        return -ENOMEM; /* a table that could not grow still works, with longer chains */
+    }
+    struct dlv_excerpt **head = &s->xtab[slice_hash(slice_of(shown, n)) & s->xtab_mask];
+    for (struct dlv_excerpt *x = *head; x; x = x->next) {
+        if (x->len == n && memcmp(x->text, shown, n) == 0) {
+            x->refs++;
+            h->x = x;
+            return 0;
+        }
+    }
+    struct dlv_excerpt *x = malloc(sizeof(*x) + n + 1);
+    if (!x) {
+        return -ENOMEM;
+    }
+    memcpy(x->text, shown, n);
+    x->text[n] = 0;
+    x->len = (uint8_t)n;
+    x->refs = 1;
+    x->next = *head;
+    *head = x;
+    s->nx++;
+    h->x = x;
+    return 0;
+}
+
+/* excerpt_put lets go of h's excerpt, freed with its last attempt. */
+static void excerpt_put(struct serve *s, struct dlv_attempt *h)
+{
+    struct dlv_excerpt *x = h->x;
+    h->x = NULL;
+    if (!x || --x->refs) {
+        return;
+    }
+    struct dlv_excerpt **p = &s->xtab[slice_hash(slice_of(x->text, x->len)) & s->xtab_mask];
+    while (*p != x) {
+        p = &(*p)->next;
+    }
+    *p = x->next;
+    s->nx--;
+    free(x);
+}
+
+void serve_hist_free(struct serve *s, struct dlv_attempt *hist, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        excerpt_put(s, &hist[i]);
+    }
+    free(hist);
+}
+
 /* dlv_release frees d itself, whatever it holds (its slot is not touched). */
 static void dlv_release(struct delivery *d)
 {
@@ -939,7 +1026,7 @@ static void dlv_release(struct delivery *d)
     ready_unlink(d);
     dlv_flight_free(d);
     free(d->why);
-    free(d->hist);
+    serve_hist_free(d->s, d->hist, d->nhist);
     free(d);
 }
 
@@ -969,7 +1056,7 @@ static int attempt_encode(struct buf *b, const struct delivery *d, const struct 
              put_u64(b, (uint64_t)d->next_at_ms) | put_cstr(b, dlv_why(d));
     if (h) {
         rc |= put_u8(b, 1) | put_u64(b, (uint64_t)h->at_ms) | put_u32(b, (uint32_t)h->status) |
-              put_u8(b, h->result) | put_u32(b, h->latency_us) | put_cstr(b, h->excerpt);
+              put_u8(b, h->result) | put_u32(b, h->latency_us) | put_cstr(b, dlv_excerpt(h));
     } else {
         rc |= put_u8(b, 0);
     }
@@ -992,10 +1079,12 @@ static void dlv_record(struct serve *s, const struct delivery *d, const struct d
     }
 }
 
-static int hist_push(struct delivery *d, const struct dlv_attempt *h)
+/* hist_push appends *h to d's history, which takes over its excerpt (let go of on failure). */
+static int hist_push(struct serve *s, struct delivery *d, struct dlv_attempt *h)
 {
     struct dlv_attempt *n = realloc(d->hist, (d->nhist + 1) * sizeof(*n));
     if (!n) {
+        excerpt_put(s, h);
         return -ENOMEM;
     }
     d->hist = n;
@@ -1377,13 +1466,8 @@ static void dlv_done(struct attempt *a)
      * never got to send (connect failed) counts from its submit */
     int64_t lat = (a->done_ns - (a->sent_ns ? a->sent_ns : a->submit_ns)) / 1000;
     h.latency_us = lat < 0 ? 0 : lat > UINT32_MAX ? UINT32_MAX : (uint32_t)lat;
-    size_t n = a->excerpt_len < DLV_EXCERPT ? a->excerpt_len : DLV_EXCERPT;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t ch = a->excerpt[i];
-        h.excerpt[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
-    }
-    h.excerpt[n] = 0;
-    hist_push(d, &h);
+    serve_excerpt_set(s, &h, (const uint8_t *)a->excerpt, a->excerpt_len);
+    hist_push(s, d, &h);
     struct retry_policy pol = retry_policy_of(wh->p, s->o.time_scale);
     if (wh->has_sched) {
         pol.schedule_s = wh->sched;
@@ -1549,6 +1633,9 @@ static void adhoc_release_all(struct serve *s)
 
 static int ev_keep(struct serve *s, struct sevent *e)
 {
+    if (s->nev >= UINT32_MAX) {
+        return -ENOMEM; /* e->slot is 32 bits (and 4 G events would not fit in memory anyway) */
+    }
     if (s->nev == s->evcap) {
         size_t cap = s->evcap ? s->evcap * 2 : 1024;
         struct sevent **n = realloc(s->evs, cap * sizeof(*n));
@@ -2165,13 +2252,14 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
     char why[DLV_WHY_MAX + 1];
     rd_cstr(r, why, sizeof(why));
     struct dlv_attempt h = {0};
+    char ex[DLV_EXCERPT + 1] = "";
     bool has = rd_u8(r);
     if (has) {
         h.at_ms = (int64_t)rd_u64(r);
         h.status = (int)rd_u32(r);
         h.result = rd_u8(r);
         h.latency_us = rd_u32(r);
-        rd_cstr(r, h.excerpt, sizeof(h.excerpt));
+        rd_cstr(r, ex, sizeof(ex));
     }
     int64_t final_ms = 0;
     if (!r->bad && r->off < r->len) {
@@ -2186,7 +2274,8 @@ static int replay_attempt(struct serve *s, struct rd *r, char *err, size_t errle
         return -EINVAL;
     }
     if (has) {
-        hist_push(d, &h);
+        serve_excerpt_set(s, &h, (const uint8_t *)ex, strlen(ex));
+        hist_push(s, d, &h);
         s->m.attempts++;
     }
     bool was_pending = d->status == DLV_PENDING;
@@ -2715,6 +2804,7 @@ int serve_free(struct serve *s)
     }
     free(s->whs);
     free(s->whmap);
+    free(s->xtab); /* empty: the last attempt went with the last delivery */
     free(s->matched);
     serve_match_free(s);
     free(s->free_slots);

@@ -838,7 +838,7 @@ static void delivery_json(struct buf *b, const struct delivery *d, bool full)
             buf_printf(b, ",\"status\":%d,\"result\":\"%s\",\"latency_ms\":%.3f,\"response\":",
                        h->status, attempt_result_name((enum attempt_result)h->result),
                        (double)h->latency_us / 1000.0);
-            json_put_string(b, slice_cstr(h->excerpt));
+            json_put_string(b, slice_cstr(dlv_excerpt(h)));
             buf_putc(b, '}');
         }
         buf_putc(b, ']');

@@ -104,13 +104,28 @@ static inline bool wh_live(const struct webhook *wh)
 
 enum dlv_status { DLV_PENDING = 0, DLV_SENDING, DLV_DELIVERED, DLV_FAILED };
 
-struct dlv_attempt {
-    int64_t at_ms; /* unix ms */
-    int status;
-    uint8_t result; /* enum attempt_result */
-    uint32_t latency_us;
-    char excerpt[DLV_EXCERPT + 1];
+/* A response excerpt, held once for every attempt that got the same one: receivers mostly
+ * answer alike, and a held delivery's history would otherwise carry its own copy (serve.c). */
+struct dlv_excerpt {
+    struct dlv_excerpt *next; /* in its hash chain */
+    uint32_t refs;            /* attempts that hold it */
+    uint8_t len;
+    char text[]; /* len bytes and a NUL: printable ASCII, at most DLV_EXCERPT */
 };
+
+struct dlv_attempt {
+    int64_t at_ms;         /* unix ms */
+    struct dlv_excerpt *x; /* the response's start; NULL: none (dlv_excerpt) */
+    int status;
+    uint32_t latency_us;
+    uint8_t result; /* enum attempt_result */
+};
+
+/* dlv_excerpt is the start of the response h got ("" when none). */
+static inline const char *dlv_excerpt(const struct dlv_attempt *h)
+{
+    return h->x ? h->x->text : "";
+}
 
 struct sevent {
     /* canonical text: ev->data points into it. Like ev, held only while a delivery of the
@@ -119,18 +134,18 @@ struct sevent {
     struct buf json;
     uint64_t text_seq; /* the record holding the text (SREC_EVENT, or a first SREC_CARRY); 0:
                           none (an operator event: never journaled, never let go) */
-    uint32_t text_len; /* its length, held or not */
     /* the text parsed: held while a delivery of the event is unfinished, and NULL once all are
      * (the held events are mostly delivered ones): serve_sevent_ev parses it again when needed,
      * serve_sevent_view without keeping it */
     struct event *ev;
     int64_t ingest_ms;
     /* retention and compaction (serve_keep.c) */
-    size_t slot;        /* in serve.evs */
     uint64_t first_idx; /* its deliveries have indexes first_idx .. first_idx + span - 1 */
     uint32_t span;
-    uint32_t nlive; /* deliveries of it still held */
-    uint64_t jseq;  /* the journal record that holds it and its deliveries whole */
+    uint32_t nlive;    /* deliveries of it still held */
+    uint32_t slot;     /* in serve.evs (the 32-bit fields together: 8 bytes less per event) */
+    uint32_t text_len; /* its text's length, held or not */
+    uint64_t jseq;     /* the journal record that holds it and its deliveries whole */
 };
 
 struct serve;
@@ -160,10 +175,10 @@ struct delivery {
     int64_t final_ms;   /* unix ms it became delivered or failed (retention counts from it) */
     char *why;          /* why it failed (at most DLV_WHY_MAX bytes); NULL: "" (dlv_why) */
     struct dlv_attempt *hist;
-    size_t nhist;
     struct wheel_timer timer;
     struct dlv_flight *fl;          /* NULL until its first send, and once it is final */
     struct delivery *rprev, *rnext; /* in its webhook's ready queue (queued) */
+    uint32_t nhist; /* attempts in hist (next to the flags: a held delivery is 8 bytes less) */
     bool queued;
     bool op; /* an operator event: not in the table, not journaled (best effort) */
 };
@@ -257,6 +272,8 @@ struct serve {
     bool stopping;
     struct webhook **whs;
     size_t nwh, whcap;
+    struct dlv_excerpt **xtab; /* the attempts' excerpts by text (serve.c): hash chains */
+    size_t xtab_mask, nx;
     uint32_t *whmap; /* by id (serve.c): positions in whs plus one, 0 empty */
     size_t whmap_mask;
     struct serve_match_index *match; /* which webhooks an event goes to (serve_match.c) */
@@ -440,6 +457,14 @@ int64_t serve_now_ms(void);
 /* serve_dlv_set_why sets why d failed (NULL or "": it did not), cut at DLV_WHY_MAX bytes.
  * Returns 0 or -ENOMEM (d->why is then empty). */
 int serve_dlv_set_why(struct delivery *d, const char *why);
+
+/* serve_excerpt_set gives h the excerpt text[0..len) (cut at DLV_EXCERPT bytes, bytes outside
+ * printable ASCII shown as '.'), shared with every attempt that has the same one. Returns 0 or
+ * -ENOMEM (h has none then). */
+int serve_excerpt_set(struct serve *s, struct dlv_attempt *h, const uint8_t *text, size_t len);
+
+/* serve_hist_free frees the n attempts of a history and lets go of their excerpts. */
+void serve_hist_free(struct serve *s, struct dlv_attempt *hist, size_t n);
 
 /* serve_dlv_message_id writes the message id d's deliveries carry (the profile's, from the
  * event) into out and returns its length. */

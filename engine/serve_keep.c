@@ -245,7 +245,7 @@ static int dlv_encode(struct buf *b, const struct delivery *d)
         const struct dlv_attempt *a = &d->hist[h];
         rc |= put_u64(b, (uint64_t)a->at_ms) | put_u32(b, (uint32_t)a->status) |
               put_u8(b, a->result) | put_u32(b, a->latency_us) |
-              put_str(b, a->excerpt, strlen(a->excerpt));
+              put_str(b, dlv_excerpt(a), strlen(dlv_excerpt(a)));
     }
     return rc ? -ENOMEM : 0;
 }
@@ -617,10 +617,12 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
         hist[i].status = (int)rd_u32(r);
         hist[i].result = rd_u8(r);
         hist[i].latency_us = rd_u32(r);
-        rd_cstr(r, hist[i].excerpt, sizeof(hist[i].excerpt));
+        char ex[DLV_EXCERPT + 1];
+        rd_cstr(r, ex, sizeof(ex));
+        serve_excerpt_set(s, &hist[i], (const uint8_t *)ex, strlen(ex));
     }
     if (r->bad) {
-        free(hist);
+        serve_hist_free(s, hist, nhist);
         snprintf(err, errlen, "a carried delivery is malformed");
         return -EINVAL;
     }
@@ -629,19 +631,19 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
     if (d) {
         /* a crash during a pass: the old records were replayed already; this is later */
         s->m.attempts += nhist > d->nhist ? nhist - d->nhist : 0;
-        free(d->hist);
+        serve_hist_free(s, d->hist, d->nhist);
         *e = d->ev;
     } else {
         if (!*e) {
             char perr[EVENT_ERR_MAX];
             *e = serve_sevent_new(json.p, json.len, ingest_ms, perr, sizeof(perr));
             if (!*e) {
-                free(hist);
+                serve_hist_free(s, hist, nhist);
                 snprintf(err, errlen, "a carried event does not parse: %s", perr);
                 return -EINVAL;
             }
             if (serve_ev_keep(s, *e)) {
-                free(hist);
+                serve_hist_free(s, hist, nhist);
                 serve_ev_drop(s, *e);
                 *e = NULL;
                 return -ENOMEM;
@@ -650,13 +652,13 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
         }
         const struct event *cev = callback ? serve_sevent_ev(s, *e) : NULL;
         if (callback && (!cev || !cev->callback)) {
-            free(hist);
+            serve_hist_free(s, hist, nhist);
             snprintf(err, errlen, "a carried callback delivery's event has no callback");
             return -EINVAL;
         }
         d = serve_dlv_new(s, idx, *e, wh);
         if (!d) {
-            free(hist);
+            serve_hist_free(s, hist, nhist);
             snprintf(err, errlen, "a carried delivery has a bad index");
             return -EINVAL;
         }

@@ -494,6 +494,18 @@ Test(serve, flaky_route_is_retried_until_delivered, .timeout = 30)
     cr_assert_not_null(a1, "%s", r.body);
     cr_assert_not_null(strstr(a1 + 1, "\"status\":500"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "\"status\":200"), "%s", r.body);
+    /* each attempt shows the start of what the receiver answered ("flaky\n", "ok\n"; bytes
+     * outside printable ASCII as '.'), whether its text is shared with other attempts or not */
+    const char *f1 = strstr(r.body, "\"status\":500,\"result\":\"status\"");
+    cr_assert_not_null(f1, "%s", r.body);
+    const char *f2 = strstr(f1 + 1, "\"status\":500,\"result\":\"status\"");
+    cr_assert_not_null(f2, "%s", r.body);
+    const char *ok = strstr(f2, "\"status\":200");
+    cr_assert_not_null(ok, "%s", r.body);
+    cr_assert_not_null(strstr(f1, "\"response\":\"flaky.\"}"), "%s", r.body);
+    cr_assert_lt(strstr(f1, "\"response\":\"flaky.\"}"), f2, "%s", r.body);
+    cr_assert_lt(strstr(f2, "\"response\":\"flaky.\"}"), ok, "%s", r.body);
+    cr_assert_not_null(strstr(ok, "\"response\":\"ok.\"}"), "%s", r.body);
     tn_resp_free(&r);
     cr_assert_eq(harness_id(&H, "evt_flaky", "attempts"), 3);
     cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
@@ -531,6 +543,7 @@ Test(serve, a_restart_in_the_middle_of_a_retry_schedule_resumes_it, .timeout = 4
     cr_assert(wait_delivery(&S, wh, "pending", &r, 2000), "not pending after the restart");
     cr_assert_not_null(strstr(r.body, "\"attempt_count\":1"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "next_attempt_at"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"response\":\"flaky.\"}]"), "replayed: %s", r.body);
     tn_resp_free(&r);
     cr_assert(wait_delivery(&S, wh, "delivered", &r, 15000), "not delivered");
     cr_assert_not_null(strstr(r.body, "\"attempt_count\":3"), "%s", r.body);

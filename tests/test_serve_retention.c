@@ -234,6 +234,7 @@ static void first_attempt(const char *wh, char *out, size_t n)
     cr_assert_not_null(a, "no attempt history: %s", r.body);
     cr_assert(jstr(a, "at", out, n), "%s", r.body);
     cr_assert_not_null(strstr(a, "\"status\":500"), "%s", r.body);
+    cr_assert_not_null(strstr(a, "\"response\":\"status.\"}"), "%s", r.body);
     tn_resp_free(&r);
 }
 
