@@ -5,7 +5,8 @@
 # 1. Ingest. serve (CPU 0) with N webhooks, each with an agent filter ("agent<i>") no event
 #    carries, so none is delivered: what is measured is fan-out, finding the webhooks an event
 #    goes to. wrk -c BATCH_CONNS (CPU 1) posts NDJSON batches of 64 unique 1 KiB events for D.
-#    Server CPU per event acknowledged, against the same run with no webhook at all.
+#    Server CPU per event acknowledged, against the same run with no webhook at all; and the
+#    resident memory that registering the N webhooks added, per webhook.
 # 2. Restart. serve with N webhooks takes EVENTS events (batches of 64, the i-th event with agent
 #    "agent<i mod N>": one delivery each, to a harness route that answers 200), is killed -9 and
 #    started again: seconds until it listens (the replay of every webhook, event and delivery),
@@ -109,12 +110,15 @@ function request()
 end
 LUA
 
-# ingest_cpu N: sets result="EVENTS_PER_S CPU_US_PER_EVENT" with N webhooks matching nothing
+# ingest_cpu N: sets result="EVENTS_PER_S CPU_US_PER_EVENT RSS_BYTES_PER_WEBHOOK" with N
+# webhooks matching nothing (the resident memory registering them added, over N; 0 for none)
 ingest_cpu() {
-    local d="$tmp/ingest$1" c0 c1 n
+    local d="$tmp/ingest$1" c0 c1 n r0 r1
     rm -rf "$d"
     start_serve "$d"
+    r0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$serve_pid/status")
     register "$1" "http://127.0.0.1:9/never"
+    r1=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$serve_pid/status")
     c0=$(proc_cpu "$serve_pid")
     "${pin_client[@]}" wrk -t1 -c"$BATCH_CONNS" -d"$DURATION" -s "$tmp/batch.lua" \
         "http://127.0.0.1:$serve_port/v1/events" -- "w$1_$$" > "$tmp/wrk.out" 2>&1 \
@@ -124,7 +128,7 @@ ingest_cpu() {
     [ -n "$n" ] && [ "$n" -gt 0 ] || die "nothing was ingested with $1 webhooks"
     [ "$(metric hookring_deliveries_held)" = 0 ] || die "an event was delivered with $1 webhooks"
     stop_serve
-    result=$(python3 -c "print('%.0f %.2f' % ($n / $secs, ($c1 - $c0) * 1e6 / $n))")
+    result=$(python3 -c "print('%.0f %.2f %.0f' % ($n / $secs, ($c1 - $c0) * 1e6 / $n, ($r1 - $r0) * 1024 / max($1, 1)))")
 }
 
 # restart_s N: sets result="SECONDS" for a restart after EVENTS events over N webhooks
@@ -173,7 +177,8 @@ done
 
 ingest_cpu 0
 base_ingest=$result
-echo "ingest, no webhook: ${base_ingest% *} events/s, ${base_ingest#* } us server CPU per event"
+read -r base_rate base_cpu _ <<< "$base_ingest"
+echo "ingest, no webhook: $base_rate events/s, $base_cpu us server CPU per event"
 restart_s 1
 base_restart=$result
 echo "restart after $EVENTS events, 1 webhook: $base_restart s"
@@ -183,8 +188,8 @@ for n in $COUNTS; do
     restart_s "$n"
     rs=$result
     python3 -c "
-b_rate, b_cpu = (float(x) for x in '$base_ingest'.split())
-rate, cpu = (float(x) for x in '$ing'.split())
-print('webhooks %6d: ingest %7.0f events/s, %6.2f us CPU per event (%.2fx no webhook); restart %6.2f s (%.2fx 1 webhook)'
-      % ($n, rate, cpu, cpu / b_cpu, $rs, $rs / $base_restart))"
+b_rate, b_cpu, _ = (float(x) for x in '$base_ingest'.split())
+rate, cpu, mem = (float(x) for x in '$ing'.split())
+print('webhooks %6d: ingest %7.0f events/s, %6.2f us CPU per event (%.2fx no webhook); restart %6.2f s (%.2fx 1 webhook); %.0f bytes resident per webhook'
+      % ($n, rate, cpu, cpu / b_cpu, $rs, $rs / $base_restart, mem))"
 done

@@ -440,6 +440,46 @@ int serve_webhook_add(struct serve *s, struct webhook *wh)
     return 0;
 }
 
+void serve_webhook_free(struct webhook *wh)
+{
+    if (wh) {
+        free(wh->events);
+        free(wh->hdrs);
+        free(wh);
+    }
+}
+
+int serve_webhook_set_events(struct webhook *wh, const char (*f)[EVENT_TYPE_MAX + 1], size_t n)
+{
+    char(*e)[EVENT_TYPE_MAX + 1] = NULL;
+    if (n) {
+        e = malloc(n * sizeof(*e));
+        if (!e) {
+            return -ENOMEM;
+        }
+        memcpy(e, f, n * sizeof(*e));
+    }
+    wh->events = e;
+    wh->nevents = n;
+    return 0;
+}
+
+int serve_webhook_set_hdrs(struct webhook *wh, const char *h, size_t len, uint32_t n)
+{
+    char *c = NULL;
+    if (len) {
+        c = malloc(len);
+        if (!c) {
+            return -ENOMEM;
+        }
+        memcpy(c, h, len);
+    }
+    wh->hdrs = c;
+    wh->hdr_len = len;
+    wh->nhdr = n;
+    return 0;
+}
+
 static int webhook_encode(struct buf *b, const struct webhook *wh)
 {
     int rc = put_cstr(b, wh->id) | put_cstr(b, wh->url_s) | put_cstr(b, wh->p->name) |
@@ -460,7 +500,8 @@ static int webhook_encode(struct buf *b, const struct webhook *wh)
     /* added with max_in_flight, the failing period, api_version pinning and custom headers: a
      * record without them has none of them */
     rc |= put_u32(b, wh->max_in_flight) | put_u64(b, (uint64_t)wh->failing_since_ms) |
-          put_cstr(b, wh->api_version) | put_u32(b, wh->nhdr) | put_str(b, wh->hdrs, wh->hdr_len);
+          put_cstr(b, wh->api_version) | put_u32(b, wh->nhdr) |
+          put_str(b, wh->hdrs ? wh->hdrs : "", wh->hdr_len);
     return rc ? -ENOMEM : 0;
 }
 
@@ -487,13 +528,18 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
     rd_cstr(r, wh->id, sizeof(wh->id));
     rd_cstr(r, wh->url_s, sizeof(wh->url_s));
     rd_cstr(r, pname, sizeof(pname));
-    wh->nevents = rd_u32(r);
-    if (wh->nevents > WH_MAX_EVENTS) {
+    static char filters[WH_MAX_EVENTS][EVENT_TYPE_MAX + 1];
+    uint32_t nf = rd_u32(r);
+    if (nf > WH_MAX_EVENTS) {
         r->bad = true;
-        wh->nevents = 0;
+        nf = 0;
     }
-    for (size_t i = 0; i < wh->nevents; i++) {
-        rd_cstr(r, wh->events[i], sizeof(wh->events[i]));
+    for (size_t i = 0; i < nf; i++) {
+        rd_cstr(r, filters[i], sizeof(filters[i]));
+    }
+    if (!r->bad && serve_webhook_set_events(wh, filters, nf)) {
+        free(wh);
+        return -ENOMEM;
     }
     wh->has_agent = rd_u8(r);
     rd_cstr(r, wh->agent, sizeof(wh->agent));
@@ -520,14 +566,14 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         wh->max_in_flight = rd_u32(r);
         wh->failing_since_ms = (int64_t)rd_u64(r);
         rd_cstr(r, wh->api_version, sizeof(wh->api_version));
-        wh->nhdr = rd_u32(r);
+        uint32_t nhdr = rd_u32(r);
         struct slice h = rd_str(r);
-        if (h.len > sizeof(wh->hdrs) || wh->nhdr > WH_MAX_HEADERS ||
-            wh->max_in_flight > WH_MAX_IN_FLIGHT || !headers_packed_ok(h, wh->nhdr)) {
+        if (h.len > WH_HEADERS_BYTES || nhdr > WH_MAX_HEADERS ||
+            wh->max_in_flight > WH_MAX_IN_FLIGHT || !headers_packed_ok(h, nhdr)) {
             r->bad = true;
-        } else {
-            memcpy(wh->hdrs, h.p, h.len);
-            wh->hdr_len = h.len;
+        } else if (serve_webhook_set_hdrs(wh, (const char *)h.p, h.len, nhdr)) {
+            serve_webhook_free(wh);
+            return -ENOMEM;
         }
     }
     if (wh->status == WH_FAILING && !wh->failing_since_ms) {
@@ -536,7 +582,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
     }
     wh->p = profile_find(pname);
     if (r->bad || !wh->p || wh->status > WH_FAILING) {
-        free(wh);
+        serve_webhook_free(wh);
         snprintf(err, errlen, "a webhook record is malformed");
         return -EINVAL;
     }
@@ -557,10 +603,12 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         old->nref = keep.nref; /* its deliveries replayed so far */
         old->apply_listed = keep.apply_listed;
         old->next_apply = keep.next_apply;
+        free(keep.events); /* old has wh's now */
+        free(keep.hdrs);
         free(wh);
         wh = old;
     } else if (serve_webhook_add(s, wh)) {
-        free(wh);
+        serve_webhook_free(wh);
         return -ENOMEM;
     }
     wh->ep_ok = false;
@@ -1570,7 +1618,7 @@ static void adhoc_free(struct serve *s, struct webhook *wh)
     }
     signer_wipe(&wh->signer);
     explicit_bzero(wh->secret, sizeof(wh->secret));
-    free(wh);
+    serve_webhook_free(wh);
     s->nadhoc--;
 }
 
@@ -2626,7 +2674,7 @@ static void webhook_free_deleted(struct serve *s, struct webhook *wh)
     explicit_bzero(wh->secret, sizeof(wh->secret));
     explicit_bzero(wh->old_secret, sizeof(wh->old_secret));
     explicit_bzero(wh->enc_secret, sizeof(wh->enc_secret));
-    free(wh);
+    serve_webhook_free(wh);
     s->m.webhooks_freed++;
 }
 
@@ -2786,13 +2834,13 @@ int serve_free(struct serve *s)
         dlv_release(s->ops[i]);
     }
     free(s->ops);
-    free(s->cbwh);
+    serve_webhook_free(s->cbwh);
     if (s->opwh) {
         if (s->opwh->ep_ok) {
             endpoint_cleanup(&s->opwh->ep);
         }
         signer_wipe(&s->opwh->signer);
-        free(s->opwh);
+        serve_webhook_free(s->opwh);
     }
     /* endpoints before the client: an endpoint refers to the client's per-origin state */
     for (size_t i = 0; i < s->nwh; i++) {
@@ -2800,7 +2848,7 @@ int serve_free(struct serve *s)
             endpoint_cleanup(&s->whs[i]->ep);
         }
         signer_wipe(&s->whs[i]->signer);
-        free(s->whs[i]);
+        serve_webhook_free(s->whs[i]);
     }
     free(s->whs);
     free(s->whmap);

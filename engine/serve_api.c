@@ -235,11 +235,13 @@ static const struct {
     {"api_version", F_APIVER},
 };
 
-/* parse_headers reads the object vt (token index vi) of custom headers into wh, packed; the
- * names and values are checked against wh's profile when it is applied. */
+/* parse_headers reads the object vt (token index vi) of custom headers into wh, packed, in a
+ * new allocation (wh's own are not freed: see parse_webhook); the names and values are checked
+ * against wh's profile when it is applied. */
 static int parse_headers(struct webhook *wh, const struct json_tok *toks, size_t vi,
                          const uint8_t *in, char *err, size_t errlen)
 {
+    static char hdrs[WH_HEADERS_BYTES];
     const struct json_tok *vt = &toks[vi];
     if (vt->type != JSON_OBJECT || vt->size > WH_MAX_HEADERS) {
         snprintf(err, errlen, "field 'headers': must be an object of at most %d headers",
@@ -253,8 +255,8 @@ static int parse_headers(struct webhook *wh, const struct json_tok *toks, size_t
         const struct json_tok *val = &toks[k + 1];
         k = kt[1].next;
         size_t nl, vl;
-        char *name = wh->hdrs + len;
-        size_t room = sizeof(wh->hdrs) - len;
+        char *name = hdrs + len;
+        size_t room = sizeof(hdrs) - len;
         if (json_unescape(kt, in, name, room, &nl) || nl + 1 >= room || memchr(name, 0, nl)) {
             snprintf(err, errlen,
                      "field 'headers': more than %d bytes, a bad escape, or a NUL in a name",
@@ -262,7 +264,7 @@ static int parse_headers(struct webhook *wh, const struct json_tok *toks, size_t
             return -EINVAL;
         }
         name[nl] = 0;
-        for (const char *p = wh->hdrs; p < name;) {
+        for (const char *p = hdrs; p < name;) {
             if (strcasecmp(p, name) == 0) {
                 snprintf(err, errlen, "field 'headers': '%.64s' given twice", name);
                 return -EINVAL;
@@ -290,16 +292,21 @@ static int parse_headers(struct webhook *wh, const struct json_tok *toks, size_t
         value[vl] = 0;
         len += nl + 1 + vl + 1;
     }
-    wh->nhdr = vt->size;
-    wh->hdr_len = len;
+    if (serve_webhook_set_hdrs(wh, hdrs, len, vt->size)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     return 0;
 }
 
 /* parse_webhook reads the members of the object in toks into wh; allowed names the members
- * accepted; *seen gets those present. Returns 0 or -EINVAL with err naming the field. */
+ * accepted; *seen gets those present. Returns 0 or -EINVAL with err naming the field. Filters
+ * and headers read are given wh in new allocations, also on failure, and whatever wh had is
+ * not freed: the caller frees what is no longer its own (parse_webhook_drop). */
 static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const uint8_t *in,
                          unsigned allowed, unsigned *seen, char *err, size_t errlen)
 {
+    static char filters[WH_MAX_EVENTS][EVENT_TYPE_MAX + 1];
     char name[64];
     *seen = 0;
     if (toks[0].type != JSON_OBJECT) {
@@ -365,18 +372,21 @@ static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const 
                          WH_MAX_EVENTS);
                 return -EINVAL;
             }
-            wh->nevents = vt->size;
             for (uint32_t i = 0, t = (uint32_t)vi + 1; i < vt->size && !rc; i++) {
-                rc = get_string(&toks[t], in, "events", wh->events[i], sizeof(wh->events[i]), false,
-                                err, errlen);
-                if (!rc && !valid_filter(wh->events[i])) {
+                rc = get_string(&toks[t], in, "events", filters[i], sizeof(filters[i]), false, err,
+                                errlen);
+                if (!rc && !valid_filter(filters[i])) {
                     snprintf(err, errlen,
                              "field 'events': '%s' is not a type, '*' or 'prefix.*' (types are "
                              "[a-z0-9._-])",
-                             wh->events[i]);
+                             filters[i]);
                     rc = -EINVAL;
                 }
                 t = toks[t].next;
+            }
+            if (!rc && serve_webhook_set_events(wh, filters, vt->size)) {
+                snprintf(err, errlen, "out of memory");
+                rc = -ENOMEM;
             }
             break;
         case F_AGENT:
@@ -566,7 +576,7 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
         serve_webhook_release(s, wh);
         endpoint_cleanup(&wh->ep);
         signer_wipe(&wh->signer);
-        free(wh);
+        serve_webhook_free(wh);
         serve_api_error(c, 500, "out of memory");
         return;
     }
@@ -574,8 +584,22 @@ static void webhook_create(struct serve *s, struct apiconn *c, const struct http
     return;
 bad:
     signer_wipe(&wh->signer);
-    free(wh);
+    serve_webhook_free(wh);
     serve_api_error(c, 400, err);
+}
+
+/* parse_webhook_drop frees the filters and headers parse_webhook gave tmp, a copy of wh, that
+ * wh does not hold, and gives tmp wh's again. */
+static void parse_webhook_drop(struct webhook *tmp, const struct webhook *wh)
+{
+    if (tmp->events != wh->events) {
+        free(tmp->events);
+        tmp->events = wh->events;
+    }
+    if (tmp->hdrs != wh->hdrs) {
+        free(tmp->hdrs);
+        tmp->hdrs = wh->hdrs;
+    }
 }
 
 static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpreq *req,
@@ -591,10 +615,12 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
                       F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS | F_HEADERS |
                           F_MAXINF | F_APIVER,
                       &seen, err, sizeof(err))) {
+        parse_webhook_drop(&tmp, wh);
         serve_api_error(c, 400, err);
         return;
     }
     if ((seen & F_APIVER) && wh->p->pid != PROFILE_HUMANOS) {
+        parse_webhook_drop(&tmp, wh);
         serve_api_error(c, 400, "field 'api_version': only the humanos profile has one");
         return;
     }
@@ -604,20 +630,20 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     /* what the endpoint is built from, kept to put back if the new one is refused */
     static struct webhook old;
     memcpy(old.url_s, wh->url_s, sizeof(old.url_s));
-    memcpy(old.hdrs, wh->hdrs, sizeof(old.hdrs));
+    old.hdrs = wh->hdrs;
     old.hdr_len = wh->hdr_len;
     old.nhdr = wh->nhdr;
     old.timeout_ms = wh->timeout_ms;
     old.max_in_flight = wh->max_in_flight;
     memcpy(wh->url_s, tmp.url_s, sizeof(wh->url_s));
-    memcpy(wh->hdrs, tmp.hdrs, sizeof(wh->hdrs));
+    wh->hdrs = tmp.hdrs;
     wh->hdr_len = tmp.hdr_len;
     wh->nhdr = tmp.nhdr;
     wh->timeout_ms = tmp.timeout_ms;
     wh->max_in_flight = tmp.max_in_flight;
     if (rebuild && serve_webhook_apply(s, wh, err, sizeof(err))) {
         memcpy(wh->url_s, old.url_s, sizeof(old.url_s));
-        memcpy(wh->hdrs, old.hdrs, sizeof(old.hdrs));
+        wh->hdrs = old.hdrs;
         wh->hdr_len = old.hdr_len;
         wh->nhdr = old.nhdr;
         wh->timeout_ms = old.timeout_ms;
@@ -626,15 +652,23 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
             char ignored[EVENT_ERR_MAX + 64]; /* the old one was torn down: built again */
             serve_webhook_apply(s, wh, ignored, sizeof(ignored));
         }
+        parse_webhook_drop(&tmp, wh);
         serve_api_error(c, 400, err);
         return;
     }
+    if (old.hdrs != wh->hdrs) {
+        free(old.hdrs); /* replaced by the body's */
+    }
+    old.hdrs = NULL;
     if (seen & F_APIVER) {
         memcpy(wh->api_version, tmp.api_version, sizeof(wh->api_version));
         memcpy(wh->signer.api_version, wh->api_version, sizeof(wh->api_version));
         serve_webhook_signer_changed(s, wh); /* the worker's copy signs the new version too */
     }
-    memcpy(wh->events, tmp.events, sizeof(wh->events));
+    if (tmp.events != wh->events) {
+        free(wh->events); /* replaced by the body's */
+        wh->events = tmp.events;
+    }
     wh->nevents = tmp.nevents;
     if (wh->has_agent != tmp.has_agent || strcmp(wh->agent, tmp.agent) != 0) {
         serve_match_dirty(s); /* it moves to another agent's webhooks */

@@ -45,7 +45,9 @@ struct webhook {
     char url_s[WH_URL_MAX + 1];
     struct url url;
     const struct profile *p;
-    char events[WH_MAX_EVENTS][EVENT_TYPE_MAX + 1];
+    /* its event-type filters: nevents of them, allocated to that count (serve_webhook_free);
+     * NULL when none */
+    char (*events)[EVENT_TYPE_MAX + 1];
     size_t nevents;
     bool has_agent;
     char agent[EVENT_AGENT_MAX + 1];
@@ -70,8 +72,9 @@ struct webhook {
     uint32_t inflight;
     uint64_t delivered, failed;
     uint32_t exhausted_run; /* deliveries in a row that exhausted their retries */
-    /* custom headers: nhdr pairs "name\0value\0" packed in hdrs[0..hdr_len) */
-    char hdrs[WH_HEADERS_BYTES];
+    /* custom headers: nhdr pairs "name\0value\0" packed in hdrs[0..hdr_len) (at most
+     * WH_HEADERS_BYTES), allocated to that length; NULL when none */
+    char *hdrs;
     size_t hdr_len;
     uint32_t nhdr;
     uint32_t max_in_flight;   /* 0: the defaults */
@@ -95,6 +98,17 @@ struct webhook {
     size_t nready;
     bool draining; /* serve.c's wh_drain is sending from the queue */
 };
+
+/* serve_webhook_free frees wh with its filters and headers (serve.c). */
+void serve_webhook_free(struct webhook *wh);
+
+/* serve_webhook_set_events gives wh a copy of the n filters in f (its own are not freed: the
+ * caller owns them). Returns 0 or -ENOMEM (wh unchanged). */
+int serve_webhook_set_events(struct webhook *wh, const char (*f)[EVENT_TYPE_MAX + 1], size_t n);
+
+/* serve_webhook_set_hdrs gives wh a copy of n packed headers h[0..len) (its own are not freed:
+ * the caller owns them). Returns 0 or -ENOMEM (wh unchanged). */
+int serve_webhook_set_hdrs(struct webhook *wh, const char *h, size_t len, uint32_t n);
 
 /* wh_live tells whether wh takes and delivers events: active, or failing (a warning only). */
 static inline bool wh_live(const struct webhook *wh)

@@ -521,10 +521,29 @@ Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refus
     snprintf(big + n + 8200, sizeof(big) - n - 8200, "\"}}");
     expect_400("POST", "/v1/webhooks", big, "headers");
 
+    /* a PATCH refused after its filters and headers were read (one when the endpoint is built
+     * from them, one as it is parsed) */
+    cr_assert_eq(
+        api(&S, "PATCH", path, "{\"events\":[\"only.this\"],\"headers\":{\"Host\":\"evil\"}}", &r),
+        400, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "PATCH", path,
+                     "{\"events\":[\"only.this\"],\"headers\":{\"X-New\":\"1\"},"
+                     "\"timeout_ms\":\"soon\"}",
+                     &r),
+                 400, "%s", r.body);
+    tn_resp_free(&r);
+
     /* the refusals changed nothing */
     cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
     cr_assert_not_null(strstr(r.body, "\"headers\":{\"x-tenant\":\"beta\"}"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"events\":[\"*\"]"), "%s", r.body);
     tn_resp_free(&r);
+    post_ok("{\"id\":\"evt_h4\",\"type\":\"a.b\",\"data\":{\"n\":4}}");
+    cr_assert(rcv_wait(&R, 4, 10000));
+    rcv_head(&R, head, sizeof(head));
+    cr_assert_not_null(strstr(head, "\r\nx-tenant: beta\r\n"), "%s", head);
+    cr_assert_null(strstr(head, "X-New"), "%s", head);
     stop_clean(&S);
     rcv_stop(&R);
     remove_data_dir();
