@@ -428,7 +428,13 @@ int cmd_serve(int argc, char **argv)
     ret = EXIT_OK;
 out_serve:
     signal_ring = NULL;
-    if (serve_free(s)) {
+    rc = serve_free(s);
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        fprintf(stderr, "hookring serve: stopped with records that waited for room on disk for "
+                        "the journal's next segment: none of them was acknowledged, everything "
+                        "acknowledged is durable\n");
+        ret = EXIT_FAIL;
+    } else if (rc) {
         fprintf(stderr, "hookring serve: the journal failed; the last records may not be "
                         "durable\n");
         ret = EXIT_FAIL;

@@ -30,7 +30,8 @@
 #define JOURNAL_DEFAULT_DELAY_NS 1000000
 #define JOURNAL_DEFAULT_MAX_PENDING (8u << 20)
 #define JOURNAL_MIN_SEGMENT 4096
-#define JOURNAL_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
+#define JOURNAL_STUCK_RETRY_NS 1000000000 /* a segment that found no room: tried again so often */
+#define JOURNAL_SEG_NAME_LEN 24           /* 20 digits + ".seg" */
 
 static const uint8_t seg_magic[8] = {'h', 'o', 'o', 'k', 'r', 'j', 'n', 'l'};
 
@@ -971,6 +972,23 @@ static void journal_fail_later(struct journal *j, int err, const char *what)
     }
 }
 
+/* journal_roll_failed handles a next segment that could not be created. No room for it
+ * (ENOSPC, EDQUOT: nothing was written, nothing is lost) leaves the journal stuck: what is
+ * appended waits, unacknowledged (within max_pending, as always), and the segment is tried
+ * again every second (retention may drop a segment, an operator may free space); the caller
+ * should stop taking new work meanwhile (journal_stats: stuck). Any other error stops the
+ * journal. */
+static void journal_roll_failed(struct journal *j, int rc)
+{
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        j->st.stuck = rc;
+        j->st.stuck_retries++;
+        ring_timer_arm_in(j->r, &j->timer, JOURNAL_STUCK_RETRY_NS);
+        return;
+    }
+    journal_fail_later(j, rc, "creating a new segment");
+}
+
 /* batch_prefix is how many bytes of the current batch, whole records from its start, fit in
  * room bytes and have a sequence number below below (0: any); *nrec and *last_seq describe
  * them. */
@@ -1012,6 +1030,7 @@ static int journal_roll(struct journal *j)
         return fd;
     }
     close(j->fd); /* nothing in flight on it: only one batch at a time, and it is done */
+    j->st.stuck = 0;
     j->fd = fd;
     j->seg_cap = j->o.segment_size;
     j->seg_off = JOURNAL_SEG_HDR_SIZE;
@@ -1079,11 +1098,13 @@ static void journal_submit(struct journal *j)
         /* journal_new_segment: every record before roll_at is durable now (one batch at a
          * time), so the segment being written ends with them */
         bool roll = j->segs[j->nsegs - 1].base_seq < j->roll_at;
+        uint64_t due = j->roll_at;
         j->roll_at = 0;
         if (roll) {
             int rc = journal_roll(j);
             if (rc) {
-                journal_fail_later(j, rc, "creating a new segment");
+                j->roll_at = due; /* still due when it is tried again */
+                journal_roll_failed(j, rc);
                 return;
             }
         }
@@ -1092,7 +1113,7 @@ static void journal_submit(struct journal *j)
     if (take == 0) {
         int rc = journal_roll(j);
         if (rc) {
-            journal_fail_later(j, rc, "creating a new segment");
+            journal_roll_failed(j, rc);
             return;
         }
         take = batch_prefix(j, j->seg_cap - j->seg_off, j->roll_at, &nrec, &last_seq);
@@ -1268,8 +1289,8 @@ int journal_append(struct journal *j, uint8_t type, const void *payload, size_t 
         *j->cur_tail = w;
         j->cur_tail = &w->next;
     }
-    if (j->inflight) {
-        return 0; /* goes when the batch in flight is durable */
+    if (j->inflight || j->st.stuck) {
+        return 0; /* goes when the batch in flight is durable, or the stuck segment is made */
     }
     if (j->cur_nrec >= j->o.batch_records || j->cur.len >= j->o.batch_bytes) {
         journal_submit(j);
@@ -1284,7 +1305,7 @@ int journal_flush(struct journal *j)
     if (j->failed) {
         return -EIO;
     }
-    if (!j->inflight && j->cur.len) {
+    if (!j->inflight && !j->st.stuck && j->cur.len) { /* stuck: the timer tries again */
         journal_submit(j);
     }
     return 0;
@@ -1428,6 +1449,12 @@ int journal_close(struct journal *j)
     while (j->inflight || (!j->failed && j->cur.len)) {
         if (!j->inflight) {
             journal_submit(j);
+            if (j->st.stuck) {
+                /* no room for the segment they need: what waits was never acknowledged */
+                ring_timer_cancel(j->r, &j->timer);
+                journal_stop(j, j->st.stuck, "closing: no room for a new segment");
+                break;
+            }
         }
         if (j->inflight || (!j->failed && j->cur.len)) {
             int rc = ring_run_once(j->r, 100 * 1000000LL);

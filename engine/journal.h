@@ -180,6 +180,10 @@ struct journal_stats {
     uint64_t segments_dropped; /* since open */
     uint64_t torn_bytes;       /* damaged bytes cut off the last segment at open */
     uint64_t pending_bytes;    /* appended, not yet durable (now) */
+    uint64_t stuck_retries;    /* attempts to create a segment that found no room */
+    /* now: -ENOSPC or -EDQUOT while there is no room for the next segment (what is appended
+     * waits, within max_pending, and the segment is tried again every second); else 0 */
+    int stuck;
 };
 
 /* One segment file (private to journal.c). */

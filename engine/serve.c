@@ -1453,12 +1453,41 @@ static void sweep_arm(struct serve *s)
     wheel_add(&s->wheel, &s->sweep, ring_now_ms(s->r) + (uint64_t)every);
 }
 
+/* journal_watch logs each change of the journal's state (stuck for want of room, failed, fine
+ * again): both refuse every ingest, and the operator must see why. */
+static void journal_watch(struct serve *s)
+{
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    int state = journal_failed(&s->j) ? 2 : js.stuck ? 1 : 0;
+    if (state == s->journal_said) {
+        return;
+    }
+    if (state == 2) {
+        fprintf(stderr,
+                "hookring serve: the journal failed: %s; nothing is acknowledged any more "
+                "(ingest answers 503): fix the cause and restart\n",
+                journal_error(&s->j));
+    } else if (state == 1) {
+        fprintf(stderr,
+                "hookring serve: the journal has no room for its next segment in %s: %s; ingest "
+                "answers 503 (Retry-After: 5) until it has (tried every second)\n",
+                s->j.dir, strerror(-js.stuck));
+        s->stuck_since_ms = serve_now_ms();
+    } else {
+        fprintf(stderr, "hookring serve: the journal has room again after %.1f s: ingest resumed\n",
+                (double)(serve_now_ms() - s->stuck_since_ms) / 1000.0);
+    }
+    s->journal_said = state;
+}
+
 static void sweep_fire(struct wheel *w, struct wheel_timer *t)
 {
     struct serve *s = container_of(t, struct serve, sweep);
     if (s->stopping) {
         return;
     }
+    journal_watch(s);
     serve_sweep(s);
     sweep_arm(s);
 }
@@ -1858,6 +1887,7 @@ enum ingest_result {
     ING_NEW = 0,
     ING_DUPLICATE,
     ING_BEHIND, /* the journal has no room now: retry */
+    ING_STUCK,  /* the journal has no room on disk for its next segment: retry */
     ING_FULL,   /* the dedup window is full: retry */
     ING_HELD,   /* --max-held deliveries are held and none of them is final: retry */
     ING_FAILED, /* the journal failed */
@@ -1917,9 +1947,9 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     }
     struct journal_stats js;
     journal_stats(&s->j, &js);
-    if (js.pending_bytes + need > s->j.o.max_pending) {
+    if (js.stuck || js.pending_bytes + need > s->j.o.max_pending) {
         buf_free(&canon);
-        return ING_BEHIND;
+        return js.stuck ? ING_STUCK : ING_BEHIND;
     }
     uint8_t key[DEDUP_KEY_LEN];
     dedup_key_of(key, in);
@@ -2017,6 +2047,9 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
         SERVE_REPLY_LIT(c, 503, "Retry-After: 1\r\n",
                         "{\"error\":\"the journal is behind; retry\"}\n");
         break;
+    case ING_STUCK:
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n", "{\"error\":\"" SERVE_STUCK_MSG "\"}\n");
+        break;
     case ING_FULL:
         SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n",
                         "{\"error\":\"the dedup window is full; retry\"}\n");
@@ -2087,8 +2120,8 @@ static void ingest_with(struct serve *s, struct apiconn *c, struct event *in, in
     /* room for the largest event, whatever this one's size */
     struct journal_stats js;
     journal_stats(&s->j, &js);
-    if (js.pending_bytes + 2 * s->o.max_body + 65536 > s->j.o.max_pending) {
-        ingest_refuse(c, ING_BEHIND);
+    if (js.stuck || js.pending_bytes + 2 * s->o.max_body + 65536 > s->j.o.max_pending) {
+        ingest_refuse(c, js.stuck ? ING_STUCK : ING_BEHIND);
         return;
     }
     struct sreply *r = serve_reply_new(s, c, 202);
@@ -2169,6 +2202,7 @@ static void batch_line(struct serve *s, struct sreply *r, size_t line, const uin
     } else {
         batch_line_error(&r->body, line,
                          ir == ING_BEHIND   ? "the journal is behind; retry"
+                         : ir == ING_STUCK  ? SERVE_STUCK_MSG
                          : ir == ING_FULL   ? "the dedup window is full; retry"
                          : ir == ING_HELD   ? "--max-held deliveries are pending; retry"
                          : ir == ING_FAILED ? "the journal failed"
@@ -2180,8 +2214,10 @@ static void batch_line(struct serve *s, struct sreply *r, size_t line, const uin
 void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
                         int64_t now_ms)
 {
-    if (journal_failed(&s->j)) {
-        ingest_refuse(c, ING_FAILED);
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    if (journal_failed(&s->j) || js.stuck) {
+        ingest_refuse(c, js.stuck ? ING_STUCK : ING_FAILED);
         return;
     }
     struct sreply *r = serve_reply_new(s, c, 200);
@@ -2774,7 +2810,8 @@ void serve_shutdown(struct serve *s)
 
 bool serve_idle(const struct serve *s)
 {
-    return s->inflight == 0 && (!s->api_ok || s->api.open == 0);
+    /* an API client that waits for a record with no room for it on disk would wait for good */
+    return s->inflight == 0 && (!s->api_ok || s->api.open == 0 || s->j.st.stuck);
 }
 
 void serve_recovered_summary(const struct serve *s, char *out, size_t outlen)

@@ -1057,12 +1057,15 @@ static void health(struct serve *s, struct apiconn *c)
 {
     struct buf b;
     buf_init(&b, 4096);
-    bool ok = !journal_failed(&s->j);
+    struct journal_stats js;
+    journal_stats(&s->j, &js);
+    /* either refuses every ingest: a load balancer should send events elsewhere */
+    const char *st = journal_failed(&s->j) ? "journal_failed" : js.stuck ? "journal_full" : "ok";
     buf_printf(&b,
                "{\"status\":\"%s\",\"webhooks\":%zu,\"events\":%zu,\"in_flight\":%u,"
                "\"pending\":%zu}\n",
-               ok ? "ok" : "journal_failed", s->nwh, s->nev, s->inflight, count_waiting(s));
-    reply_buf(c, ok ? 200 : 503, &b);
+               st, s->nwh, s->nev, s->inflight, count_waiting(s));
+    reply_buf(c, strcmp(st, "ok") == 0 ? 200 : 503, &b);
     buf_free(&b);
 }
 
@@ -1153,6 +1156,12 @@ static void metrics(struct serve *s, struct apiconn *c)
                "hookring_journal_fsync_seconds{stat=\"max\"} %.6f\n"
                "# TYPE hookring_journal_errors_total counter\n"
                "hookring_journal_errors_total %" PRIu64 "\n"
+               "# TYPE hookring_journal_failed gauge\n"
+               "hookring_journal_failed %d\n"
+               "# TYPE hookring_journal_full gauge\n"
+               "hookring_journal_full %d\n"
+               "# TYPE hookring_journal_full_retries_total counter\n"
+               "hookring_journal_full_retries_total %" PRIu64 "\n"
                "# TYPE hookring_webhooks gauge\n"
                "hookring_webhooks{status=\"active\"} %zu\n"
                "hookring_webhooks{status=\"disabled\"} %zu\n"
@@ -1163,7 +1172,8 @@ static void metrics(struct serve *s, struct apiconn *c)
                s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                js.batches, (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6,
-               s->m.journal_errors, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING],
+               s->m.journal_errors, journal_failed(&s->j) ? 1 : 0, js.stuck ? 1 : 0,
+               js.stuck_retries, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING],
                s->m.webhooks_freed);
     serve_metrics_workers(s, &b);
     metrics_keep(s, &b, &js);

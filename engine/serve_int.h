@@ -308,10 +308,12 @@ struct serve {
     uint64_t recovered_pending;
     struct serve_metrics m;
     struct buf scratch;
-    struct buf textbuf;    /* journal records read back (serve_sevent_text, carry) */
-    struct buf viewbuf;    /* the text serve_sevent_view parsed: valid until its next call */
-    struct webhook *opwh;  /* --operator-url, or NULL */
-    struct delivery **ops; /* operator deliveries, each owning its event */
+    int journal_said;       /* the journal's state last logged: 0 fine, 1 stuck, 2 failed */
+    int64_t stuck_since_ms; /* unix ms the journal was logged stuck */
+    struct buf textbuf;     /* journal records read back (serve_sevent_text, carry) */
+    struct buf viewbuf;     /* the text serve_sevent_view parsed: valid until its next call */
+    struct webhook *opwh;   /* --operator-url, or NULL */
+    struct delivery **ops;  /* operator deliveries, each owning its event */
     size_t nops, opcap;
     struct webhook *cbwh;    /* what a finished callback delivery points at (never sends) */
     size_t nadhoc;           /* callback destinations alive */
@@ -359,6 +361,9 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
 /* serve_webhook_retire closes a deleted webhook's connections (and, with workers, gives its
  * slot back) once none of its attempts is in flight. */
 void serve_webhook_retire(struct serve *s, struct webhook *wh);
+
+/* What an ingest refused because the journal has no room for its next segment says. */
+#define SERVE_STUCK_MSG "the journal has no room on disk for its next segment; retry"
 
 /* SERVE_REPLY_LIT answers c with a string literal body, its length counted by the compiler. */
 #define SERVE_REPLY_LIT(c, status, hdrs, lit)                                                      \

@@ -6,7 +6,8 @@
  *     must start, still know every earlier event (a repost is a duplicate), have forgotten the
  *     torn one (a repost is new), and keep what it takes after the repair across a restart;
  *   - one bit flipped in a record in the middle (payload or header): serve must refuse to start,
- *     exit non-zero, and name the segment file and the byte offset of the damage. */
+ *     exit non-zero, and name the segment file and the byte offset of the damage.
+ * And on a full file system: ingest waits and is refused until there is room, and goes on. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -370,4 +372,137 @@ Test(serve_journal, a_flipped_bit_in_the_middle_is_refused_naming_file_and_offse
     check_flip(first_off + 9, 6);  /* the header's sequence number */
     check_flip(first_end - 1, 7);  /* the payload's last byte */
     free_journal();
+}
+
+/* ---- a full disk ------------------------------------------------------------------------------
+ */
+
+/* post_raw sends POST /v1/events for event id with pad bytes of data on a new connection and
+ * returns the connection, its answer not read. */
+static int post_raw(const struct tn_proc *s, const char *id, size_t pad)
+{
+    static char body[8192], raw[9216];
+    cr_assert_lt(pad, sizeof(body) - 128);
+    int bl = snprintf(body, sizeof(body),
+                      "{\"id\":\"%s\",\"type\":\"full.test\",\"data\":\"%0*d\"}", id, (int)pad, 0);
+    int n = snprintf(raw, sizeof(raw),
+                     "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                     "\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                     bl, body);
+    int fd = tn_connect(s->addr[0]);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(tn_send_all(fd, raw, (size_t)n), 0);
+    return fd;
+}
+
+/* read_status reads the answer on fd (closing it) and returns its status; retry_after gets its
+ * Retry-After header ("" without one). */
+static int read_status(int fd, char *retry_after, size_t n)
+{
+    struct tn_resp r;
+    cr_assert_geq(tn_read_response(fd, &r), 0);
+    close(fd);
+    if (!tn_resp_header(&r, "Retry-After", retry_after, n)) {
+        retry_after[0] = 0;
+    }
+    int st = r.status;
+    if (st == 503) {
+        cr_assert_not_null(strstr(r.body, "no room on disk"), "%s", r.body);
+    }
+    tn_resp_free(&r);
+    return st;
+}
+
+static int health_status(const struct tn_proc *s, char *status, size_t n)
+{
+    struct tn_resp r;
+    cr_assert_geq(tn_get(s->addr[0], "/v1/health", &r), 0);
+    cr_assert(tn_json_str(r.body, "status", status, n), "%s", r.body);
+    int st = r.status;
+    tn_resp_free(&r);
+    return st;
+}
+
+#define FULL_MAX 400 /* events of 4 KiB: a 1 MiB file system holds fewer */
+
+static char full_mnt[128]; /* the tmpfs, while mounted */
+
+/* full_fini unmounts the tmpfs of a test that failed before it did (the serve killed with it) */
+static void full_fini(void)
+{
+    if (full_mnt[0]) {
+        umount2(full_mnt, MNT_DETACH);
+        full_mnt[0] = 0;
+    }
+}
+
+/* The journal's file system fills up (a tmpfs of 1 MiB, segments of 256 KiB): the event whose
+ * record needs the next segment waits, unacknowledged; every other ingest is refused with 503
+ * and Retry-After; /v1/health says journal_full. Once there is room (the tmpfs grown), the
+ * segment is made within seconds, the waiting event is acknowledged, ingest goes on, and a
+ * kill -9 loses none of the acknowledged events. */
+Test(serve_journal, a_full_disk_holds_ingest_until_there_is_room, .timeout = 90, .fini = full_fini)
+{
+    make_base();
+    char *mnt = full_mnt, data[160];
+    snprintf(mnt, sizeof(full_mnt), "%s/mnt", base);
+    cr_assert_eq(mkdir(mnt, 0700), 0);
+    if (mount("hookring-test", mnt, "tmpfs", 0, "size=1m") != 0) {
+        int e = errno;
+        mnt[0] = 0;
+        remove_dir(base);
+        cr_skip_test("cannot mount a tmpfs (%s): this test needs root", strerror(e));
+    }
+    snprintf(data, sizeof(data), "%s/data", mnt);
+    const char *args[] = {"serve",      "--data",         data,
+                          "--listen",   "127.0.0.1:0",    "--api-key",
+                          KEY,          "--quiet",        "--dedup-capacity",
+                          "1000",       "--segment-size", "262144",
+                          "--max-body", "65536",          NULL};
+    struct tn_proc s;
+    cr_assert_eq(tn_start(&s, "hookring", args, 1), 0);
+    char id[32], ra[16], st[32];
+    int acked = 0, held = -1;
+    for (int i = 0; i < FULL_MAX && held < 0; i++) {
+        snprintf(id, sizeof(id), "evt_full_%d", i);
+        int fd = post_raw(&s, id, 4000);
+        if (!tn_wait_readable(fd, 3000)) {
+            held = fd; /* its record waits for the segment there is no room for */
+            break;
+        }
+        cr_assert_eq(read_status(fd, ra, sizeof(ra)), 202, "event %d", i);
+        acked++;
+    }
+    cr_assert_geq(held, 0, "%d events of 4 KiB fit in a 1 MiB file system", FULL_MAX);
+    cr_assert_gt(acked, 100);
+    int waiting = acked; /* evt_full_<waiting> is the one that waits */
+    cr_assert_eq(health_status(&s, st, sizeof(st)), 503);
+    cr_assert_str_eq(st, "journal_full");
+    /* refused, not taken: nothing of it is kept */
+    cr_assert_eq(read_status(post_raw(&s, "evt_full_refused", 10), ra, sizeof(ra)), 503);
+    cr_assert_str_eq(ra, "5");
+    cr_assert(!tn_wait_readable(held, 1500), "the waiting event was answered without room");
+
+    cr_assert_eq(mount("hookring-test", mnt, "tmpfs", MS_REMOUNT, "size=4m"), 0, "%s",
+                 strerror(errno));
+    cr_assert(tn_wait_readable(held, 5000), "the waiting event is not answered once there is room");
+    cr_assert_eq(read_status(held, ra, sizeof(ra)), 202);
+    cr_assert_eq(health_status(&s, st, sizeof(st)), 200);
+    cr_assert_str_eq(st, "ok");
+    cr_assert_eq(read_status(post_raw(&s, "evt_full_refused", 10), ra, sizeof(ra)), 202,
+                 "the refused event was kept");
+    cr_assert_eq(read_status(post_raw(&s, "evt_full_after", 4000), ra, sizeof(ra)), 202);
+
+    kill9(&s);
+    cr_assert_eq(tn_start(&s, "hookring", args, 1), 0);
+    for (int i = 0; i <= waiting; i++) {
+        snprintf(id, sizeof(id), "evt_full_%d", i);
+        cr_assert_eq(post_event(&s, id), 200, "acknowledged %s was lost", id);
+    }
+    cr_assert_eq(post_event(&s, "evt_full_refused"), 200);
+    cr_assert_eq(post_event(&s, "evt_full_after"), 200);
+    kill9(&s);
+    cr_assert_eq(umount2(mnt, MNT_DETACH), 0, "%s", strerror(errno));
+    mnt[0] = 0;
+    remove_dir(base);
 }
