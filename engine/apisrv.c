@@ -33,12 +33,14 @@ struct apiconn {
     bool continue_sent;
     struct buf out;
     size_t sent;
+    int64_t ready_ns; /* ring time it became ready for its next request */
     struct httpreq req;
     struct header hdrs[APISRV_MAX_HEADERS];
     struct apiconn *next_free;
 };
 
 static void conn_process(struct apiconn *c);
+static void conn_open(struct apisrv *s, int fd);
 
 /* ---- addresses ------------------------------------------------------------------------------ */
 
@@ -147,6 +149,12 @@ static void conn_maybe_free(struct apiconn *c)
     c->next_free = s->free_list;
     s->free_list = c;
     s->open--;
+    if (s->npending && s->accepting) {
+        /* the slot of an evicted connection: the oldest socket waiting takes it */
+        int fd = s->pending[0];
+        memmove(s->pending, s->pending + 1, --s->npending * sizeof(*s->pending));
+        conn_open(s, fd);
+    }
 }
 
 static void conn_close(struct apiconn *c)
@@ -208,6 +216,7 @@ static void conn_flush(struct apiconn *c)
 static void conn_ready(struct apiconn *c)
 {
     c->state = AC_READING;
+    c->ready_ns = ring_now_ns(c->s->r);
     ring_timer_arm_in(c->s->r, &c->deadline, (int64_t)c->s->o.idle_ms * 1000000);
 }
 
@@ -375,10 +384,39 @@ static void handle_accept_retry(struct ring *r, struct ring_timer *t)
     accept_arm(container_of(t, struct apisrv, accept_retry));
 }
 
+/* conn_evict closes the connection that has waited longest for its next request, with nothing
+ * of one read (keep-alive clients pool connections: a new client must not be shut out by idle
+ * ones). Returns whether there was one. A scan, only when every connection is taken. */
+static bool conn_evict(struct apisrv *s)
+{
+    struct apiconn *victim = NULL;
+    for (uint32_t i = 0; i < s->o.max_conns; i++) {
+        struct apiconn *c = &s->conns[i];
+        if (c->state == AC_READING && c->rlen == 0 && (!victim || c->ready_ns < victim->ready_ns)) {
+            victim = c;
+        }
+    }
+    if (!victim) {
+        return false;
+    }
+    s->stat_evicted++;
+    conn_close(victim);
+    return true;
+}
+
 static void conn_open(struct apisrv *s, int fd)
 {
     struct apiconn *c = s->free_list;
     if (!c) {
+        /* one waiting socket per connection being closed for it, no more */
+        if (s->npending < APISRV_PENDING_MAX && conn_evict(s)) {
+            if (s->free_list) { /* freed at once: nothing of it was in flight */
+                conn_open(s, fd);
+            } else {
+                s->pending[s->npending++] = fd;
+            }
+            return;
+        }
         s->stat_refused++;
         close(fd);
         return;
@@ -472,6 +510,10 @@ void apisrv_stop_accepting(struct apisrv *s)
         return;
     }
     s->accepting = false;
+    for (uint32_t i = 0; i < s->npending; i++) {
+        close(s->pending[i]); /* accepted, never read: the client sees the close */
+    }
+    s->npending = 0;
     ring_timer_cancel(s->r, &s->accept_retry);
     if (s->accept_op.inflight) {
         ring_cancel_fd(s->r, s->lfd);
@@ -509,6 +551,10 @@ void apisrv_cleanup(struct apisrv *s)
     if (s->lfd >= 0) {
         close(s->lfd);
     }
+    for (uint32_t i = 0; i < s->npending; i++) {
+        close(s->pending[i]);
+    }
+    s->npending = 0;
     free(s->conns);
     s->conns = NULL;
 }

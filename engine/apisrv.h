@@ -21,16 +21,21 @@
 struct apisrv;
 struct apiconn;
 
+#define APISRV_PENDING_MAX 64 /* accepted sockets waiting at once for an evicted one's slot */
+
 /* apisrv_handler_cb handles one whole request on c. It must eventually call apisrv_reply(c, ...)
  * exactly once, now or later (from any callback on the ring's thread). req and the bytes it
  * names stay valid until then. */
 typedef void apisrv_handler_cb(void *arg, struct apiconn *c, const struct httpreq *req);
 
 struct apisrv_opts {
-    size_t max_head;    /* 0: 16 KiB */
-    size_t max_body;    /* 0: 1 MiB */
-    uint32_t max_conns; /* 0: 1024; accepted beyond: closed at once */
-    uint32_t idle_ms;   /* 0: 30 s */
+    size_t max_head; /* 0: 16 KiB */
+    size_t max_body; /* 0: 1 MiB */
+    /* 0: 1024. A connection accepted beyond takes the place of the one that has waited
+     * longest for its next request (keep-alive, nothing of a request read), closed for it; with
+     * none such, it is closed at once */
+    uint32_t max_conns;
+    uint32_t idle_ms; /* 0: 30 s */
 };
 
 struct apisrv {
@@ -48,7 +53,12 @@ struct apisrv {
     uint32_t open;
     uint64_t stat_accepted;
     uint64_t stat_requests;
-    uint64_t stat_refused; /* closed at once: no free connection */
+    uint64_t stat_refused; /* closed at once: no free connection, none idle to close */
+    uint64_t stat_evicted; /* idle connections closed to make room for a new one */
+    /* accepted sockets waiting for an evicted connection's slot (it is freed once the kernel
+     * hands back its ops) */
+    int pending[APISRV_PENDING_MAX];
+    uint32_t npending;
 };
 
 /* apisrv_listen binds and listens on addr ("127.0.0.1:8080", "[::1]:0"); *bound gets the real

@@ -2,6 +2,7 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,7 +18,8 @@ static const char serve_help[] =
     "usage: hookring serve --data DIR --listen ADDR [--api-key KEY] [--allow-net CIDR...]\n"
     "                      [--time-scale F] [--ca-file PEM] [--insecure] [--resolve H:ADDR...]\n"
     "                      [--dns-server S] [--dedup-window SECONDS] [--max-body BYTES]\n"
-    "                      [--idle-timeout MS] [--workers N] [--quiet] [--failing-after N]\n"
+    "                      [--idle-timeout MS] [--max-connections N] [--workers N] [--quiet]\n"
+    "                      [--failing-after N]\n"
     "                      [--operator-url URL [--operator-secret S]] [--disable-after S]\n"
     "                      [--humanos-api-version V] [--retention SECONDS]\n"
     "                      [--segment-size BYTES] [--max-held N] [--dedup-capacity N]\n"
@@ -47,6 +49,11 @@ static const char serve_help[] =
     "  --max-body BYTES    the largest API request body (default 1 MiB; larger: 413)\n"
     "  --idle-timeout MS   an API connection must deliver a whole request within MS of being\n"
     "                      ready for one (default 30000)\n"
+    "  --max-connections N API connections at once, 16-65536 (default 1024); beyond, a new\n"
+    "                      one takes the place of the one that has waited longest for its\n"
+    "                      next request (closed), or is closed when none waits. The open-file\n"
+    "                      limit is raised to what this and the deliveries need, within the\n"
+    "                      hard limit\n"
     "  --workers N         delivery threads, 1-64 (default 1: one thread and one io_uring run\n"
     "                      everything). With N > 1 the main thread keeps the API, the journal\n"
     "                      and the retry wheel; webhooks are spread over N threads, each with\n"
@@ -108,7 +115,14 @@ static const char serve_help[] =
  * option's letter (CMD_NET_LONGOPTS uses A C K R D) */
 enum { OPT_DISABLE_AFTER = 256, OPT_HUMANOS_API_VERSION, OPT_DEDUP_CAPACITY };
 /* options with no short letter (beyond every char) */
-enum { OPT_RETENTION = 0x200, OPT_SEGMENT_SIZE, OPT_MAX_HELD, OPT_PACE, OPT_PACE_WAIT };
+enum {
+    OPT_RETENTION = 0x200,
+    OPT_SEGMENT_SIZE,
+    OPT_MAX_HELD,
+    OPT_PACE,
+    OPT_PACE_WAIT,
+    OPT_MAX_CONNECTIONS
+};
 
 static volatile sig_atomic_t stop_signals;
 static struct ring *signal_ring;
@@ -153,6 +167,32 @@ void cmd_serve_huge_pages(char **argv)
     unsetenv("GLIBC_TUNABLES"); /* the exec failed: go on without */
 }
 
+/* raise_nofile raises the soft open-file limit to what api API connections, the delivery
+ * clients' connections (SERVE_CLIENT_CONNS each, one client per worker) and the rest need,
+ * within the hard limit, and says so when the hard limit is lower (beyond it, accepts and
+ * connects fail with EMFILE). */
+static void raise_nofile(uint32_t api, uint32_t workers)
+{
+    rlim_t dlv = (rlim_t)SERVE_CLIENT_CONNS * (workers > 1 ? workers : 1);
+    rlim_t need = (rlim_t)api + dlv + 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need) {
+        return;
+    }
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (want > rl.rlim_cur) {
+        rl.rlim_cur = want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (want < need) {
+        fprintf(stderr,
+                "hookring serve: the open-file limit is %llu, below the %llu that %u API "
+                "connections and %llu delivery connections need: raise it (ulimit -n) or lower "
+                "--max-connections\n",
+                (unsigned long long)want, (unsigned long long)need, api, (unsigned long long)dlv);
+    }
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -176,6 +216,7 @@ int cmd_serve(int argc, char **argv)
         {"max-held", required_argument, NULL, OPT_MAX_HELD},
         {"pace", required_argument, NULL, OPT_PACE},
         {"pace-wait", required_argument, NULL, OPT_PACE_WAIT},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         CMD_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -299,6 +340,12 @@ int cmd_serve(int argc, char **argv)
             }
             so.pace_wait_ms = (uint32_t)v;
             break;
+        case OPT_MAX_CONNECTIONS:
+            if (!cmd_parse_uint(optarg, &v) || v < 16 || v > 65536) {
+                return cmd_usage_error("serve", "--max-connections must be 16-65536");
+            }
+            so.max_conns = (uint32_t)v;
+            break;
         case OPT_SEGMENT_SIZE:
             if (!cmd_parse_uint(optarg, &v) || v < (64u << 10) || v > (1ull << 30)) {
                 return cmd_usage_error("serve", "--segment-size must be 65536-1073741824 bytes");
@@ -340,6 +387,7 @@ int cmd_serve(int argc, char **argv)
         return cmd_usage_error("serve", "an API key is required: --api-key KEY or "
                                         "HOOKRING_API_KEY");
     }
+    raise_nofile(so.max_conns ? so.max_conns : 1024, so.workers);
     char err[1024];
     struct sockaddr_storage bound;
     int lfd = apisrv_listen(listen_s, &bound, err, sizeof(err));

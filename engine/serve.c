@@ -2516,7 +2516,7 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         goto fail;
     }
     ring_attach_wheel(r, &s->wheel);
-    struct client_opts co = {.max_conns = 1024,
+    struct client_opts co = {.max_conns = SERVE_CLIENT_CONNS,
                              .max_inflight = 4096,
                              .rbuf_size = 16384,
                              .max_response_body = 64 << 10,

@@ -20,6 +20,9 @@
 
 struct serve;
 
+/* connections the delivery client holds at most, over every webhook */
+#define SERVE_CLIENT_CONNS 1024
+
 struct serve_opts {
     const char *data_dir;
     const char *api_key;

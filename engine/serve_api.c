@@ -1156,6 +1156,12 @@ static void metrics(struct serve *s, struct apiconn *c)
                "hookring_journal_fsync_seconds{stat=\"max\"} %.6f\n"
                "# TYPE hookring_journal_errors_total counter\n"
                "hookring_journal_errors_total %" PRIu64 "\n"
+               "# TYPE hookring_api_connections gauge\n"
+               "hookring_api_connections %u\n"
+               "# TYPE hookring_api_connections_evicted_total counter\n"
+               "hookring_api_connections_evicted_total %" PRIu64 "\n"
+               "# TYPE hookring_api_connections_refused_total counter\n"
+               "hookring_api_connections_refused_total %" PRIu64 "\n"
                "# TYPE hookring_journal_failed gauge\n"
                "hookring_journal_failed %d\n"
                "# TYPE hookring_journal_full gauge\n"
@@ -1172,9 +1178,9 @@ static void metrics(struct serve *s, struct apiconn *c)
                s->m.ingested, s->m.duplicates, s->m.delivered, s->m.failed, s->m.attempts,
                s->m.retries, count_waiting(s), s->inflight, js.bytes_written, js.records,
                js.batches, (double)js.last_fsync_us / 1e6, (double)js.max_fsync_us / 1e6,
-               s->m.journal_errors, journal_failed(&s->j) ? 1 : 0, js.stuck ? 1 : 0,
-               js.stuck_retries, by[WH_ACTIVE], by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING],
-               s->m.webhooks_freed);
+               s->m.journal_errors, s->api.open, s->api.stat_evicted, s->api.stat_refused,
+               journal_failed(&s->j) ? 1 : 0, js.stuck ? 1 : 0, js.stuck_retries, by[WH_ACTIVE],
+               by[WH_DISABLED], by[WH_DELETED], by[WH_FAILING], s->m.webhooks_freed);
     serve_metrics_workers(s, &b);
     metrics_keep(s, &b, &js);
     apisrv_reply(c, 200, "text/plain; version=0.0.4", NULL, b.p, b.len);

@@ -318,6 +318,101 @@ Test(serve, every_4xx_path, .timeout = 30)
     remove_data_dir();
 }
 
+/* ---- API connections ------------------------------------------------------------------------ */
+
+#define MAXC 16
+
+/* health_on sends GET /v1/health on fd (kept alive) and returns the answer's status, or the
+ * negative error of reading it. */
+static int health_on(int fd)
+{
+    static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n";
+    cr_assert_eq(tn_send_all(fd, req, sizeof(req) - 1), 0);
+    struct tn_resp r;
+    int rc = tn_read_response(fd, &r);
+    if (rc < 0) {
+        return rc;
+    }
+    tn_resp_free(&r);
+    return r.status;
+}
+
+static uint64_t metric_of(const char *name)
+{
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = strstr(r.body, key);
+    cr_assert_not_null(p, "%s", name);
+    uint64_t v = strtoull(p + strlen(key), NULL, 10);
+    tn_resp_free(&r);
+    return v;
+}
+
+/* Clients pool keep-alive connections: with every API connection taken by idle ones, a new
+ * client still gets its answer, in the place of the one that waited longest (closed for it).
+ * A connection in the middle of a request is never closed so: with all of them so, a new one
+ * is refused (closed at once). */
+Test(serve, a_new_api_connection_takes_the_place_of_the_longest_idle_one, .timeout = 30)
+{
+    make_data_dir();
+    SERVE(&S, "--max-connections", "16");
+    int fds[MAXC];
+    for (int i = 0; i < MAXC; i++) {
+        fds[i] = tn_connect(S.addr[0]);
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(health_on(fds[i]), 200, "connection %d", i);
+        usleep(2000); /* each has waited longer than the next */
+    }
+    /* all 16 taken: this one (its own connection) closes fds[0] for its place */
+    struct tn_resp r;
+    cr_assert_eq(api(&S, "GET", "/v1/health", NULL, &r), 200);
+    tn_resp_free(&r);
+    cr_assert(tn_wait_readable(fds[0], 3000), "the longest idle connection was not closed");
+    char b;
+    cr_assert_eq(read(fds[0], &b, 1), 0, "closed without an answer");
+    close(fds[0]);
+    for (int i = 1; i < MAXC; i++) {
+        cr_assert_eq(health_on(fds[i]), 200, "connection %d was closed, not the oldest", i);
+    }
+    cr_assert_geq(metric_of("hookring_api_connections_evicted_total"), 1);
+    for (int i = 1; i < MAXC; i++) {
+        close(fds[i]);
+    }
+
+    /* every connection in the middle of a request (its head sent, its body not) */
+    static const char part[] = "POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " KEY
+                               "\r\nContent-Length: 100\r\n\r\n{";
+    int64_t end = tn_now_ms() + 5000;
+    while (metric_of("hookring_api_connections") > 1 && tn_now_ms() < end) {
+        usleep(10000); /* the closed ones are let go */
+    }
+    uint64_t evicted = metric_of("hookring_api_connections_evicted_total");
+    for (int i = 0; i < MAXC; i++) {
+        fds[i] = tn_connect(S.addr[0]);
+        cr_assert_geq(fds[i], 0);
+        cr_assert_eq(tn_send_all(fds[i], part, sizeof(part) - 1), 0);
+    }
+    usleep(200 * 1000);
+    int fd = tn_connect(S.addr[0]);
+    cr_assert_geq(fd, 0);
+    cr_assert_lt(health_on(fd), 0, "a connection beyond 16 busy ones was served");
+    close(fd);
+    for (int i = 0; i < MAXC; i++) {
+        cr_assert(!tn_wait_readable(fds[i], 0), "a connection mid-request was closed");
+        close(fds[i]);
+    }
+    end = tn_now_ms() + 5000;
+    while (metric_of("hookring_api_connections") > 1 && tn_now_ms() < end) {
+        usleep(10000);
+    }
+    cr_assert_eq(metric_of("hookring_api_connections_evicted_total"), evicted);
+    cr_assert_geq(metric_of("hookring_api_connections_refused_total"), 1);
+    stop_clean(&S);
+    remove_data_dir();
+}
+
 /* ---- every profile -------------------------------------------------------------------------- */
 
 /* event_for builds an event of profile p's test data with id and agent = the profile name. */
