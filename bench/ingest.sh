@@ -36,7 +36,8 @@
 #
 # Each of ROUNDS rounds measures both sides of each part (the order alternates), each with a
 # fresh server and data directory; the best rate of each side is kept. Prints one line per
-# measurement and a summary with the ratios (hookring / redis, e2e / blast); exits 1 on any
+# measurement and a summary with the ratios (hookring / redis, e2e / blast best against best,
+# and each round's batch e2e over its own blast with their median); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
 # CONNS (64), BATCH (64), BATCH_CONNS (12), DEDUP_CAPACITY (1000000), E2E_WEBHOOK_EXTRA, E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
 # the figures. Reported, never asserted.
@@ -500,6 +501,9 @@ DURATION=1s measure_blast
 best_e="0 0 0 0 0 0 0 0 0 0"
 best_eb="0 0 0 0 0 0 0 0 0 0"
 best_b="0 0 0 0"
+# each round's batch e2e rate over its own blast rate: the best-against-best ratio pairs
+# rates from different moments of a noisy machine; these pair each with its neighbour
+round_ratios=""
 for round in $(seq "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then
         measure_e2e single; e=$result
@@ -512,12 +516,13 @@ for round in $(seq "$ROUNDS"); do
     fi
     echo "e2e round $round: serve ${e%% *} events/s (single posts), ${eb%% *} events/s (batches) verified end to end, blast ${b%% *} deliveries/s"
     if [ -n "${VERBOSE:-}" ]; then echo "  e2e [$e] e2e-batch [$eb] blast [$b]"; fi
+    round_ratios="$round_ratios $(python3 -c "print('%.2f' % (${eb%% *} / ${b%% *}))")"
     best_e=$(best "$best_e" "$e")
     best_eb=$(best "$best_eb" "$eb")
     best_b=$(best "$best_b" "$b")
 done
 
-python3 - "$best_s" "$best_r" "$best_e" "$best_b" "$secs" "$CONNS" "${JSON:-}" "$best_eb" "$BATCH" "$BATCH_CONNS" <<'PY'
+python3 - "$best_s" "$best_r" "$best_e" "$best_b" "$secs" "$CONNS" "${JSON:-}" "$best_eb" "$BATCH" "$BATCH_CONNS" "$round_ratios" <<'PY'
 import json, sys
 sr, sn, scpu, srss, sing = (float(x) for x in sys.argv[1].split())
 rr, rn, rcpu = (float(x) for x in sys.argv[2].split())
@@ -526,6 +531,8 @@ br, bn, bhc, bcpu = (float(x) for x in sys.argv[4].split())
 secs, conns, out = float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 xr, xv, xt, xav, xat, xwr, xn, xcpu, xhc, xrss = (float(x) for x in sys.argv[8].split())
 batch, bconns = int(sys.argv[9]), int(sys.argv[10])
+rounds = [float(x) for x in sys.argv[11].split()]
+median = sorted(rounds)[len(rounds) // 2] if len(rounds) % 2 else sum(sorted(rounds)[len(rounds) // 2 - 1:len(rounds) // 2 + 1]) / 2
 print()
 print("1 KiB events, %d concurrent clients, %gs runs; servers on CPU 0, clients on CPU 1" % (conns, secs))
 print("ingest: hookring serve (no webhook) %.0f events/s acknowledged 202 (durable), server CPU "
@@ -547,6 +554,7 @@ print("e2e reference: hookring blast (standard, 1 worker, c=%d) to the same rout
       "blast CPU %.1f us/delivery, harness CPU %.1f us/delivery"
       % (conns, br, bcpu * 1e6 / bn, bhc * 1e6 / bn))
 print("e2e ratio e2e/blast: single posts %.2f, batches %.2f" % (er / br, xr / br))
+print("e2e batches / blast of the same round: %s (median %.2f)" % (" ".join("%.2f" % x for x in rounds), median))
 if out:
     with open(out, "w") as f:
         json.dump({"bench": "ingest", "duration_s": secs, "concurrency": conns,
@@ -560,6 +568,7 @@ if out:
                    "blast_harness_cpu_us": bhc * 1e6 / bn, "e2e_ratio": er / br,
                    "e2e_batch_rps": xr, "e2e_batch_verified": int(xv), "e2e_batch_size": batch,
                    "e2e_batch_conns": bconns, "e2e_batch_serve_cpu_us": xcpu * 1e6 / xv,
-                   "e2e_batch_harness_cpu_us": xhc * 1e6 / xv, "e2e_batch_ratio": xr / br}, f)
+                   "e2e_batch_harness_cpu_us": xhc * 1e6 / xv, "e2e_batch_ratio": xr / br,
+                   "e2e_batch_round_ratios": rounds, "e2e_batch_round_ratio_median": median}, f)
         f.write("\n")
 PY
