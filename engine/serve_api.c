@@ -1063,8 +1063,21 @@ static void health(struct serve *s, struct apiconn *c)
     const char *st = journal_failed(&s->j) ? "journal_failed" : js.stuck ? "journal_full" : "ok";
     buf_printf(&b,
                "{\"status\":\"%s\",\"webhooks\":%zu,\"events\":%zu,\"in_flight\":%u,"
-               "\"pending\":%zu}\n",
+               "\"pending\":%zu",
                st, s->nwh, s->nev, s->inflight, count_waiting(s));
+    if (journal_failed(&s->j) || js.stuck) {
+        /* why, for whoever is paged; no path (health needs no key): the log has the rest */
+        char why[256];
+        if (journal_failed(&s->j)) {
+            snprintf(why, sizeof(why), "%s (the server's log says where)", strerror(-s->j.failed));
+        } else {
+            snprintf(why, sizeof(why), "no room on disk for the next segment: %s",
+                     strerror(-js.stuck));
+        }
+        buf_puts(&b, ",\"journal_error\":");
+        json_put_string(&b, slice_cstr(why));
+    }
+    buf_puts(&b, "}\n");
     reply_buf(c, strcmp(st, "ok") == 0 ? 200 : 503, &b);
     buf_free(&b);
 }

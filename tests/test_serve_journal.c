@@ -418,6 +418,13 @@ static int health_status(const struct tn_proc *s, char *status, size_t n)
     struct tn_resp r;
     cr_assert_geq(tn_get(s->addr[0], "/v1/health", &r), 0);
     cr_assert(tn_json_str(r.body, "status", status, n), "%s", r.body);
+    char why[512];
+    bool has_why = tn_json_str(r.body, "journal_error", why, sizeof(why));
+    if (strcmp(status, "ok") == 0) {
+        cr_assert(!has_why, "%s", r.body);
+    } else {
+        cr_assert(has_why && strstr(why, "No space left on device"), "%s", r.body);
+    }
     int st = r.status;
     tn_resp_free(&r);
     return st;
