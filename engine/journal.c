@@ -980,12 +980,13 @@ static void journal_fail_later(struct journal *j, int err, const char *what)
  * journal. */
 static void journal_roll_failed(struct journal *j, int rc)
 {
-    if (rc == -ENOSPC || rc == -EDQUOT) {
+    if ((rc == -ENOSPC || rc == -EDQUOT) &&
+        ring_timer_arm_in(j->r, &j->timer, JOURNAL_STUCK_RETRY_NS) == 0) {
         j->st.stuck = rc;
         j->st.stuck_retries++;
-        ring_timer_arm_in(j->r, &j->timer, JOURNAL_STUCK_RETRY_NS);
         return;
     }
+    /* (no timer slot to try again with: stuck for good is failed) */
     journal_fail_later(j, rc, "creating a new segment");
 }
 
