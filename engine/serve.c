@@ -449,15 +449,24 @@ void serve_webhook_free(struct webhook *wh)
     }
 }
 
+/* dup_or_null copies p[0..len) into a new allocation, NULL when len is 0. 0 or -ENOMEM. */
+static int dup_or_null(const void *p, size_t len, void **out)
+{
+    *out = len ? malloc(len) : NULL;
+    if (len && !*out) {
+        return -ENOMEM;
+    }
+    if (len) {
+        memcpy(*out, p, len);
+    }
+    return 0;
+}
+
 int serve_webhook_set_events(struct webhook *wh, const char (*f)[EVENT_TYPE_MAX + 1], size_t n)
 {
-    char(*e)[EVENT_TYPE_MAX + 1] = NULL;
-    if (n) {
-        e = malloc(n * sizeof(*e));
-        if (!e) {
-            return -ENOMEM;
-        }
-        memcpy(e, f, n * sizeof(*e));
+    void *e;
+    if (dup_or_null(f, n * sizeof(*f), &e)) {
+        return -ENOMEM;
     }
     wh->events = e;
     wh->nevents = n;
@@ -466,13 +475,9 @@ int serve_webhook_set_events(struct webhook *wh, const char (*f)[EVENT_TYPE_MAX 
 
 int serve_webhook_set_hdrs(struct webhook *wh, const char *h, size_t len, uint32_t n)
 {
-    char *c = NULL;
-    if (len) {
-        c = malloc(len);
-        if (!c) {
-            return -ENOMEM;
-        }
-        memcpy(c, h, len);
+    void *c;
+    if (dup_or_null(h, len, &c)) {
+        return -ENOMEM;
     }
     wh->hdrs = c;
     wh->hdr_len = len;

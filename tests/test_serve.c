@@ -333,20 +333,15 @@ static int health_on(int fd)
     if (rc < 0) {
         return rc;
     }
+    int st = r.status;
     tn_resp_free(&r);
-    return r.status;
+    return st;
 }
 
 static uint64_t metric_of(const char *name)
 {
-    struct tn_resp r;
-    cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
-    char key[128];
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *p = strstr(r.body, key);
-    cr_assert_not_null(p, "%s", name);
-    uint64_t v = strtoull(p + strlen(key), NULL, 10);
-    tn_resp_free(&r);
+    uint64_t v = 0;
+    cr_assert_eq(tn_metric(S.addr[0], KEY, name, &v), 0, "no metric %s", name);
     return v;
 }
 
