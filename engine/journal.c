@@ -1301,6 +1301,30 @@ int journal_append(struct journal *j, uint8_t type, const void *payload, size_t 
     return 0;
 }
 
+int journal_wait(struct journal *j, struct journal_waiter *w)
+{
+    if (j->failed) {
+        return -EIO;
+    }
+    w->next = NULL;
+    if (j->cur.len) { /* its batch has a trigger already: a timer, a batch in flight, or stuck */
+        w->seq = j->cur_last_seq;
+        *j->cur_tail = w;
+        j->cur_tail = &w->next;
+        return 0;
+    }
+    if (j->inflight) {
+        w->seq = j->fly_last_seq;
+        struct journal_waiter **tail = &j->fly_head;
+        while (*tail) {
+            tail = &(*tail)->next;
+        }
+        *tail = w;
+        return 0;
+    }
+    return 1;
+}
+
 int journal_flush(struct journal *j)
 {
     if (j->failed) {

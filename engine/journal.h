@@ -274,6 +274,12 @@ uint64_t journal_durable_seq(const struct journal *j);
 int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
                    struct journal_waiter *w);
 
+/* journal_wait has w called once every record appended so far is durable (with the waiters of
+ * the last of them, in order), appending nothing. Returns 0 (w will be called, never from
+ * inside this call), 1 when every record is durable already (w is not called: go on at once),
+ * or -EIO when the journal has failed. */
+int journal_wait(struct journal *j, struct journal_waiter *w);
+
 /* journal_flush writes the current batch now instead of waiting for its trigger (when no batch is
  * in flight; otherwise it goes as soon as the one in flight is done). Returns 0 or -EIO. */
 int journal_flush(struct journal *j);

@@ -1870,21 +1870,14 @@ static void reply_drop(struct sreply *r)
     free(r);
 }
 
-void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len)
+void serve_reply_when_durable(struct sreply *r)
 {
-    int rc = journal_append(&r->s->j, type, payload, len, &r->w);
-    if (rc) {
-        r->s->m.journal_errors++;
-        for (size_t i = 0; i < r->ndl; i++) {
-            dlv_free(r->s, r->dl[i]);
-        }
-        if (rc == -EAGAIN) {
-            SERVE_REPLY_LIT(r->c, 503, "Retry-After: 1\r\n",
-                            "{\"error\":\"the journal is behind; retry\"}\n");
-        } else {
-            serve_api_error(r->c, 503, "the journal failed: nothing is acknowledged any more");
-        }
-        reply_drop(r);
+    int rc = journal_wait(&r->s->j, &r->w);
+    if (rc == 1) {
+        reply_done(&r->s->j, &r->w, 0); /* nothing pending: answered now */
+    } else if (rc < 0) {
+        /* the journal failed: what r's events appended is never acknowledged */
+        reply_done(&r->s->j, &r->w, rc);
     }
 }
 
@@ -1944,7 +1937,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     }
     buf_shrink(&canon); /* it is held as long as the event is */
     /* the record: ingest time, the text, the count, (index, webhook id) per delivery; 4 KiB
-     * covers framing and a closing SREC_NOP */
+     * covers its framing, with room to spare */
     size_t need = 16 + canon.len + n * (12 + WH_ID_LEN) + 4096;
     if (!keep_make_room(s, n)) {
         buf_free(&canon);
@@ -2147,7 +2140,7 @@ static void ingest_with(struct serve *s, struct apiconn *c, struct event *in, in
          * "duplicate" never names an event a crash could still lose */
         r->status = 200;
         buf_puts(&r->body, ",\"duplicate\":true}\n");
-        serve_reply_commit(r, SREC_NOP, "", 0);
+        serve_reply_when_durable(r);
         return;
     default:
         ingest_refuse(c, ir);
@@ -2254,7 +2247,7 @@ void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body,
     }
     /* one group commit: the NOP is durable only once every event record before it is, and the
      * duplicates' first copies too */
-    serve_reply_commit(r, SREC_NOP, "", 0);
+    serve_reply_when_durable(r);
 }
 
 /* ======== recovery ============================================================================ */

@@ -939,7 +939,7 @@ static void delivery_list(struct serve *s, struct apiconn *c, const struct httpr
 }
 
 /* answer_when_durable answers c with status and body once everything journaled so far is
- * durable (a NOP record's waiter). */
+ * durable. */
 static void answer_when_durable(struct serve *s, struct apiconn *c, int status, struct buf *body)
 {
     struct sreply *r = serve_reply_new(s, c, status);
@@ -948,7 +948,7 @@ static void answer_when_durable(struct serve *s, struct apiconn *c, int status, 
         return;
     }
     buf_put(&r->body, body->p, body->len);
-    serve_reply_commit(r, SREC_NOP, "", 0);
+    serve_reply_when_durable(r);
 }
 
 static void delivery_retry(struct serve *s, struct apiconn *c, struct delivery *d)

@@ -413,11 +413,11 @@ int serve_webhook_add(struct serve *s, struct webhook *wh);
 /* serve_webhook_record appends wh's state to the journal with waiter w (may be NULL). */
 int serve_webhook_record(struct serve *s, const struct webhook *wh, struct journal_waiter *w);
 
-/* serve_reply_new allocates a reply owed on c; serve_reply_commit appends a record of type with
- * payload and answers once it is durable (503 if it never is); it frees r on failure to append
- * after answering. */
+/* serve_reply_new allocates a reply owed on c; serve_reply_when_durable answers it, and starts
+ * the deliveries it holds, once every record appended so far is durable (503 if it never is),
+ * appending nothing, and frees it. */
 struct sreply *serve_reply_new(struct serve *s, struct apiconn *c, int status);
-void serve_reply_commit(struct sreply *r, uint8_t type, const void *payload, size_t len);
+void serve_reply_when_durable(struct sreply *r);
 
 /* serve_dlv_retry makes delivery d (failed, or pending) due now and journals that. Returns 0,
  * -EBUSY (an attempt is in flight, or it was delivered) or -EPERM (its webhook is not active). */

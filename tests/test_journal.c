@@ -435,6 +435,64 @@ Test(journal, acknowledges_only_durable_records_and_replays_them_in_order)
     cr_assert_eq(journal_close(&j), 0);
 }
 
+/* A wait's waiter: every record appended before it must have been acknowledged already, and
+ * be in the file (tw_check_durable's check). */
+static struct tw *wait_for; /* the record waiters it comes after */
+static size_t wait_nfor;
+static int waits_done;
+
+static void wait_done(struct journal *j, struct journal_waiter *w, int res)
+{
+    cr_assert_eq(res, 0);
+    for (size_t i = 0; i < wait_nfor; i++) {
+        cr_assert_eq(wait_for[i].calls, 1, "the wait was answered before record %zu", i);
+    }
+    cr_assert_gt(syncs_done, 0);
+    waits_done++;
+}
+
+Test(journal, a_wait_is_answered_once_everything_appended_before_is_durable)
+{
+    struct journal j;
+    struct journal_opts o = {.segment_size = 1 << 16, .test_sync_hook = count_syncs};
+    syncs_done = 0;
+    waits_done = 0;
+    jopen(&j, &o);
+    watched = &j;
+    struct journal_waiter w = {.cb = wait_done};
+    cr_assert_eq(journal_wait(&j, &w), 1, "nothing appended: durable already");
+
+    /* records in the batch being gathered */
+    static struct tw t[10];
+    tw_reset(t, 10);
+    for (size_t i = 0; i < 10; i++) {
+        t[i].w.cb = tw_check_durable;
+    }
+    append_n(&j, 1, 10, 5, t);
+    wait_for = t;
+    wait_nfor = 10;
+    cr_assert_eq(journal_wait(&j, &w), 0);
+    cr_assert_eq(w.seq, 10);
+    cr_assert_eq(waits_done, 0, "never from inside journal_wait");
+    RUN_UNTIL(waits_done == 1);
+
+    /* a record in flight, nothing gathered after it */
+    tw_reset(t, 1);
+    t[0].w.cb = tw_check_durable;
+    append_n(&j, 11, 1, 5, t);
+    cr_assert_eq(journal_flush(&j), 0);
+    wait_nfor = 1;
+    cr_assert_eq(journal_wait(&j, &w), 0);
+    cr_assert_eq(w.seq, 11);
+    RUN_UNTIL(waits_done == 2);
+    cr_assert_eq(journal_wait(&j, &w), 1);
+
+    struct journal_stats st;
+    journal_stats(&j, &st);
+    cr_assert_eq(st.records, 11, "a wait appends no record");
+    cr_assert_eq(journal_close(&j), 0);
+}
+
 Test(journal, a_lone_record_goes_after_the_batch_delay)
 {
     struct journal j;
