@@ -316,7 +316,7 @@ static int webhook_hand_over(struct serve *s, struct webhook *wh)
         wh->slotted = true;
     }
     struct xpool_endpoint e = {
-        .url = wh->url,
+        .url = wh->ep.url, /* handed over only once built (ep_ok) */
         .signer = wh->signer,
         .timeout_ms = wh->timeout_ms,
         .max_conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS,
@@ -354,7 +354,7 @@ int serve_webhook_release(struct serve *s, struct webhook *wh)
 int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t errlen)
 {
     struct url u;
-    if (url_parse(&u, wh->url_s, err, errlen)) {
+    if (url_parse(&u, wh_url(wh), err, errlen)) {
         return -EINVAL;
     }
     struct signer sg;
@@ -381,8 +381,7 @@ int serve_webhook_apply(struct serve *s, struct webhook *wh, char *err, size_t e
     signer_wipe(&wh->signer);
     wh->signer = sg;
     webhook_api_version(s, wh);
-    wh->url = u;
-    int rc = webhook_endpoint(s, wh, &wh->url, &wh->signer, &wh->ep, err, errlen);
+    int rc = webhook_endpoint(s, wh, &u, &wh->signer, &wh->ep, err, errlen);
     if (rc) {
         return rc;
     }
@@ -443,6 +442,7 @@ int serve_webhook_add(struct serve *s, struct webhook *wh)
 void serve_webhook_free(struct webhook *wh)
 {
     if (wh) {
+        free(wh->url_s);
         free(wh->events);
         free(wh->hdrs);
         free(wh);
@@ -459,6 +459,18 @@ static int dup_or_null(const void *p, size_t len, void **out)
     if (len) {
         memcpy(*out, p, len);
     }
+    return 0;
+}
+
+int serve_webhook_set_url(struct webhook *wh, const char *u, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (!c) {
+        return -ENOMEM;
+    }
+    memcpy(c, u, len);
+    c[len] = 0;
+    wh->url_s = c;
     return 0;
 }
 
@@ -487,7 +499,7 @@ int serve_webhook_set_hdrs(struct webhook *wh, const char *h, size_t len, uint32
 
 static int webhook_encode(struct buf *b, const struct webhook *wh)
 {
-    int rc = put_cstr(b, wh->id) | put_cstr(b, wh->url_s) | put_cstr(b, wh->p->name) |
+    int rc = put_cstr(b, wh->id) | put_cstr(b, wh_url(wh)) | put_cstr(b, wh->p->name) |
              put_u32(b, (uint32_t)wh->nevents);
     for (size_t i = 0; i < wh->nevents; i++) {
         rc |= put_cstr(b, wh->events[i]);
@@ -531,7 +543,12 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
     }
     char pname[32];
     rd_cstr(r, wh->id, sizeof(wh->id));
-    rd_cstr(r, wh->url_s, sizeof(wh->url_s));
+    static char url[WH_URL_MAX + 1];
+    rd_cstr(r, url, sizeof(url));
+    if (serve_webhook_set_url(wh, url, strlen(url))) {
+        free(wh);
+        return -ENOMEM;
+    }
     rd_cstr(r, pname, sizeof(pname));
     static char filters[WH_MAX_EVENTS][EVENT_TYPE_MAX + 1];
     uint32_t nf = rd_u32(r);
@@ -608,7 +625,8 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         old->nref = keep.nref; /* its deliveries replayed so far */
         old->apply_listed = keep.apply_listed;
         old->next_apply = keep.next_apply;
-        free(keep.events); /* old has wh's now */
+        free(keep.url_s); /* old has wh's now */
+        free(keep.events);
         free(keep.hdrs);
         free(wh);
         wh = old;
@@ -1354,7 +1372,7 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     buf_init(&b, 1 << 20);
     buf_printf(&b, "{\"id\":\"%s\",\"type\":\"%s\",\"data\":{\"webhook_id\":\"%s\",\"url\":", id,
                type, wh->id);
-    json_put_string(&b, slice_cstr(wh->url_s));
+    json_put_string(&b, slice_cstr(wh_url(wh)));
     buf_printf(&b, ",\"status\":\"%s\",\"reason\":", serve_wh_status_name(wh->status));
     json_put_string(&b, slice_cstr(reason));
     if (d) {
@@ -1674,12 +1692,16 @@ static struct webhook *adhoc_new(struct serve *s, const struct event *ev, bool c
     wh->p = profile_find("humcli");
     wh->status = WH_ACTIVE;
     wh->created_ms = serve_now_ms();
-    if (cb->url_len >= sizeof(wh->url_s) || cb->secret_len >= sizeof(wh->secret)) {
+    if (cb->url_len > WH_URL_MAX || cb->secret_len >= sizeof(wh->secret)) {
         snprintf(err, errlen, "field 'callback_url': too long");
         adhoc_free(s, wh);
         return NULL;
     }
-    memcpy(wh->url_s, cb->url, cb->url_len);
+    if (serve_webhook_set_url(wh, cb->url, cb->url_len)) {
+        snprintf(err, errlen, "out of memory");
+        adhoc_free(s, wh);
+        return NULL;
+    }
     memcpy(wh->secret, cb->secret, cb->secret_len);
     char why[EVENT_ERR_MAX];
     if (serve_webhook_apply(s, wh, why, sizeof(why))) {
@@ -2445,7 +2467,10 @@ static int operator_init(struct serve *s, char *err, size_t errlen)
         snprintf(err, errlen, "--operator-url: longer than %d bytes", WH_URL_MAX);
         return -EINVAL;
     }
-    snprintf(wh->url_s, sizeof(wh->url_s), "%s", s->o.operator_url);
+    if (serve_webhook_set_url(wh, s->o.operator_url, strlen(s->o.operator_url))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     if (s->o.operator_secret) {
         if (strlen(s->o.operator_secret) > EVENT_SECRET_MAX) {
             snprintf(err, errlen, "--operator-secret: longer than %d bytes", EVENT_SECRET_MAX);

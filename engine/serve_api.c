@@ -142,7 +142,7 @@ static void random_secret(char *out, size_t cap, const char *prefix, size_t nbyt
 static void webhook_json(struct buf *b, const struct webhook *wh, bool with_secret)
 {
     buf_printf(b, "{\"id\":\"%s\",\"url\":", wh->id);
-    json_put_string(b, slice_cstr(wh->url_s));
+    json_put_string(b, slice_cstr(wh_url(wh)));
     buf_printf(b, ",\"profile\":\"%s\",\"events\":[", wh->p->name);
     for (size_t i = 0; i < wh->nevents; i++) {
         buf_puts(b, i ? "," : "");
@@ -346,12 +346,17 @@ static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const 
         int rc = 0;
         switch (bit) {
         case F_URL: {
-            rc = get_string(vt, in, "url", wh->url_s, sizeof(wh->url_s), false, err, errlen);
+            static char url[WH_URL_MAX + 1];
+            rc = get_string(vt, in, "url", url, sizeof(url), false, err, errlen);
             struct url u;
             char why[EVENT_ERR_MAX];
-            if (!rc && url_parse(&u, wh->url_s, why, sizeof(why))) {
+            if (!rc && url_parse(&u, url, why, sizeof(why))) {
                 snprintf(err, errlen, "field 'url': %s", why);
                 rc = -EINVAL;
+            }
+            if (!rc && serve_webhook_set_url(wh, url, strlen(url))) {
+                snprintf(err, errlen, "out of memory");
+                rc = -ENOMEM;
             }
             break;
         }
@@ -592,6 +597,10 @@ bad:
  * wh does not hold, and gives tmp wh's again. */
 static void parse_webhook_drop(struct webhook *tmp, const struct webhook *wh)
 {
+    if (tmp->url_s != wh->url_s) {
+        free(tmp->url_s);
+        tmp->url_s = wh->url_s;
+    }
     if (tmp->events != wh->events) {
         free(tmp->events);
         tmp->events = wh->events;
@@ -629,20 +638,20 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     bool rebuild = (seen & (F_URL | F_TIMEOUT | F_HEADERS | F_MAXINF)) != 0;
     /* what the endpoint is built from, kept to put back if the new one is refused */
     static struct webhook old;
-    memcpy(old.url_s, wh->url_s, sizeof(old.url_s));
+    old.url_s = wh->url_s;
     old.hdrs = wh->hdrs;
     old.hdr_len = wh->hdr_len;
     old.nhdr = wh->nhdr;
     old.timeout_ms = wh->timeout_ms;
     old.max_in_flight = wh->max_in_flight;
-    memcpy(wh->url_s, tmp.url_s, sizeof(wh->url_s));
+    wh->url_s = tmp.url_s;
     wh->hdrs = tmp.hdrs;
     wh->hdr_len = tmp.hdr_len;
     wh->nhdr = tmp.nhdr;
     wh->timeout_ms = tmp.timeout_ms;
     wh->max_in_flight = tmp.max_in_flight;
     if (rebuild && serve_webhook_apply(s, wh, err, sizeof(err))) {
-        memcpy(wh->url_s, old.url_s, sizeof(old.url_s));
+        wh->url_s = old.url_s;
         wh->hdrs = old.hdrs;
         wh->hdr_len = old.hdr_len;
         wh->nhdr = old.nhdr;
@@ -656,9 +665,13 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
         serve_api_error(c, 400, err);
         return;
     }
-    if (old.hdrs != wh->hdrs) {
-        free(old.hdrs); /* replaced by the body's */
+    if (old.url_s != wh->url_s) {
+        free(old.url_s); /* replaced by the body's */
     }
+    if (old.hdrs != wh->hdrs) {
+        free(old.hdrs);
+    }
+    old.url_s = NULL;
     old.hdrs = NULL;
     if (seen & F_APIVER) {
         memcpy(wh->api_version, tmp.api_version, sizeof(wh->api_version));

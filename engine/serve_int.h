@@ -42,8 +42,9 @@ enum wh_status { WH_ACTIVE = 0, WH_DISABLED, WH_DELETED, WH_FAILING };
 
 struct webhook {
     char id[WH_ID_LEN + 1];
-    char url_s[WH_URL_MAX + 1];
-    struct url url;
+    /* its URL as given (at most WH_URL_MAX bytes), allocated to its length (wh_url; NULL: none,
+     * as for the callback placeholder); parsed where it is needed: the endpoint holds it parsed */
+    char *url_s;
     const struct profile *p;
     /* its event-type filters: nevents of them, allocated to that count (serve_webhook_free);
      * NULL when none */
@@ -99,8 +100,18 @@ struct webhook {
     bool draining; /* serve.c's wh_drain is sending from the queue */
 };
 
-/* serve_webhook_free frees wh with its filters and headers (serve.c). */
+/* serve_webhook_free frees wh with its URL, filters and headers (serve.c). */
 void serve_webhook_free(struct webhook *wh);
+
+/* wh_url is wh's URL ("" when it has none). */
+static inline const char *wh_url(const struct webhook *wh)
+{
+    return wh->url_s ? wh->url_s : "";
+}
+
+/* serve_webhook_set_url gives wh a copy of the URL u[0..len) (its own is not freed: the caller
+ * owns it). Returns 0 or -ENOMEM (wh unchanged). */
+int serve_webhook_set_url(struct webhook *wh, const char *u, size_t len);
 
 /* serve_webhook_set_events gives wh a copy of the n filters in f (its own are not freed: the
  * caller owns them). Returns 0 or -ENOMEM (wh unchanged). */

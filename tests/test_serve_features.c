@@ -521,11 +521,16 @@ Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refus
     snprintf(big + n + 8200, sizeof(big) - n - 8200, "\"}}");
     expect_400("POST", "/v1/webhooks", big, "headers");
 
-    /* a PATCH refused after its filters and headers were read (one when the endpoint is built
-     * from them, one as it is parsed) */
+    /* a PATCH refused after its URL, filters and headers were read (twice when the endpoint is
+     * built from them, once as it is parsed) */
     cr_assert_eq(
         api(&S, "PATCH", path, "{\"events\":[\"only.this\"],\"headers\":{\"Host\":\"evil\"}}", &r),
         400, "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(api(&S, "PATCH", path,
+                     "{\"url\":\"http://127.0.0.1:9/elsewhere\",\"headers\":{\"Host\":\"evil\"}}",
+                     &r),
+                 400, "%s", r.body);
     tn_resp_free(&r);
     cr_assert_eq(api(&S, "PATCH", path,
                      "{\"events\":[\"only.this\"],\"headers\":{\"X-New\":\"1\"},"
@@ -538,6 +543,7 @@ Test(serve_features, custom_headers_are_sent_on_every_attempt_and_bad_ones_refus
     cr_assert_eq(api(&S, "GET", path, NULL, &r), 200);
     cr_assert_not_null(strstr(r.body, "\"headers\":{\"x-tenant\":\"beta\"}"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "\"events\":[\"*\"]"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "elsewhere"), "%s", r.body);
     tn_resp_free(&r);
     post_ok("{\"id\":\"evt_h4\",\"type\":\"a.b\",\"data\":{\"n\":4}}");
     cr_assert(rcv_wait(&R, 4, 10000));
