@@ -133,12 +133,8 @@ static void create_webhook(const struct tn_proc *s, const char *body, char *id, 
 static void std_webhook(const char *route, const char *filter, const char *extra, char *id,
                         size_t n)
 {
-    char body[512];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s%s\",\"profile\":\"standard\",\"events\":[\"%s\"],"
-             "\"secret\":\"" STD_SECRET "\"%s}",
-             H.addr[0], route, filter, extra);
-    create_webhook(&S, body, id, n);
+    cr_assert_eq(tn_std_webhook(S.addr[0], KEY, H.addr[0], route, filter, STD_SECRET, extra, id, n),
+                 0, "create: %s", id);
 }
 
 static int post_event(const struct tn_proc *s, const char *json, struct tn_resp *r)

@@ -96,6 +96,15 @@ static void create_webhook(const struct tn_proc *s, const char *body, char *id, 
     tn_resp_free(&r);
 }
 
+/* std_webhook registers a standard webhook to the harness's route, filter and extra members
+ * as tn_std_webhook takes them; its id goes to id. */
+static void std_webhook(const char *route, const char *filter, const char *extra, char *id,
+                        size_t n)
+{
+    cr_assert_eq(tn_std_webhook(S.addr[0], KEY, H.addr[0], route, filter, STD_SECRET, extra, id, n),
+                 0, "create: %s", id);
+}
+
 static uint64_t harness_id(const struct tn_proc *h, const char *id, const char *field)
 {
     return tn_harness_id(h->addr[0], id, field);
@@ -769,25 +778,14 @@ Test(serve_retention, a_deleted_webhook_is_freed_with_its_last_delivery, .timeou
     make_data_dir();
     start_harness(&H);
     SERVE(&S, "--retention", "2", "--time-scale", "0.01");
-    char keep[64], del[NDEL][64], pinned[64], body[512];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/k\",\"profile\":\"standard\",\"events\":[\"*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
-    create_webhook(&S, body, keep, sizeof(keep));
+    char keep[64], del[NDEL][64], pinned[64], route[64];
+    std_webhook("/std/ok/k", "*", "", keep, sizeof(keep));
     for (int i = 0; i < NDEL; i++) {
-        snprintf(body, sizeof(body),
-                 "{\"url\":\"http://%s/std/ok/d%d\",\"profile\":\"standard\",\"events\":"
-                 "[\"del.*\"],\"secret\":\"" STD_SECRET "\"}",
-                 H.addr[0], i);
-        create_webhook(&S, body, del[i], sizeof(del[i]));
+        snprintf(route, sizeof(route), "/std/ok/d%d", i);
+        std_webhook(route, "del.*", "", del[i], sizeof(del[i]));
     }
     /* one whose delivery stays pending (retried in an hour x 0.01) until its DELETE */
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/status/500/p\",\"profile\":\"standard\",\"events\":"
-             "[\"pin.*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[3600]}",
-             H.addr[0]);
-    create_webhook(&S, body, pinned, sizeof(pinned));
+    std_webhook("/std/status/500/p", "pin.*", ",\"retry_schedule\":[3600]", pinned, sizeof(pinned));
     post_batch("evt_del", 0, 50, "del.x");
     struct tn_resp r;
     cr_assert_eq(

@@ -570,6 +570,24 @@ int tn_metric(const char *addr, const char *key, const char *name, uint64_t *out
     return rc;
 }
 
+int tn_std_webhook(const char *addr, const char *key, const char *target, const char *route,
+                   const char *filter, const char *secret, const char *extra, char *id, size_t n)
+{
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"url\":\"http://%s%s\",\"profile\":\"standard\",\"events\":[\"%s\"],"
+             "\"secret\":\"%s\"%s}",
+             target, route, filter, secret, extra);
+    struct tn_resp r;
+    int st = tn_api(addr, key, "POST", "/v1/webhooks", body, &r);
+    int rc = st == 201 && tn_json_str(r.body, "id", id, n) ? 0 : st == 201 ? -EPROTO : st;
+    if (rc) {
+        snprintf(id, n, "%s", r.body ? r.body : "");
+    }
+    tn_resp_free(&r);
+    return rc;
+}
+
 uint64_t tn_harness_id(const char *addr, const char *id, const char *field)
 {
     char path[256];

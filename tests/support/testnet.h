@@ -113,6 +113,13 @@ int tn_rm_rf(const char *dir);
 int tn_serve(struct tn_proc *s, const char *data, const char *key, const char *listen,
              bool allow_net, const char *const *extra);
 
+/* tn_std_webhook registers, at the serve API at addr (API key key), a standard-profile webhook
+ * to http://TARGET ROUTE taking the events filter matches, signed with secret, with extra JSON
+ * members appended (",\"k\":v" or ""). Returns 0 with its id in id[n], or the answer's status
+ * (or -errno) with its body's start in id. */
+int tn_std_webhook(const char *addr, const char *key, const char *target, const char *route,
+                   const char *filter, const char *secret, const char *extra, char *id, size_t n);
+
 /* tn_harness_id reads a number of the harness's record of webhook id (GET /_harness/ids/ID);
  * 0 when the harness has none. */
 uint64_t tn_harness_id(const char *addr, const char *id, const char *field);
