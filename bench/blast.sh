@@ -25,12 +25,8 @@ CONNS10K=${CONNS10K:-10000}
 HOOKRING="$BUILD/hookring"
 SECRET="whsec_k9m2x4p7q1humiris"
 
-for tool in wrk nginx python3; do
-    command -v "$tool" >/dev/null || { echo "bench/blast.sh: $tool is missing (make deps)" >&2; exit 1; }
-done
-[ -x "$HOOKRING" ] || { echo "bench/blast.sh: $HOOKRING is missing (make)" >&2; exit 1; }
-
 . bench/lib.sh
+bench_need wrk nginx python3 "$HOOKRING"
 
 need=$((CONNS10K + 64))
 if [ "$(ulimit -n)" -lt "$need" ]; then

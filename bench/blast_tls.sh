@@ -20,12 +20,8 @@ CONNS_NEW=${CONNS_NEW:-64}
 HOOKRING="$BUILD/hookring"
 SECRET="whsec_k9m2x4p7q1humiris"
 
-for tool in wrk nginx python3 openssl; do
-    command -v "$tool" >/dev/null || { echo "bench/blast_tls.sh: $tool is missing (make deps)" >&2; exit 1; }
-done
-[ -x "$HOOKRING" ] || { echo "bench/blast_tls.sh: $HOOKRING is missing (make)" >&2; exit 1; }
-
 . bench/lib.sh
+bench_need wrk nginx python3 openssl "$HOOKRING"
 
 make_pki "$tmp/pki"
 python3 -c "import sys; sys.stdout.write('x' * 1024)" > "$tmp/body"

@@ -20,12 +20,8 @@ HARNESS="$BUILD/hookring-harness"
 HOOKRING="$BUILD/hookring"
 SECRET="bench-secret-0123456789"
 
-for tool in wrk nginx python3; do
-    command -v "$tool" >/dev/null || { echo "bench/harness.sh: $tool is missing (make deps)" >&2; exit 1; }
-done
-[ -x "$HARNESS" ] || { echo "bench/harness.sh: $HARNESS is missing (make)" >&2; exit 1; }
-
 . bench/lib.sh
+bench_need wrk nginx python3 "$HARNESS"
 
 # ---- the signed request -------------------------------------------------------------------
 # A 1 KiB body: github sends `data` as the body, so data is padded to exactly 1024 bytes.

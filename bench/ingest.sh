@@ -64,19 +64,9 @@ KEY="bench-key-$$"
 SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 secs=${DURATION%s}
 
-die() {
-    echo "bench/ingest.sh: $*" >&2
-    exit 1
-}
-
-for tool in wrk redis-server redis-benchmark redis-cli curl python3; do
-    command -v "$tool" >/dev/null || die "$tool is missing (make deps)"
-done
-[ -x "$HOOKRING" ] || die "$HOOKRING is missing (make)"
-[ -x "$HARNESS" ] || die "$HARNESS is missing (make)"
-case $secs in '' | *[!0-9]*) die "DURATION must be whole seconds (e.g. 5s), not '$DURATION'" ;; esac
-
 . bench/lib.sh
+bench_need wrk redis-server redis-benchmark redis-cli curl python3 "$HOOKRING" "$HARNESS"
+case $secs in '' | *[!0-9]*) die "DURATION must be whole seconds (e.g. 5s), not '$DURATION'" ;; esac
 serve_pin=("${pin_server[@]}")
 
 # ---- helpers -------------------------------------------------------------------------------

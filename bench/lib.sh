@@ -1,6 +1,24 @@
-# bench/lib.sh: what the bench scripts share: a temp dir cleaned up at exit with every process
-# they started, free loopback ports, CPU pinning (servers on CPU 0, clients on CPU 1), the CPU
-# time of a process and a one-worker nginx answering `return 200`. Sourced, never run.
+# bench/lib.sh: what the bench scripts share: failing with the script's name, the tools and
+# binaries a script needs, a temp dir cleaned up at exit with every process they started, free
+# loopback ports, CPU pinning (servers on CPU 0, clients on CPU 1), the CPU time of a process
+# and a one-worker nginx answering `return 200`. Sourced, never run.
+
+# die MESSAGE: "bench/SCRIPT: MESSAGE" on stderr, exit 1
+die() {
+    echo "bench/$(basename "$0"): $*" >&2
+    exit 1
+}
+
+# bench_need WHAT...: each WHAT with a / is a binary of the build (missing: make), each other a
+# command on PATH (missing: make deps)
+bench_need() {
+    for w in "$@"; do
+        case $w in
+        */*) [ -x "$w" ] || die "$w is missing (make)" ;;
+        *) command -v "$w" >/dev/null || die "$w is missing (make deps)" ;;
+        esac
+    done
+}
 
 tmp=$(mktemp -d)
 pids=()
