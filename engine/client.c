@@ -221,7 +221,7 @@ int endpoint_init(struct endpoint *ep, struct client *c, const struct url *url,
 {
     memset(ep, 0, sizeof(*ep));
     ep->cl = c;
-    ep->url = *url;
+    url_dest_of(&ep->url, url);
     ep->signer = s;
     ep->transport = &transport_plain;
     if (url->https) {

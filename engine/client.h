@@ -83,7 +83,7 @@ struct origin;
 
 struct endpoint {
     struct client *cl;
-    struct url url;
+    struct url_dest url; /* the target and authority are in prefix */
     const struct signer *signer;
     const struct transport *transport;
     struct buf prefix;   /* "POST target HTTP/1.1\r\nHost: ...\r\n[User-Agent]" */

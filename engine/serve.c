@@ -316,7 +316,6 @@ static int webhook_hand_over(struct serve *s, struct webhook *wh)
         wh->slotted = true;
     }
     struct xpool_endpoint e = {
-        .url = wh->ep.url, /* handed over only once built (ep_ok) */
         .signer = wh->signer,
         .timeout_ms = wh->timeout_ms,
         .max_conns = wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_CONNS,
@@ -324,7 +323,12 @@ static int webhook_hand_over(struct serve *s, struct webhook *wh)
         .hdrs = wh->hdrs,
         .hdr_len = wh->hdr_len,
         .nhdr = wh->nhdr};
-    int rc = xpool_endpoint_set(s->xp, wh->slot, &e);
+    /* wh's endpoint keeps only where to connect: the worker builds its own from the URL, which
+     * parsed when wh's endpoint was built (ep_ok), so it parses now */
+    char err[128];
+    int rc = url_parse(&e.url, wh_url(wh), err, sizeof(err))
+                 ? -EINVAL
+                 : xpool_endpoint_set(s->xp, wh->slot, &e);
     signer_wipe(&e.signer);
     return rc;
 }

@@ -148,3 +148,16 @@ int url_parse(struct url *u, const char *s, char *err, size_t errlen)
     u->target[u->target_len] = '\0';
     return 0;
 }
+
+void url_dest_of(struct url_dest *d, const struct url *u)
+{
+    memset(d, 0, sizeof(*d));
+    d->https = u->https;
+    d->host_is_ip = u->host_is_ip;
+    d->port = u->port;
+    if (u->host_is_ip && u->addrlen <= sizeof(d->addr)) {
+        memcpy(&d->addr, &u->addr, u->addrlen);
+        d->addrlen = u->addrlen;
+    }
+    memcpy(d->host, u->host, sizeof(d->host));
+}

@@ -2,6 +2,7 @@
 #ifndef HOOKRING_URL_H
 #define HOOKRING_URL_H
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "common.h"
@@ -20,6 +21,25 @@ struct url {
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };
+
+/* What a connection needs of a URL once its request line and Host header are written (an
+ * endpoint's prefix holds them): where to connect and whom to ask for, without the target and
+ * authority that make struct url 2.7 KB. Every endpoint (every webhook of `serve`) holds one. */
+struct url_dest {
+    bool https;
+    bool host_is_ip; /* host is an address literal: addr is filled */
+    uint16_t port;
+    socklen_t addrlen;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } addr;
+    char host[URL_HOST_MAX + 1]; /* as in struct url */
+};
+
+/* url_dest_of fills d with what it holds of u. */
+void url_dest_of(struct url_dest *d, const struct url *u);
 
 /* url_parse parses s. An IPv4 host is read the way a resolver reads it (inet_aton: "127.1",
  * "0x7f.1" and "2130706433" are all 127.0.0.1), so the address guard sees the address that

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -190,6 +191,43 @@ Test(client, keep_alive_reuses_connections_and_signs_in_batches)
     cr_expect_leq(R.max_seen_inflight, 4);
     cr_expect_lt(R.client.stat_batches, 40, "signing was not batched");
     cr_expect_eq(R.client.stat_signed, 40);
+    rig_cleanup((struct endpoint *[]){&ep}, 1);
+    harness_stop();
+}
+
+/* An endpoint keeps of its URL only where to connect (its request line is in its prefix): it
+ * must not lean on the caller's struct url once built, and an IPv6 literal must survive the
+ * copy into the smaller address it holds. */
+Test(client, an_endpoint_built_from_an_ipv6_url_delivers_without_the_callers_url)
+{
+    const char *args[] = {"--listen", "[::1]:0", "--quiet", NULL};
+    cr_assert_eq(tn_start(&H, "hookring-harness", args, 1), 0, "the harness did not start");
+    rig_init(4, 4, false);
+    cr_assert_eq(netguard_allow(&R.guard, "::1/128"), 0);
+    char u[128], err[256];
+    snprintf(u, sizeof(u), "http://%s/ok/v6?tenant=1", H.addr[0]);
+    struct url *url = malloc(sizeof(*url));
+    cr_assert_not_null(url);
+    cr_assert_eq(url_parse(url, u, err, sizeof(err)), 0, "%s", err);
+    struct endpoint ep;
+    cr_assert_eq(endpoint_init(&ep, &R.client, url, &R.signer, 0, 2, 2, err, sizeof(err)), 0, "%s",
+                 err);
+    memset(url, 0x5a, sizeof(*url));
+    free(url);
+    cr_expect_str_eq(ep.url.host, "::1");
+    cr_expect_eq(ep.url.port, tn_port(&H, 0));
+    cr_expect(ep.url.host_is_ip && !ep.url.https);
+    cr_expect_eq(ep.url.addr.sa.sa_family, AF_INET6);
+    cr_expect_eq(ep.url.addrlen, sizeof(struct sockaddr_in6));
+    for (size_t i = 0; i < 6; i++) {
+        rig_submit(i, &ep);
+    }
+    cr_assert_eq(rig_run(6, 10000), 6);
+    for (size_t i = 0; i < 6; i++) {
+        cr_expect_eq(R.at[i].a.result, ATTEMPT_OK, "attempt %zu: %s", i,
+                     attempt_result_name(R.at[i].a.result));
+        cr_expect_eq(R.at[i].a.status, 200);
+    }
     rig_cleanup((struct endpoint *[]){&ep}, 1);
     harness_stop();
 }
