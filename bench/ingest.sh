@@ -15,7 +15,7 @@
 #    warm-up so the run lasts about D; the stream's XLEN must equal N afterwards.
 #    Each side: requests/s, the server's CPU (utime+stime from /proc/PID/stat over the run,
 #    all threads) per request and busy %, and serve's peak RSS (VmHWM; it holds a record of every
-#    event, about 350 bytes once final, so this grows with the events taken, warm-up included).
+#    event, about 300 bytes once final, so this grows with the events taken, warm-up included).
 # 2. End to end. hookring-harness (1 thread, --route /std/=standard:whsec_…, verifying every
 #    signature) alone on CPU 0; serve (--allow-net 127.0.0.0/8) on CPU 1, the sender's side,
 #    with its producer; one webhook registered (profile standard, events ["*"], url

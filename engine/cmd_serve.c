@@ -74,7 +74,7 @@ static const char serve_help[] =
     "                      journal is compacted to what is still held (default 604800)\n"
     "  --segment-size B    journal segment files of B bytes (default 64 MiB, at least 64 KiB)\n"
     "  --max-held N        deliveries held in memory at most (default 1000000; with its\n"
-    "                      share of its event a final one takes about 350 bytes, a pending\n"
+    "                      share of its event a final one takes about 300 bytes, a pending\n"
     "                      one 1.5-3 KiB at 1 KiB events): beyond, delivered and failed\n"
     "                      ones are forgotten before their retention, and when pending ones\n"
     "                      alone fill it, ingest answers 503 with Retry-After: 5\n"

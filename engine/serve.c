@@ -766,7 +766,6 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     }
     d->status = DLV_PENDING;
     s->npending++;
-    wheel_timer_init(&d->timer, dlv_fire);
     s->dlvs[idx - s->dlv_base] = d;
     s->dlv_held++;
     ev->nlive++;
@@ -942,14 +941,32 @@ int serve_dlv_set_why(struct delivery *d, const char *why)
     return d->why ? 0 : -ENOMEM;
 }
 
-/* dlv_flight_free frees what d needed for its attempts (none is in flight). */
+/* dlv_flight_free frees what d needed for its attempts (none is in flight, and d is out of its
+ * ready queue): its retry timer goes with it. */
 static void dlv_flight_free(struct delivery *d)
 {
     if (d->fl) {
+        wheel_del(&d->fl->timer);
         buf_free(&d->fl->body);
         free(d->fl);
         d->fl = NULL;
     }
+}
+
+/* dlv_live is d's flight state, made now if d has none (NULL: out of memory). */
+static struct dlv_flight *dlv_live(struct delivery *d)
+{
+    if (!d->fl) {
+        struct dlv_flight *fl = calloc(1, sizeof(*fl));
+        if (!fl) {
+            return NULL;
+        }
+        fl->d = d;
+        wheel_timer_init(&fl->timer, dlv_fire);
+        buf_init(&fl->body, 64u << 20);
+        d->fl = fl;
+    }
+    return d->fl;
 }
 
 /* ---- the ready queue: deliveries due while their webhook has max_in_flight attempts out ---- */
@@ -966,12 +983,13 @@ static bool wh_room(const struct webhook *wh)
     return wh->inflight < wh_limit(wh) && !wh->apply_due;
 }
 
+/* ready_push queues d (it has its flight state: dlv_live) */
 static void ready_push(struct webhook *wh, struct delivery *d)
 {
-    d->rnext = NULL;
-    d->rprev = wh->ready_tail;
+    d->fl->rnext = NULL;
+    d->fl->rprev = wh->ready_tail;
     if (wh->ready_tail) {
-        wh->ready_tail->rnext = d;
+        wh->ready_tail->fl->rnext = d;
     } else {
         wh->ready_head = d;
     }
@@ -988,17 +1006,18 @@ static void ready_unlink(struct delivery *d)
         return;
     }
     struct webhook *wh = d->wh;
-    if (d->rprev) {
-        d->rprev->rnext = d->rnext;
+    struct dlv_flight *fl = d->fl;
+    if (fl->rprev) {
+        fl->rprev->fl->rnext = fl->rnext;
     } else {
-        wh->ready_head = d->rnext;
+        wh->ready_head = fl->rnext;
     }
-    if (d->rnext) {
-        d->rnext->rprev = d->rprev;
+    if (fl->rnext) {
+        fl->rnext->fl->rprev = fl->rprev;
     } else {
-        wh->ready_tail = d->rprev;
+        wh->ready_tail = fl->rprev;
     }
-    d->rprev = d->rnext = NULL;
+    fl->rprev = fl->rnext = NULL;
     d->queued = false;
     wh->nready--;
     d->s->nready_all--;
@@ -1114,7 +1133,6 @@ static void dlv_free(struct serve *s, struct delivery *d)
         return;
     }
     struct webhook *adhoc = d->wh->adhoc ? d->wh : NULL;
-    wheel_del(&d->timer);
     if (serve_dlv_at(s, d->idx) == d) {
         s->dlvs[d->idx - s->dlv_base] = NULL;
         s->dlv_held--;
@@ -1237,6 +1255,10 @@ static void dlv_send(struct serve *s, struct delivery *d)
     if (!wh_room(wh)) {
         /* sent when an attempt of wh finishes (wh_drain): nothing is built for it before */
         if (!d->queued) {
+            if (!dlv_live(d)) {
+                dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+                return;
+            }
             serve_dlv_set_status(d, DLV_PENDING);
             ready_push(wh, d);
         }
@@ -1247,16 +1269,14 @@ static void dlv_send(struct serve *s, struct delivery *d)
         dlv_final(s, d, DLV_FAILED, "the event's text cannot be read back from the journal", NULL);
         return;
     }
-    struct dlv_flight *fl = d->fl;
+    struct dlv_flight *fl = dlv_live(d);
     if (!fl) {
-        fl = d->fl = malloc(sizeof(*fl));
-        if (!fl) {
-            dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
-            return;
-        }
-        fl->d = d;
-        buf_init(&fl->body, 64u << 20);
+        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+        return;
+    }
+    if (!fl->msg_id_set) {
         fl->msg_id_len = serve_dlv_message_id(d, fl->msg_id);
+        fl->msg_id_set = true;
     }
     if (fl->body.len == 0 || wh->p->pid == PROFILE_HUMANOS) {
         /* humanos draws a fresh IV for every attempt: its body is rebuilt each time */
@@ -1299,8 +1319,13 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
         delay_ms = 0;
     }
     ready_unlink(d);
+    struct dlv_flight *fl = dlv_live(d);
+    if (!fl) {
+        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+        return;
+    }
     serve_dlv_set_status(d, DLV_PENDING);
-    wheel_add(&s->wheel, &d->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
+    wheel_add(&s->wheel, &fl->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
 }
 
 /* wh_drain sends wh's ready deliveries while it has room for attempts. Not re-entered: an
@@ -1321,7 +1346,7 @@ static void wh_drain(struct serve *s, struct webhook *wh)
 
 static void dlv_fire(struct wheel *w, struct wheel_timer *t)
 {
-    struct delivery *d = container_of(t, struct delivery, timer);
+    struct delivery *d = container_of(t, struct dlv_flight, timer)->d;
     if (d->s->stopping) {
         return; /* its retry time is journaled: the next start resumes it */
     }
@@ -1417,7 +1442,6 @@ static void op_notify(struct serve *s, const char *type, const struct webhook *w
     od->ev = e;
     od->wh = s->opwh;
     od->status = DLV_PENDING;
-    wheel_timer_init(&od->timer, dlv_fire);
     s->ops[s->nops++] = od;
     dlv_send(s, od);
 }
@@ -1453,8 +1477,7 @@ void serve_webhook_end_pending(struct serve *s, struct webhook *wh, const char *
     for (size_t i = 0; i < s->ndlv; i++) {
         struct delivery *d = s->dlvs[i];
         if (d && d->wh == wh && d->status == DLV_PENDING) {
-            wheel_del(&d->timer);
-            dlv_final(s, d, DLV_FAILED, why, NULL);
+            dlv_final(s, d, DLV_FAILED, why, NULL); /* its retry timer goes with its flight */
         }
     }
 }

@@ -176,15 +176,19 @@ struct sevent {
 struct serve;
 struct delivery;
 
-/* What a delivery needs only while it is being attempted or waits for its next attempt: made
- * by its first send, freed once it is final, so that the deliveries held for the retention
- * (most of them delivered) stay small. */
+/* What a delivery needs only while it is being attempted or waits for its next attempt (in
+ * its webhook's ready queue, or on the retry wheel): made when it first waits or is sent,
+ * freed once it is final, so that the deliveries held for the retention (most of them
+ * delivered) stay small. */
 struct dlv_flight {
     struct attempt a;
     struct delivery *d;
+    struct wheel_timer timer;       /* its next attempt (dlv_schedule) */
+    struct delivery *rprev, *rnext; /* in its webhook's ready queue (d->queued) */
     struct buf body;
     char msg_id[SIGN_ID_MAX + 1];
     size_t msg_id_len;
+    bool msg_id_set;
 };
 
 #define DLV_WHY_MAX 199 /* the longest reason a delivery failed */
@@ -200,9 +204,7 @@ struct delivery {
     int64_t final_ms;   /* unix ms it became delivered or failed (retention counts from it) */
     char *why;          /* why it failed (at most DLV_WHY_MAX bytes); NULL: "" (dlv_why) */
     struct dlv_attempt *hist;
-    struct wheel_timer timer;
-    struct dlv_flight *fl;          /* NULL until its first send, and once it is final */
-    struct delivery *rprev, *rnext; /* in its webhook's ready queue (queued) */
+    struct dlv_flight *fl; /* NULL until it first waits or is sent, and once it is final */
     uint32_t nhist; /* attempts in hist (next to the flags: a held delivery is 8 bytes less) */
     bool queued;
     bool op; /* an operator event: not in the table, not journaled (best effort) */
