@@ -953,12 +953,16 @@ static void dlv_flight_free(struct delivery *d)
     }
 }
 
-/* dlv_live is d's flight state, made now if d has none (NULL: out of memory). */
-static struct dlv_flight *dlv_live(struct delivery *d)
+static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, const char *why,
+                      const struct dlv_attempt *h);
+
+/* dlv_live is d's flight state, made now if d has none. Out of memory, d fails (NULL). */
+static struct dlv_flight *dlv_live(struct serve *s, struct delivery *d)
 {
     if (!d->fl) {
         struct dlv_flight *fl = calloc(1, sizeof(*fl));
         if (!fl) {
+            dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
             return NULL;
         }
         fl->d = d;
@@ -1255,8 +1259,7 @@ static void dlv_send(struct serve *s, struct delivery *d)
     if (!wh_room(wh)) {
         /* sent when an attempt of wh finishes (wh_drain): nothing is built for it before */
         if (!d->queued) {
-            if (!dlv_live(d)) {
-                dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
+            if (!dlv_live(s, d)) {
                 return;
             }
             serve_dlv_set_status(d, DLV_PENDING);
@@ -1269,9 +1272,8 @@ static void dlv_send(struct serve *s, struct delivery *d)
         dlv_final(s, d, DLV_FAILED, "the event's text cannot be read back from the journal", NULL);
         return;
     }
-    struct dlv_flight *fl = dlv_live(d);
+    struct dlv_flight *fl = dlv_live(s, d);
     if (!fl) {
-        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
         return;
     }
     if (!fl->msg_id_set) {
@@ -1319,9 +1321,8 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
         delay_ms = 0;
     }
     ready_unlink(d);
-    struct dlv_flight *fl = dlv_live(d);
+    struct dlv_flight *fl = dlv_live(s, d);
     if (!fl) {
-        dlv_final(s, d, DLV_FAILED, "out of memory", NULL);
         return;
     }
     serve_dlv_set_status(d, DLV_PENDING);
