@@ -127,6 +127,20 @@ static size_t rig_run(size_t want, int ms)
     return R.ndone;
 }
 
+/* rig_deliver_ok submits n attempts to ep and checks that each was answered 200 within 10 s. */
+static void rig_deliver_ok(struct endpoint *ep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        rig_submit(i, ep);
+    }
+    cr_assert_eq(rig_run(n, 10000), n);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(R.at[i].a.result, ATTEMPT_OK, "attempt %zu: %s", i,
+                     attempt_result_name(R.at[i].a.result));
+        cr_expect_eq(R.at[i].a.status, 200);
+    }
+}
+
 /* rig_drain lets what is still in flight end (bounded), so endpoints can be cleaned up. */
 static void rig_drain(void)
 {
@@ -176,15 +190,7 @@ Test(client, keep_alive_reuses_connections_and_signs_in_batches)
     rig_init(16, 16, true);
     struct endpoint ep;
     rig_endpoint(&ep, "/ok/ka", 0, 4, 4);
-    for (size_t i = 0; i < 40; i++) {
-        rig_submit(i, &ep);
-    }
-    cr_assert_eq(rig_run(40, 10000), 40);
-    for (size_t i = 0; i < 40; i++) {
-        cr_expect_eq(R.at[i].a.result, ATTEMPT_OK, "attempt %zu: %s", i,
-                     attempt_result_name(R.at[i].a.result));
-        cr_expect_eq(R.at[i].a.status, 200);
-    }
+    rig_deliver_ok(&ep, 40);
     cr_expect_leq(ep.stat_connects, 4, "%llu connections for 40 requests",
                   (unsigned long long)ep.stat_connects);
     cr_expect_geq(ep.stat_reuses, 36);
@@ -219,15 +225,7 @@ Test(client, an_endpoint_built_from_an_ipv6_url_delivers_without_the_callers_url
     cr_expect(ep.url.host_is_ip && !ep.url.https);
     cr_expect_eq(ep.url.addr.sa.sa_family, AF_INET6);
     cr_expect_eq(ep.url.addrlen, sizeof(struct sockaddr_in6));
-    for (size_t i = 0; i < 6; i++) {
-        rig_submit(i, &ep);
-    }
-    cr_assert_eq(rig_run(6, 10000), 6);
-    for (size_t i = 0; i < 6; i++) {
-        cr_expect_eq(R.at[i].a.result, ATTEMPT_OK, "attempt %zu: %s", i,
-                     attempt_result_name(R.at[i].a.result));
-        cr_expect_eq(R.at[i].a.status, 200);
-    }
+    rig_deliver_ok(&ep, 6);
     rig_cleanup((struct endpoint *[]){&ep}, 1);
     harness_stop();
 }
