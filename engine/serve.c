@@ -443,12 +443,21 @@ int serve_webhook_add(struct serve *s, struct webhook *wh)
     return 0;
 }
 
+/* webhook_parts_free wipes wh's secrets and frees its URL, filters and headers (not wh). */
+static void webhook_parts_free(struct webhook *wh)
+{
+    explicit_bzero(wh->secret, sizeof(wh->secret));
+    explicit_bzero(wh->old_secret, sizeof(wh->old_secret));
+    explicit_bzero(wh->enc_secret, sizeof(wh->enc_secret));
+    free(wh->url_s);
+    free(wh->events);
+    free(wh->hdrs);
+}
+
 void serve_webhook_free(struct webhook *wh)
 {
     if (wh) {
-        free(wh->url_s);
-        free(wh->events);
-        free(wh->hdrs);
+        webhook_parts_free(wh);
         free(wh);
     }
 }
@@ -468,12 +477,10 @@ static int dup_or_null(const void *p, size_t len, void **out)
 
 int serve_webhook_set_url(struct webhook *wh, const char *u, size_t len)
 {
-    char *c = malloc(len + 1);
+    char *c = strndup(u, len);
     if (!c) {
         return -ENOMEM;
     }
-    memcpy(c, u, len);
-    c[len] = 0;
     wh->url_s = c;
     return 0;
 }
@@ -564,7 +571,7 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         rd_cstr(r, filters[i], sizeof(filters[i]));
     }
     if (!r->bad && serve_webhook_set_events(wh, filters, nf)) {
-        free(wh);
+        serve_webhook_free(wh);
         return -ENOMEM;
     }
     wh->has_agent = rd_u8(r);
@@ -629,9 +636,8 @@ static int replay_webhook(struct serve *s, struct rd *r, char *err, size_t errle
         old->nref = keep.nref; /* its deliveries replayed so far */
         old->apply_listed = keep.apply_listed;
         old->next_apply = keep.next_apply;
-        free(keep.url_s); /* old has wh's now */
-        free(keep.events);
-        free(keep.hdrs);
+        webhook_parts_free(&keep); /* old has wh's now */
+        explicit_bzero(wh, sizeof(*wh));
         free(wh);
         wh = old;
     } else if (serve_webhook_add(s, wh)) {
@@ -1697,7 +1703,6 @@ static void adhoc_free(struct serve *s, struct webhook *wh)
         endpoint_cleanup(&wh->ep);
     }
     signer_wipe(&wh->signer);
-    explicit_bzero(wh->secret, sizeof(wh->secret));
     serve_webhook_free(wh);
     s->nadhoc--;
 }
@@ -2295,7 +2300,7 @@ void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body,
         serve_api_error(c, 400, "the body holds no event (NDJSON: one event per line)");
         return;
     }
-    /* one group commit: the NOP is durable only once every event record before it is, and the
+    /* one group commit: answered once every event record before it is durable, the
      * duplicates' first copies too */
     serve_reply_when_durable(r);
 }
@@ -2758,9 +2763,6 @@ static void webhook_free_deleted(struct serve *s, struct webhook *wh)
     }
     serve_match_dirty(s);
     signer_wipe(&wh->signer);
-    explicit_bzero(wh->secret, sizeof(wh->secret));
-    explicit_bzero(wh->old_secret, sizeof(wh->old_secret));
-    explicit_bzero(wh->enc_secret, sizeof(wh->enc_secret));
     serve_webhook_free(wh);
     s->m.webhooks_freed++;
 }

@@ -100,7 +100,8 @@ struct webhook {
     bool draining; /* serve.c's wh_drain is sending from the queue */
 };
 
-/* serve_webhook_free frees wh with its URL, filters and headers (serve.c). */
+/* serve_webhook_free wipes wh's secrets and frees wh with its URL, filters and headers
+ * (serve.c). */
 void serve_webhook_free(struct webhook *wh);
 
 /* wh_url is wh's URL ("" when it has none). */
