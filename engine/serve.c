@@ -684,50 +684,24 @@ struct delivery *serve_delivery_find(struct serve *s, struct slice id)
 
 struct delivery *serve_dlv_at(const struct serve *s, uint64_t idx)
 {
-    return idx >= s->dlv_base && idx - s->dlv_base < s->ndlv ? s->dlvs[idx - s->dlv_base] : NULL;
+    return idx >= s->dlv_base && idx < s->dlv_end ? dtab_get(&s->dlvs, idx) : NULL;
 }
 
-int serve_dlvs_reserve(struct serve *s, size_t need)
-{
-    if (need <= s->dlvcap) {
-        return 0;
-    }
-    size_t cap = s->dlvcap ? s->dlvcap : 1024;
-    while (cap < need) {
-        cap *= 2;
-    }
-    struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
-    if (!n) {
-        return -ENOMEM;
-    }
-    memset(n + s->dlvcap, 0, (cap - s->dlvcap) * sizeof(*n));
-    s->dlvs = n;
-    s->dlvcap = cap;
-    return 0;
-}
-
-/* dlv_slot makes room for index idx in dlvs (slots are idx - dlv_base; an index below the base
- * moves the base down: only a replay of a compacted journal does that). */
+/* dlv_slot widens [dlv_base, dlv_end) to hold index idx (an index below the base moves the base
+ * down: only a replay of a compacted journal does that). */
 static int dlv_slot(struct serve *s, uint64_t idx)
 {
-    if (idx >= (1ull << 40)) {
+    if (idx >= DTAB_LIMIT) {
         return -EINVAL;
     }
-    if (s->ndlv == 0) {
+    if (s->dlv_end == s->dlv_base) {
+        s->dlv_base = s->dlv_end = idx;
+    }
+    if (idx < s->dlv_base) {
         s->dlv_base = idx;
     }
-    size_t shift = idx < s->dlv_base ? (size_t)(s->dlv_base - idx) : 0;
-    size_t need = shift ? s->ndlv + shift : (size_t)(idx - s->dlv_base) + 1;
-    if (serve_dlvs_reserve(s, need)) {
-        return -ENOMEM;
-    }
-    if (shift) {
-        memmove(s->dlvs + shift, s->dlvs, s->ndlv * sizeof(*s->dlvs));
-        memset(s->dlvs, 0, shift * sizeof(*s->dlvs));
-        s->dlv_base = idx;
-    }
-    if (need > s->ndlv) {
-        s->ndlv = need;
+    if (idx >= s->dlv_end) {
+        s->dlv_end = idx + 1;
     }
     return 0;
 }
@@ -760,7 +734,8 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
         return NULL;
     }
     struct delivery *d = calloc(1, sizeof(*d));
-    if (!d) {
+    if (!d || dtab_set(&s->dlvs, idx, d)) {
+        free(d);
         return NULL;
     }
     d->s = s;
@@ -772,7 +747,6 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     }
     d->status = DLV_PENDING;
     s->npending++;
-    s->dlvs[idx - s->dlv_base] = d;
     s->dlv_held++;
     ev->nlive++;
     return d;
@@ -1144,7 +1118,7 @@ static void dlv_free(struct serve *s, struct delivery *d)
     }
     struct webhook *adhoc = d->wh->adhoc ? d->wh : NULL;
     if (serve_dlv_at(s, d->idx) == d) {
-        s->dlvs[d->idx - s->dlv_base] = NULL;
+        dtab_clear(&s->dlvs, d->idx);
         s->dlv_held--;
         d->ev->nlive--;
         s->npending -= d->status == DLV_PENDING;
@@ -1481,9 +1455,10 @@ static void webhook_disable(struct serve *s, struct webhook *wh, const char *rea
 
 void serve_webhook_end_pending(struct serve *s, struct webhook *wh, const char *why)
 {
-    for (size_t i = 0; i < s->ndlv; i++) {
-        struct delivery *d = s->dlvs[i];
-        if (d && d->wh == wh && d->status == DLV_PENDING) {
+    struct delivery *d;
+    SERVE_EACH_DLV(s, d)
+    {
+        if (d->wh == wh && d->status == DLV_PENDING) {
             dlv_final(s, d, DLV_FAILED, why, NULL); /* its retry timer goes with its flight */
         }
     }
@@ -2032,7 +2007,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
           put_u32(&s->scratch, (uint32_t)n);
     for (size_t i = 0; i < nwh && !rc; i++) {
         struct webhook *wh = s->matched[i];
-        struct delivery *d = dlv_new(s, s->dlv_base + s->ndlv, e, wh);
+        struct delivery *d = dlv_new(s, s->dlv_end, e, wh);
         if (!d) {
             rc = -ENOMEM;
             break;
@@ -2046,7 +2021,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
     struct delivery *cbd = NULL;
     if (*adhoc && !rc) {
         /* the callback: one more delivery, to an ad-hoc destination rebuilt from the event */
-        cbd = dlv_new(s, s->dlv_base + s->ndlv, e, *adhoc);
+        cbd = dlv_new(s, s->dlv_end, e, *adhoc);
         if (!cbd) {
             rc = -ENOMEM;
         } else {
@@ -2534,6 +2509,7 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     }
     s->r = r;
     s->o = *o;
+    dtab_init(&s->dlvs);
     if (!s->o.dedup_window_ms) {
         s->o.dedup_window_ms = 24ull * 3600 * 1000;
     }
@@ -2677,9 +2653,10 @@ int serve_start(struct serve *s, int lfd)
     keep_sweep_all(s);
     keep_start(s);
     int64_t now = serve_now_ms();
-    for (size_t i = 0; i < s->ndlv; i++) {
-        struct delivery *d = s->dlvs[i];
-        if (d && d->wh == s->cbwh && d->status != DLV_DELIVERED && d->status != DLV_FAILED) {
+    struct delivery *d;
+    SERVE_EACH_DLV(s, d)
+    {
+        if (d->wh == s->cbwh && d->status != DLV_DELIVERED && d->status != DLV_FAILED) {
             /* a callback still owed: its destination again (refused now, e.g. by a narrower
              * --allow-net: left on the placeholder, it ends failed endpoint_unusable) */
             char why[EVENT_ERR_MAX + 64] = "out of memory";
@@ -2875,9 +2852,10 @@ void serve_recovered_summary(const struct serve *s, char *out, size_t outlen)
     }
     /* counted here, not by serve_start (which runs after this is printed): an attempt in flight
      * at the crash (recovered as sending) is pending again too */
-    for (size_t i = 0; i < s->ndlv; i++) {
-        const struct delivery *d = s->dlvs[i];
-        pending += d && (d->status == DLV_PENDING || d->status == DLV_SENDING);
+    struct delivery *d;
+    SERVE_EACH_DLV(s, d)
+    {
+        pending += d->status == DLV_PENDING || d->status == DLV_SENDING;
     }
     snprintf(
         out, outlen,
@@ -2907,14 +2885,14 @@ int serve_free(struct serve *s)
         s->r->wheel = NULL;
     }
     adhoc_release_all(s);
-    for (size_t i = 0; i < s->ndlv; i++) {
-        if (s->dlvs[i]) {
-            struct webhook *adhoc = s->dlvs[i]->wh->adhoc ? s->dlvs[i]->wh : NULL;
-            dlv_release(s->dlvs[i]);
-            adhoc_free(s, adhoc);
-        }
+    struct delivery *d;
+    SERVE_EACH_DLV(s, d)
+    {
+        struct webhook *adhoc = d->wh->adhoc ? d->wh : NULL;
+        dlv_release(d); /* (its slot is not touched) */
+        adhoc_free(s, adhoc);
     }
-    free(s->dlvs);
+    dtab_free(&s->dlvs);
     for (size_t i = 0; i < s->nev; i++) {
         ev_free(s->evs[i]);
     }

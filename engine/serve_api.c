@@ -916,33 +916,36 @@ static void delivery_list(struct serve *s, struct apiconn *c, const struct httpr
         return;
     }
     /* the page lists deliveries older than the cursor: where the last page stopped */
-    size_t top = s->ndlv;
+    uint64_t at = s->dlv_end;
     if (query_get(req->query, "cursor", &v)) {
         uint64_t before;
         if (!serve_dlv_id_parse(v, &before)) {
             serve_api_error(c, 400, "query 'cursor': the next_cursor of a page (dlv_...)");
             return;
         }
-        top = before <= s->dlv_base ? 0 : before - s->dlv_base < top ? before - s->dlv_base : top;
+        at = before < at ? before : at;
     }
     struct buf b;
     buf_init(&b, 64u << 20);
     buf_puts(&b, "{\"data\":[");
-    size_t n = 0, i = top;
-    for (size_t looked = 0; i > 0 && n < limit && looked < s->list_scan_max; looked++) {
-        const struct delivery *d = s->dlvs[--i];
-        if (!d || d->wh != wh || (want >= 0 && (int)d->status != want)) {
+    size_t n = 0, budget = s->list_scan_max;
+    while (n < limit) {
+        const struct delivery *d = dtab_prev(&s->dlvs, &at, s->dlv_base, &budget);
+        if (!d) {
+            break;
+        }
+        if (d->wh != wh || (want >= 0 && (int)d->status != want)) {
             continue;
         }
         buf_puts(&b, n++ ? "," : "");
         delivery_json(&b, d, false);
     }
     buf_printf(&b, "],\"count\":%zu,\"next_cursor\":", n);
-    if (i > 0) {
+    if (at > s->dlv_base) {
         /* more to look at (a page may come back short of limit when the scan's bound ends
          * it: only a null next_cursor says the listing is over) */
         char id[DLV_ID_LEN + 1];
-        serve_format_dlv_id(id, s->dlv_base + i);
+        serve_format_dlv_id(id, at);
         buf_printf(&b, "\"%s\"}\n", id);
     } else {
         buf_puts(&b, "null}\n");
@@ -1028,9 +1031,10 @@ static void webhook_recover(struct serve *s, struct apiconn *c, const struct htt
         return;
     }
     size_t n = 0;
-    for (size_t i = 0; i < s->ndlv; i++) {
-        struct delivery *d = s->dlvs[i];
-        if (d && d->wh == wh && d->status == DLV_FAILED && d->ev->ingest_ms >= since &&
+    struct delivery *d;
+    SERVE_EACH_DLV(s, d)
+    {
+        if (d->wh == wh && d->status == DLV_FAILED && d->ev->ingest_ms >= since &&
             serve_dlv_retry(s, d) == 0) {
             n++;
         }
@@ -1054,8 +1058,10 @@ static size_t count_waiting(const struct serve *s)
 {
     if (s->test_count_check) {
         size_t n = 0;
-        for (size_t i = 0; i < s->ndlv; i++) {
-            n += s->dlvs[i] && s->dlvs[i]->status == DLV_PENDING;
+        struct delivery *d;
+        SERVE_EACH_DLV(s, d)
+        {
+            n += d->status == DLV_PENDING;
         }
         if (n != s->npending) {
             fprintf(stderr, "hookring serve: %zu deliveries pending, counted %zu\n", n,
@@ -1111,12 +1117,14 @@ static void metrics_keep(const struct serve *s, struct buf *b, const struct jour
                "hookring_events_held %zu\n"
                "# TYPE hookring_deliveries_held gauge\n"
                "hookring_deliveries_held %zu\n"
+               "# TYPE hookring_delivery_table_bytes gauge\n"
+               "hookring_delivery_table_bytes %zu\n"
                "# TYPE hookring_deliveries_forgotten_total counter\n"
                "hookring_deliveries_forgotten_total %" PRIu64 "\n"
                "# TYPE hookring_dedup_keys_held gauge\n"
                "hookring_dedup_keys_held %zu\n",
                js->segments, js->segments_dropped, s->m.compactions, s->m.carried, s->nev,
-               s->dlv_held, s->m.forgotten, s->keep.dd_len);
+               s->dlv_held, dtab_bytes(&s->dlvs), s->m.forgotten, s->keep.dd_len);
     size_t texts = s->ntexts;
     if (s->test_count_check) { /* see count_waiting */
         size_t n = 0;

@@ -5,6 +5,7 @@
 
 #include "apisrv.h"
 #include "dedup.h"
+#include "dtab.h"
 #include "event.h"
 #include "journal.h"
 #include "retry.h"
@@ -308,13 +309,14 @@ struct serve {
     bool match_dirty;                /* whs changed since match was built */
     struct webhook **matched;        /* ingest_one: the webhooks an event goes to */
     size_t matched_cap;
-    struct delivery **dlvs; /* by idx - dlv_base; NULL holes where an ingest failed or a
-                               delivery was forgotten */
-    size_t ndlv, dlvcap;    /* slots used (the next index is dlv_base + ndlv), allocated */
-    uint64_t dlv_base;
-    size_t dlv_held; /* deliveries in dlvs */
-    size_t npending; /* ... of them pending (serve_dlv_set_status) */
-    size_t ntexts;   /* events in evs whose text is held (json.len != 0) */
+    /* the deliveries held, by index (dtab.h: pages, so that its memory follows what is held,
+     * not the range of indexes, which one long-pending delivery would stretch) */
+    struct dtab dlvs;
+    uint64_t dlv_base; /* none is held below it */
+    uint64_t dlv_end;  /* the next index to give (none is held from it on) */
+    size_t dlv_held;   /* deliveries in dlvs */
+    size_t npending;   /* ... of them pending (serve_dlv_set_status) */
+    size_t ntexts;     /* events in evs whose text is held (json.len != 0) */
     struct sevent **evs;
     size_t nev, evcap;
     uint64_t rng;
@@ -520,9 +522,26 @@ const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, s
  * or in flight and its text is durable in the journal. */
 void serve_sevent_release(struct serve *s, struct sevent *e);
 
-/* serve_dlvs_reserve makes room for need delivery slots in serve.dlvs (doubling; new slots
- * empty). Returns 0 or -ENOMEM. */
-int serve_dlvs_reserve(struct serve *s, size_t need);
+/* serve_dlv_next is the held delivery with the lowest index in [*idx, dlv_end) (from dlv_base
+ * at least), *idx set to its index; NULL when there is none, or when *budget (slots looked at,
+ * an empty page skipped costing one) ran out first, *idx then where to go on (dtab_next). */
+static inline struct delivery *serve_dlv_next(const struct serve *s, uint64_t *idx, size_t *budget)
+{
+    if (*idx < s->dlv_base) {
+        *idx = s->dlv_base;
+    }
+    return dtab_next(&s->dlvs, idx, s->dlv_end, budget);
+}
+
+/* SERVE_EACH_DLV runs the statement after it for every held delivery d, in index order (d may
+ * be made final or forgotten meanwhile, not others). */
+struct serve_dlv_walk {
+    uint64_t at;
+    size_t budget;
+};
+#define SERVE_EACH_DLV(s, d)                                                                       \
+    for (struct serve_dlv_walk d##_w = {(s)->dlv_base, SIZE_MAX};                                  \
+         ((d) = serve_dlv_next((s), &d##_w.at, &d##_w.budget)) != NULL; d##_w.at++)
 
 /* serve_dlv_set_status changes d's status, keeping count of the pending ones (npending). */
 void serve_dlv_set_status(struct delivery *d, enum dlv_status st);

@@ -137,31 +137,14 @@ static void dlv_forget(struct serve *s, struct delivery *d)
     }
 }
 
-/* slots_trim drops the empty front of the delivery slots, and memory when few are used. */
+/* slots_trim moves dlv_base up to the oldest delivery held (the table's pages go as they
+ * empty: dtab_clear). */
 static void slots_trim(struct serve *s)
 {
-    size_t k = 0;
-    while (k < s->ndlv && !s->dlvs[k]) {
-        k++;
-    }
-    if (k == 0 || (k < s->ndlv / 4 && k < 65536)) {
-        return;
-    }
-    memmove(s->dlvs, s->dlvs + k, (s->ndlv - k) * sizeof(*s->dlvs));
-    memset(s->dlvs + s->ndlv - k, 0, k * sizeof(*s->dlvs));
-    s->dlv_base += k;
-    s->ndlv -= k;
-    size_t cap = s->dlvcap;
-    while (cap > 4096 && s->ndlv < cap / 4) {
-        cap /= 2;
-    }
-    if (cap != s->dlvcap) {
-        struct delivery **n = realloc(s->dlvs, cap * sizeof(*n));
-        if (n) {
-            s->dlvs = n;
-            s->dlvcap = cap;
-        }
-    }
+    uint64_t idx = s->dlv_base;
+    size_t budget = SIZE_MAX;
+    serve_dlv_next(s, &idx, &budget);
+    s->dlv_base = idx;
 }
 
 /* sweep looks at up to budget delivery slots from where it stopped, forgetting the final
@@ -169,16 +152,15 @@ static void slots_trim(struct serve *s)
 static void sweep(struct serve *s, size_t budget, int64_t now_ms)
 {
     int64_t cutoff = now_ms - (int64_t)s->o.retention_ms;
-    uint64_t idx = s->keep.sweep_idx < s->dlv_base ? s->dlv_base : s->keep.sweep_idx;
-    uint64_t end = s->dlv_base + s->ndlv;
-    for (; budget && idx < end; budget--, idx++) {
-        struct delivery *d = s->dlvs[idx - s->dlv_base];
+    uint64_t idx = s->keep.sweep_idx;
+    struct delivery *d;
+    for (; (d = serve_dlv_next(s, &idx, &budget)) != NULL; idx++) {
         /* over --max-held, a final delivery goes before its retention */
         bool over = s->dlv_held > s->o.max_held;
-        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
+        if ((d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
             (d->final_ms <= cutoff || over)) {
             dlv_forget(s, d);
-        } else if (d) {
+        } else {
             /* what a SREC_CARRY of it takes, roughly: its share of the event, its history */
             s->keep.live_acc += d->ev->text_len / d->ev->nlive + 96 + d->nhist * 64;
             if (d->ev->json.len && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
@@ -188,7 +170,7 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
             }
         }
     }
-    if (idx >= end) {
+    if (idx >= s->dlv_end) {
         slots_trim(s);
         idx = s->dlv_base;
         s->keep.live_bytes = s->keep.live_acc;
@@ -204,18 +186,19 @@ bool keep_make_room(struct serve *s, size_t need)
     if (s->dlv_held + need <= s->o.max_held) {
         return true;
     }
-    uint64_t end = s->dlv_base + s->ndlv;
-    uint64_t idx = s->keep.evict_idx < s->dlv_base ? s->dlv_base : s->keep.evict_idx;
-    for (size_t budget = KEEP_EVICT_BUDGET; budget && s->dlv_held + need > s->o.max_held;
-         budget--) {
-        if (idx >= end) {
-            idx = s->dlv_base; /* round again: what was pending may be final now */
-            if (idx >= end) {
-                break;
+    uint64_t idx = s->keep.evict_idx;
+    bool wrapped = false;
+    for (size_t budget = KEEP_EVICT_BUDGET; budget && s->dlv_held + need > s->o.max_held;) {
+        struct delivery *d = serve_dlv_next(s, &idx, &budget);
+        if (!d) {
+            if (idx < s->dlv_end || wrapped) {
+                break; /* the budget is spent, or a whole round found nothing */
             }
+            idx = s->dlv_base; /* round again: what was pending may be final now */
+            wrapped = true;
+            continue;
         }
-        struct delivery *d = s->dlvs[idx - s->dlv_base];
-        if (d && (d->status == DLV_DELIVERED || d->status == DLV_FAILED)) {
+        if (d->status == DLV_DELIVERED || d->status == DLV_FAILED) {
             dlv_forget(s, d);
         }
         idx++;
@@ -400,7 +383,7 @@ static void pass_start(struct serve *s)
         return; /* the last pass's cut is still to be written */
     }
     s->scratch.len = 0;
-    int rc = put_u64(&s->scratch, s->dlv_base + s->ndlv) ? -ENOMEM : 0;
+    int rc = put_u64(&s->scratch, s->dlv_end) ? -ENOMEM : 0;
     if (!rc) {
         rc = journal_append(&s->j, SREC_META, s->scratch.p, s->scratch.len, NULL);
     }
@@ -469,16 +452,19 @@ static int pass_dedup(struct serve *s, int64_t now_ms)
 static void pass_step(struct serve *s, int64_t now_ms)
 {
     struct serve_keep *k = &s->keep;
-    size_t bytes = 0, slots = 0;
-    if (k->scan_idx < s->dlv_base) {
-        k->scan_idx = s->dlv_base;
-    }
-    while (k->scan_idx < s->dlv_base + s->ndlv) {
-        if (bytes >= KEEP_CARRY_BUDGET || ++slots > KEEP_SWEEP_BUDGET) {
+    size_t bytes = 0, budget = KEEP_SWEEP_BUDGET;
+    for (;;) {
+        if (bytes >= KEEP_CARRY_BUDGET) {
             return;
         }
-        struct delivery *d = s->dlvs[k->scan_idx - s->dlv_base];
-        if (d && d->ev->jseq < k->cut) {
+        struct delivery *d = serve_dlv_next(s, &k->scan_idx, &budget);
+        if (!d) {
+            if (k->scan_idx < s->dlv_end) {
+                return; /* the budget is spent: on at the next step */
+            }
+            break;
+        }
+        if (d->ev->jseq < k->cut) {
             int rc = carry(s, d->ev, false);
             if (rc == -EAGAIN) {
                 return;
@@ -792,14 +778,10 @@ int keep_replay_end(struct serve *s)
     dd_insert_all(s);
     /* indexes are never given twice: not even those of deliveries forgotten and compacted */
     uint64_t next = s->keep.meta_next;
-    if (s->ndlv == 0 && next > s->dlv_base) {
-        s->dlv_base = next;
-    } else if (s->dlv_base + s->ndlv < next) {
-        size_t need = (size_t)(next - s->dlv_base);
-        if (serve_dlvs_reserve(s, need)) {
-            return -ENOMEM;
-        }
-        s->ndlv = need;
+    if (s->dlv_end == s->dlv_base && next > s->dlv_base) {
+        s->dlv_base = s->dlv_end = next;
+    } else if (s->dlv_end < next) {
+        s->dlv_end = next;
     }
     return 0;
 }
