@@ -873,6 +873,19 @@ static void sevent_ev_drop(struct sevent *e)
     }
 }
 
+bool serve_sevent_cover(struct sevent *e, uint64_t idx)
+{
+    uint64_t first = e->span == 0 || idx < e->first_idx ? idx : e->first_idx;
+    uint64_t last = e->span == 0 ? idx : e->first_idx + e->span - 1;
+    last = idx > last ? idx : last;
+    if (last - first >= UINT32_MAX) {
+        return false;
+    }
+    e->first_idx = first;
+    e->span = (uint32_t)(last - first + 1);
+    return true;
+}
+
 /* sevent_unfinished tells whether a delivery of e is pending or in flight, looking from the
  * one after index from onwards (wrapping round): deliveries of an event finish roughly in index
  * order, so with a wide fan-out an unfinished one is usually found at once, rather than each
@@ -2341,12 +2354,12 @@ static int replay_event(struct serve *s, struct rd *r, uint64_t seq, char *err, 
             return -ENOMEM;
         }
         d->next_at_ms = ingest_ms;
-        if (e->span == 0 || idx < e->first_idx) {
-            e->span = e->span ? (uint32_t)(e->first_idx + e->span - idx) : 1;
-            e->first_idx = idx;
-        } else if (idx - e->first_idx >= e->span) {
-            e->span = (uint32_t)(idx - e->first_idx + 1);
+        if (i > 0 && idx != e->first_idx + i) {
+            /* an event's deliveries are given consecutive indexes */
+            snprintf(err, errlen, "an event record's deliveries are not numbered in a row");
+            return -EINVAL;
         }
+        (void)serve_sevent_cover(e, idx); /* n indexes in a row: it fits */
     }
     s->m.ingested++;
     if (n == 0) {

@@ -518,6 +518,10 @@ struct event *serve_sevent_ev(struct serve *s, struct sevent *e);
  * after use. NULL when the text cannot be had. */
 const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, struct event *tmp);
 
+/* serve_sevent_cover widens e's range of delivery indexes (first_idx, span) to hold idx; false
+ * (nothing changed) when the range would be wider than its 32-bit span holds. */
+bool serve_sevent_cover(struct sevent *e, uint64_t idx);
+
 /* serve_sevent_release lets go of e's parsed event and text when no delivery of it is pending
  * or in flight and its text is durable in the journal. */
 void serve_sevent_release(struct serve *s, struct sevent *e);

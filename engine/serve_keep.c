@@ -590,7 +590,7 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
      * by serve_start if it is still pending (as for an event record) */
     struct webhook *wh = r->bad ? NULL : serve_webhook_named(s, whid);
     bool callback = wh && wh == s->cbwh;
-    if (!wh || st > DLV_FAILED || nhist > r->len) {
+    if (!wh || st > DLV_FAILED || nhist > (r->len - r->off) / REC_ATTEMPT_MIN) {
         snprintf(err, errlen, "a carried delivery is malformed or names an unknown webhook");
         return -EINVAL;
     }
@@ -642,20 +642,13 @@ static int replay_carry_dlv(struct serve *s, struct rd *r, struct sevent **e, in
             snprintf(err, errlen, "a carried callback delivery's event has no callback");
             return -EINVAL;
         }
-        d = serve_dlv_new(s, idx, *e, wh);
+        d = serve_sevent_cover(*e, idx) ? serve_dlv_new(s, idx, *e, wh) : NULL;
         if (!d) {
             serve_hist_free(s, hist, nhist);
             snprintf(err, errlen, "a carried delivery has a bad index");
             return -EINVAL;
         }
         s->m.attempts += nhist;
-    }
-    struct sevent *ev = d->ev;
-    if (ev->span == 0 || idx < ev->first_idx) {
-        ev->span = ev->span ? (uint32_t)(ev->first_idx + ev->span - idx) : 1;
-        ev->first_idx = idx;
-    } else if (idx - ev->first_idx >= ev->span) {
-        ev->span = (uint32_t)(idx - ev->first_idx + 1);
     }
     d->hist = hist;
     d->nhist = nhist;

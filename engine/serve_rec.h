@@ -101,7 +101,17 @@ struct rec_event_head {
     uint32_t n;        /* the deliveries that follow */
 };
 
-/* rd_event_head reads that head (carry: the record is an SREC_CARRY). */
+/* The fewest bytes one delivery after that head takes: its index and webhook id (an empty id's
+ * length), and in a carry its status, attempts, next time, reason length, final time and
+ * history count. */
+#define REC_EVENT_DLV_MIN (8 + 4)
+#define REC_CARRY_DLV_MIN (8 + 4 + 1 + 4 + 8 + 4 + 8 + 4)
+/* ... and one attempt of a carried history: time, status, result, latency, excerpt length */
+#define REC_ATTEMPT_MIN (8 + 4 + 1 + 4 + 4)
+
+/* rd_event_head reads that head (carry: the record is an SREC_CARRY); a count of deliveries
+ * that cannot fit in what is left of the record makes it bad (a replay then stops at once
+ * rather than reading billions of deliveries that are not there). */
 static inline struct rec_event_head rd_event_head(struct rd *r, bool carry)
 {
     struct rec_event_head h;
@@ -109,6 +119,9 @@ static inline struct rec_event_head rd_event_head(struct rd *r, bool carry)
     h.ingest_ms = (int64_t)rd_u64(r);
     h.json = rd_str(r);
     h.n = rd_u32(r);
+    if (!r->bad && h.n > (r->len - r->off) / (carry ? REC_CARRY_DLV_MIN : REC_EVENT_DLV_MIN)) {
+        r->bad = true;
+    }
     return h;
 }
 

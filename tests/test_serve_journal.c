@@ -374,6 +374,40 @@ Test(serve_journal, a_flipped_bit_in_the_middle_is_refused_naming_file_and_offse
     free_journal();
 }
 
+/* A record whose CRCs hold but whose content cannot be (here an event claiming 4 294 967 295
+ * deliveries in the few bytes left of it: something a bug or another version wrote) is
+ * refused at once, naming the record, rather than read for minutes. */
+Test(serve_journal, a_record_claiming_more_deliveries_than_it_holds_is_refused_at_once,
+     .timeout = 60)
+{
+    make_base();
+    char dir[160], path[256];
+    snprintf(dir, sizeof(dir), "%s/count", base);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    static const char json[] = "{\"id\":\"evt_c\",\"type\":\"journal.test\",\"data\":{}}";
+    uint8_t payload[8 + 4 + sizeof(json) + 4 + 12] = {0};
+    size_t n = 8; /* the ingest time: 0 */
+    uint32_t jl = (uint32_t)strlen(json);
+    memcpy(payload + n, &jl, 4);
+    memcpy(payload + n + 4, json, jl);
+    n += 4 + jl;
+    memset(payload + n, 0xff, 4); /* the count of deliveries */
+    n += 4 + 12;                  /* room for one, of an empty webhook id */
+    uint8_t seg[JOURNAL_SEG_HDR_SIZE + JOURNAL_REC_HDR_SIZE + sizeof(payload)];
+    journal_seg_header_encode(seg, 1);
+    journal_encode(seg + JOURNAL_SEG_HDR_SIZE, 2 /* SREC_EVENT */, 1, payload, n);
+    snprintf(path, sizeof(path), "%s/00000000000000000001.seg", dir);
+    size_t len = JOURNAL_SEG_HDR_SIZE + journal_record_size(n);
+    write_file(path, seg, len, len);
+    int64_t t0 = tn_now_ms();
+    char *out = run_refused(dir);
+    int64_t took = tn_now_ms() - t0;
+    cr_assert_not_null(strstr(out, "an event record is malformed (journal record 1)"), "%s", out);
+    cr_assert_lt(took, 2000, "refused after %ld ms", (long)took);
+    free(out);
+    remove_dir(base);
+}
+
 /* ---- a full disk ------------------------------------------------------------------------------
  */
 
