@@ -943,17 +943,9 @@ Test(serve_retention, a_pending_delivery_keeps_no_memory_for_those_made_after_it
     make_data_dir();
     start_harness(&H);
     SERVE(&S, RET_FLAGS);
-    char ok[64], pend[64], body[1024];
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/ok/x\",\"profile\":\"standard\",\"events\":[\"ok.*\"],"
-             "\"secret\":\"" STD_SECRET "\"}",
-             H.addr[0]);
-    create_webhook(&S, body, ok, sizeof(ok));
-    snprintf(body, sizeof(body),
-             "{\"url\":\"http://%s/std/status/500/x\",\"profile\":\"standard\","
-             "\"events\":[\"pend.*\"],\"secret\":\"" STD_SECRET "\",\"retry_schedule\":[36000]}",
-             H.addr[0]);
-    create_webhook(&S, body, pend, sizeof(pend));
+    char ok[64], pend[64];
+    std_webhook("/std/ok/x", "ok.*", "", ok, sizeof(ok));
+    std_webhook("/std/status/500/x", "pend.*", ",\"retry_schedule\":[36000]", pend, sizeof(pend));
     post_batch("evt_pend", 0, 1, "pend.x");
     for (int k = 0; k < NSTREAM / 200; k++) {
         post_batch("evt_stream", k * 200, 200, "ok.x");
