@@ -116,6 +116,16 @@ static int get_string(const struct json_tok *t, const uint8_t *in, const char *f
     return 0;
 }
 
+/* member_name decodes the member name token kt into name (cap bytes, NUL-terminated). False
+ * when it is badly escaped, does not fit with its NUL (exactly cap bytes leave none: a name
+ * that long would be read past its end), or holds a NUL (it would compare as a shorter,
+ * known name). */
+static bool member_name(const struct json_tok *kt, const uint8_t *in, char *name, size_t cap)
+{
+    size_t nl;
+    return json_unescape(kt, in, name, cap, &nl) == 0 && nl < cap && !memchr(name, 0, nl);
+}
+
 static bool valid_filter(const char *f)
 {
     size_t n = strlen(f);
@@ -319,9 +329,8 @@ static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const 
         const struct json_tok *vt = &toks[k + 1];
         size_t vi = k + 1;
         k = kt[1].next;
-        size_t nl;
-        if (json_unescape(kt, in, name, sizeof(name), &nl)) {
-            snprintf(err, errlen, "a member name is too long or badly escaped");
+        if (!member_name(kt, in, name, sizeof(name))) {
+            snprintf(err, errlen, "a member name is too long, badly escaped or has a NUL");
             return -EINVAL;
         }
         unsigned bit = 0;
@@ -729,9 +738,8 @@ static void webhook_rotate(struct serve *s, struct apiconn *c, const struct http
             const struct json_tok *vt = &toks[k + 1];
             k = kt[1].next;
             char name[64];
-            size_t nl;
-            if (json_unescape(kt, in, name, sizeof(name), &nl)) {
-                serve_api_error(c, 400, "a member name is too long or badly escaped");
+            if (!member_name(kt, in, name, sizeof(name))) {
+                serve_api_error(c, 400, "a member name is too long, badly escaped or has a NUL");
                 return;
             }
             if (strcmp(name, "secret") == 0) {
