@@ -501,16 +501,36 @@ static int parse_webhook(struct webhook *wh, const struct json_tok *toks, const 
     return 0;
 }
 
-static int parse_body(const struct httpreq *req, struct json_tok *toks, char *err, size_t errlen)
+static int parse_json(const uint8_t *p, size_t len, struct json_tok *toks, char *err, size_t errlen)
 {
     size_t ntoks, off;
-    enum json_status st = json_parse(toks, API_MAX_TOKS, req->body.p, req->body.len, &ntoks, &off);
+    enum json_status st = json_parse(toks, API_MAX_TOKS, p, len, &ntoks, &off);
     if (st != JSON_OK) {
         snprintf(err, errlen, "the body is not valid JSON (%s at byte %zu)",
                  st == JSON_TOO_MANY ? "too many values" : "invalid", off);
         return -EINVAL;
     }
     return 0;
+}
+
+static int parse_body(const struct httpreq *req, struct json_tok *toks, char *err, size_t errlen)
+{
+    return parse_json(req->body.p, req->body.len, toks, err, errlen);
+}
+
+#define WH_PATCHABLE                                                                               \
+    (F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS | F_HEADERS | F_MAXINF | F_APIVER)
+
+int serve_api_parse_webhook(struct webhook *wh, const uint8_t *body, size_t len, bool patch,
+                            char *err, size_t errlen)
+{
+    static struct json_tok toks[API_MAX_TOKS];
+    unsigned seen;
+    if (parse_json(body, len, toks, err, errlen)) {
+        return -EINVAL;
+    }
+    return parse_webhook(wh, toks, body, patch ? WH_PATCHABLE : ~(unsigned)F_STATUS, &seen, err,
+                         errlen);
 }
 
 /* commit_webhook journals wh and answers status with its JSON once durable. */
@@ -629,10 +649,7 @@ static void webhook_patch(struct serve *s, struct apiconn *c, const struct httpr
     unsigned seen;
     memcpy(&tmp, wh, sizeof(tmp));
     if (parse_body(req, toks, err, sizeof(err)) ||
-        parse_webhook(&tmp, toks, req->body.p,
-                      F_URL | F_EVENTS | F_AGENT | F_SCHED | F_TIMEOUT | F_STATUS | F_HEADERS |
-                          F_MAXINF | F_APIVER,
-                      &seen, err, sizeof(err))) {
+        parse_webhook(&tmp, toks, req->body.p, WH_PATCHABLE, &seen, err, sizeof(err))) {
         parse_webhook_drop(&tmp, wh);
         serve_api_error(c, 400, err);
         return;

@@ -400,6 +400,13 @@ void serve_api_ingest(struct serve *s, struct apiconn *c, const struct httpreq *
  * with err filled (naming the field). */
 int serve_webhook_resign(struct webhook *wh, int64_t now_ms, char *err, size_t errlen);
 
+/* serve_api_parse_webhook reads the JSON body of a POST /v1/webhooks (patch false) or a PATCH of
+ * one into wh, as the API does before anything is checked against the profile or applied.
+ * Returns 0, or -EINVAL (-ENOMEM) with err naming the field; the URL, filters and headers read
+ * are wh's either way (serve_webhook_free). For fuzz_webhook. */
+int serve_api_parse_webhook(struct webhook *wh, const uint8_t *body, size_t len, bool patch,
+                            char *err, size_t errlen);
+
 /* serve_header_check tells whether name: value may be a custom header of a webhook of profile
  * p: a token name that is not a protocol header nor (a prefix of) one of p's, a value without
  * CR, LF or NUL. Fills err (naming the field 'headers') when not. */
