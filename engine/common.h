@@ -33,6 +33,13 @@ static inline struct slice slice_cstr(const char *s)
     return (struct slice){(const uint8_t *)s, s ? strlen(s) : 0};
 }
 
+/* pairs_end is the end of the packed pairs p[0..len) (pair_next), NULL when p is (no list:
+ * NULL + 0 is undefined behaviour). */
+static inline const char *pairs_end(const char *p, size_t len)
+{
+    return p ? p + len : NULL;
+}
+
 /* pair_next reads the pair "name\0value\0" at *p (a list of them packed up to end, as a
  * webhook keeps its custom headers) and moves *p past it. Returns false, leaving *p, when no
  * whole pair starts there. */

@@ -262,7 +262,7 @@ static int webhook_endpoint(struct serve *s, const struct webhook *wh, const str
     if (rc) {
         return rc;
     }
-    const char *p = wh->hdrs, *end = wh->hdrs ? wh->hdrs + wh->hdr_len : NULL;
+    const char *p = wh->hdrs, *end = pairs_end(wh->hdrs, wh->hdr_len);
     struct slice name, value;
     for (uint32_t i = 0; i < wh->nhdr && pair_next(&p, end, &name, &value); i++) {
         if (!serve_header_check(wh->p, name, value, err, errlen)) {

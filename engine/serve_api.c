@@ -186,7 +186,7 @@ static void webhook_json(struct buf *b, const struct webhook *wh, bool with_secr
     }
     buf_printf(b, "],\"max_in_flight\":%u,\"headers\":{",
                wh->max_in_flight ? wh->max_in_flight : WH_DEFAULT_IN_FLIGHT);
-    const char *h = wh->hdrs, *end = wh->hdrs ? wh->hdrs + wh->hdr_len : NULL;
+    const char *h = wh->hdrs, *end = pairs_end(wh->hdrs, wh->hdr_len);
     struct slice name, value;
     for (uint32_t i = 0; i < wh->nhdr && pair_next(&h, end, &name, &value); i++) {
         buf_puts(b, i ? "," : "");

@@ -183,7 +183,7 @@ static void worker_ep_set(struct xworker *w, uint32_t slot, struct xpool_endpoin
         fprintf(stderr, "hookring serve: worker %u: an endpoint cannot be used: %s\n", w->idx, err);
         goto out;
     }
-    const char *h = cfg->hdrs, *end = cfg->hdrs ? cfg->hdrs + cfg->hdr_len : NULL;
+    const char *h = cfg->hdrs, *end = pairs_end(cfg->hdrs, cfg->hdr_len);
     struct slice name, value;
     for (uint32_t i = 0; i < cfg->nhdr; i++) {
         if (!pair_next(&h, end, &name, &value) || endpoint_add_header(&e->ep, name, value)) {
