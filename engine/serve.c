@@ -747,7 +747,6 @@ static struct delivery *dlv_new(struct serve *s, uint64_t idx, struct sevent *ev
     }
     d->status = DLV_PENDING;
     s->npending++;
-    s->dlv_held++;
     ev->nlive++;
     return d;
 }
@@ -1132,7 +1131,6 @@ static void dlv_free(struct serve *s, struct delivery *d)
     struct webhook *adhoc = d->wh->adhoc ? d->wh : NULL;
     if (serve_dlv_at(s, d->idx) == d) {
         dtab_clear(&s->dlvs, d->idx);
-        s->dlv_held--;
         d->ev->nlive--;
         s->npending -= d->status == DLV_PENDING;
     }

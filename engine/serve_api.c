@@ -1149,7 +1149,7 @@ static void metrics_keep(const struct serve *s, struct buf *b, const struct jour
                "# TYPE hookring_dedup_keys_held gauge\n"
                "hookring_dedup_keys_held %zu\n",
                js->segments, js->segments_dropped, s->m.compactions, s->m.carried, s->nev,
-               s->dlv_held, dtab_bytes(&s->dlvs), s->m.forgotten, s->keep.dd_len);
+               s->dlvs.n, dtab_bytes(&s->dlvs), s->m.forgotten, s->keep.dd_len);
     size_t texts = s->ntexts;
     if (s->test_count_check) { /* see count_waiting */
         size_t n = 0;

@@ -311,11 +311,10 @@ struct serve {
     size_t matched_cap;
     /* the deliveries held, by index (dtab.h: pages, so that its memory follows what is held,
      * not the range of indexes, which one long-pending delivery would stretch) */
-    struct dtab dlvs;
+    struct dtab dlvs;  /* dlvs.n: the deliveries held */
     uint64_t dlv_base; /* none is held below it */
     uint64_t dlv_end;  /* the next index to give (none is held from it on) */
-    size_t dlv_held;   /* deliveries in dlvs */
-    size_t npending;   /* ... of them pending (serve_dlv_set_status) */
+    size_t npending;   /* deliveries held that are pending (serve_dlv_set_status) */
     size_t ntexts;     /* events in evs whose text is held (json.len != 0) */
     struct sevent **evs;
     size_t nev, evcap;

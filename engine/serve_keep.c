@@ -156,7 +156,7 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
     struct delivery *d;
     for (; (d = serve_dlv_next(s, &idx, &budget)) != NULL; idx++) {
         /* over --max-held, a final delivery goes before its retention */
-        bool over = s->dlv_held > s->o.max_held;
+        bool over = s->dlvs.n > s->o.max_held;
         if ((d->status == DLV_DELIVERED || d->status == DLV_FAILED) &&
             (d->final_ms <= cutoff || over)) {
             dlv_forget(s, d);
@@ -183,12 +183,12 @@ static void sweep(struct serve *s, size_t budget, int64_t now_ms)
 
 bool keep_make_room(struct serve *s, size_t need)
 {
-    if (s->dlv_held + need <= s->o.max_held) {
+    if (s->dlvs.n + need <= s->o.max_held) {
         return true;
     }
     uint64_t idx = s->keep.evict_idx;
     bool wrapped = false;
-    for (size_t budget = KEEP_EVICT_BUDGET; budget && s->dlv_held + need > s->o.max_held;) {
+    for (size_t budget = KEEP_EVICT_BUDGET; budget && s->dlvs.n + need > s->o.max_held;) {
         struct delivery *d = serve_dlv_next(s, &idx, &budget);
         if (!d) {
             if (idx < s->dlv_end || wrapped) {
@@ -204,7 +204,7 @@ bool keep_make_room(struct serve *s, size_t need)
         idx++;
     }
     s->keep.evict_idx = idx;
-    return s->dlv_held + need <= s->o.max_held;
+    return s->dlvs.n + need <= s->o.max_held;
 }
 
 void keep_sweep_all(struct serve *s)
