@@ -1260,6 +1260,23 @@ static void journal_on_timer(struct ring *r, struct ring_timer *t)
     }
 }
 
+/* journal_trigger gives the batch being gathered (nothing in flight, not stuck) its trigger:
+ * batch_delay_ns after its first record while nobody waits for it, so that records nobody waits
+ * for (a delivery's outcome) share fdatasyncs; the end of the ring's current iteration once a
+ * waiter does (an acknowledgement): by then every request this wake-up read has appended its
+ * record, and holding the batch longer only adds its delay to the answer, as what comes while it
+ * is on its way forms the next batch anyway. */
+static void journal_trigger(struct journal *j, bool waited)
+{
+    int64_t at = ring_now_ns(j->r) + (waited ? 0 : j->o.batch_delay_ns);
+    if (ring_timer_armed(&j->timer) && j->timer.expire_ns <= at) {
+        return;
+    }
+    if (ring_timer_arm(j->r, &j->timer, at) != 0) {
+        journal_submit(j); /* no timer slot: do not let the record wait for a trigger */
+    }
+}
+
 int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
                    struct journal_waiter *w)
 {
@@ -1295,8 +1312,8 @@ int journal_append(struct journal *j, uint8_t type, const void *payload, size_t 
     }
     if (j->cur_nrec >= j->o.batch_records || j->cur.len >= j->o.batch_bytes) {
         journal_submit(j);
-    } else if (j->cur_nrec == 1 && ring_timer_arm_in(j->r, &j->timer, j->o.batch_delay_ns) != 0) {
-        journal_submit(j); /* no timer slot: do not let the record wait for a trigger */
+    } else {
+        journal_trigger(j, w != NULL);
     }
     return 0;
 }
@@ -1307,10 +1324,13 @@ int journal_wait(struct journal *j, struct journal_waiter *w)
         return -EIO;
     }
     w->next = NULL;
-    if (j->cur.len) { /* its batch has a trigger already: a timer, a batch in flight, or stuck */
+    if (j->cur.len) { /* its batch has a trigger: a batch in flight, stuck, or the timer */
         w->seq = j->cur_last_seq;
         *j->cur_tail = w;
         j->cur_tail = &w->next;
+        if (!j->inflight && !j->st.stuck) {
+            journal_trigger(j, true);
+        }
         return 0;
     }
     if (j->inflight) {

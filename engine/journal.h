@@ -9,7 +9,10 @@
  * Group commit. journal_append() copies the record into the current batch and returns at once.
  * The batch is written with one write and one fdatasync (linked in the ring) when it holds
  * batch_records records or batch_bytes bytes, or batch_delay_ns after its first record,
- * whichever comes first. At most one batch is in flight per journal; records appended meanwhile
+ * whichever comes first; but once a waiter waits for it (journal_append with a waiter, or
+ * journal_wait), at the end of the ring's current iteration: an acknowledgement is not held
+ * back to gather more, only records nobody waits for are. At most one batch is in flight per
+ * journal; records appended meanwhile
  * form the next batch, which is written as soon as the one in flight is durable. A record's
  * waiter is called only after the fdatasync covering it succeeded: acknowledgement means
  * durable. A failed write or fdatasync stops the journal for good (a failed fdatasync may have
@@ -158,7 +161,8 @@ struct journal_opts {
     uint64_t segment_size;  /* bytes per segment file, preallocated; 0 = 64 MiB */
     uint32_t batch_records; /* write a batch when it has this many records; 0 = 512 */
     size_t batch_bytes;     /* ... or this many bytes; 0 = 1 MiB */
-    int64_t batch_delay_ns; /* ... or this long after its first record; 0 = 1 ms */
+    int64_t batch_delay_ns; /* ... or this long after its first record (when nobody waits
+                             * for it); 0 = 1 ms */
     size_t max_pending;     /* bytes appended but not yet durable; beyond: -EAGAIN; 0 = 8 MiB */
     /* TEST ONLY: when set, every batch's fdatasync result goes through this function, whose
      * return value is used instead (return -EIO to play a failing disk). Never set it in

@@ -125,11 +125,14 @@ static void append_n(struct journal *j, uint64_t first, size_t n, uint32_t salt,
     }
 }
 
+/* room for every record the kill test's child writes in its 300 ms (about 100 000 here, when
+ * every batch goes as soon as the one before it is durable) */
+#define REPLAYED_MAX (1 << 20)
 struct replayed {
     size_t n;
-    uint64_t seq[1 << 16];
-    uint8_t type[1 << 16];
-    bool payload_ok[1 << 16];
+    uint64_t seq[REPLAYED_MAX];
+    uint8_t type[REPLAYED_MAX];
+    bool payload_ok[REPLAYED_MAX];
     uint32_t salt_from_seq; /* records with seq >= this use salt2 */
     uint32_t salt, salt2;
 };
@@ -493,21 +496,71 @@ Test(journal, a_wait_is_answered_once_everything_appended_before_is_durable)
     cr_assert_eq(journal_close(&j), 0);
 }
 
-Test(journal, a_lone_record_goes_after_the_batch_delay)
+/* A record nobody waits for (a delivery's outcome) waits for the batch delay, to share an
+ * fdatasync with the records that follow it. */
+Test(journal, a_record_nobody_waits_for_goes_after_the_batch_delay)
 {
     struct journal j;
-    jopen(&j, NULL);
+    struct journal_opts o = {.batch_delay_ns = 300 * 1000000LL};
+    jopen(&j, &o);
+    int64_t t0 = ring_clock_ns();
+    append_n(&j, 1, 1, 0, NULL);
+    struct journal_stats st;
+    for (int i = 0; i < 5; i++) {
+        cr_assert_geq(ring_run_once(&ring, 0), 0);
+    }
+    journal_stats(&j, &st);
+    cr_assert_eq(st.batches, 0, "one record nobody waits for waits for the timer");
+    cr_assert(ring_timer_armed(&j.timer));
     struct tw t[1];
     tw_reset(t, 1);
-    append_n(&j, 1, 1, 0, t);
-    struct journal_stats st;
-    journal_stats(&j, &st);
-    cr_assert_eq(st.batches, 0, "one record does not fill a batch: it waits for the timer");
-    cr_assert(ring_timer_armed(&j.timer));
+    cr_assert_eq(journal_wait(&j, &t[0].w), 0);
     RUN_UNTIL(acked == 1);
     journal_stats(&j, &st);
     cr_assert_eq(st.batches, 1);
     cr_assert_eq(st.records, 1);
+    cr_assert_lt(ring_clock_ns() - t0, 250 * 1000000LL, "a wait pulls the batch in");
+    cr_assert_eq(journal_close(&j), 0);
+
+    /* and without a wait it goes by itself, no sooner than the delay */
+    jopen(&j, &o);
+    t0 = ring_clock_ns();
+    append_n(&j, 2, 1, 0, NULL);
+    for (int i = 0; i < 40; i++) {
+        journal_stats(&j, &st);
+        if (st.batches) {
+            break;
+        }
+        cr_assert_geq(ring_run_once(&ring, 50 * 1000000LL), 0);
+    }
+    journal_stats(&j, &st);
+    cr_assert_eq(st.batches, 1);
+    cr_assert_geq(ring_clock_ns() - t0, 300 * 1000000LL, "written before the delay");
+    cr_assert_eq(journal_close(&j), 0);
+}
+
+/* An acknowledgement is not held back to gather more: a record someone waits for goes at the
+ * end of the ring's iteration, with what was gathered before it, whatever the batch delay. */
+Test(journal, a_record_waited_for_goes_at_the_end_of_the_iteration)
+{
+    struct journal j;
+    struct journal_opts o = {.batch_delay_ns = 60 * 1000000000LL};
+    jopen(&j, &o);
+    int64_t t0 = ring_clock_ns();
+    append_n(&j, 1, 2, 0, NULL);
+    struct tw t[3];
+    tw_reset(t, 3);
+    append_n(&j, 3, 3, 0, t);
+    struct journal_stats st;
+    journal_stats(&j, &st);
+    cr_assert_eq(st.batches, 0, "never from inside journal_append");
+    cr_assert(ring_timer_armed(&j.timer));
+    cr_assert_leq(j.timer.expire_ns, ring_now_ns(&ring), "due at once");
+    RUN_UNTIL(acked == 3);
+    journal_stats(&j, &st);
+    cr_assert_eq(st.batches, 1, "the five records in one batch");
+    cr_assert_eq(st.records, 5);
+    cr_assert_lt(ring_clock_ns() - t0, 5 * 1000000000LL);
     cr_assert_eq(journal_close(&j), 0);
 }
 
