@@ -28,6 +28,11 @@ OPT ?= -O2
 CFLAGS_BASE := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	-Wno-unused-parameter -Wno-missing-field-initializers -D_GNU_SOURCE -pthread -I$(BSSL_INC) -Iengine -MMD -MP
 LIBS := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto -luring -lcares -lpthread -lm
+# The engine's allocator: mimalloc (Debian's libmimalloc, which replaces malloc when linked). A
+# delivery allocates and frees a few small blocks (its flight state, its attempt history, the
+# parsed event); with glibc's malloc they cost serve about 15% more CPU per event end to end
+# (bench/ingest.sh). Not in sanitizer builds, whose runtimes bring their own allocator.
+ENGINE_MALLOC := $(if $(SAN),,-lmimalloc)
 
 ifeq ($(SAN),asan)
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -75,7 +80,7 @@ $(LIB): $(call obj,$(LIB_SRC))
 	ar rcs $@ $^
 
 $(HOOKRING): $(call obj,$(CLI_SRC)) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ENGINE_MALLOC) $(LIBS)
 
 $(HARNESS): $(call obj,$(HARNESS_SRC)) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -95,7 +100,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
 
 # --- dependencies ----------------------------------------------------------------------------
 DEB_PKGS := make gcc clang libclang-rt-14-dev liburing-dev android-libboringssl-dev \
-	libcriterion-dev libc-ares-dev libipsec-mb-dev openssl ca-certificates clang-format cppcheck python3 wrk nginx-light redis-server redis-tools
+	libcriterion-dev libc-ares-dev libipsec-mb-dev libmimalloc-dev openssl ca-certificates clang-format cppcheck python3 wrk nginx-light redis-server redis-tools
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
