@@ -44,7 +44,7 @@ else ifneq ($(SAN),)
 $(error SAN must be asan, ubsan or tsan)
 endif
 
-CFLAGS := $(CFLAGS_BASE) $(SANFLAGS) $(EXTRA_CFLAGS)
+CFLAGS := $(CFLAGS_BASE) $(SANFLAGS) $(if $(SAN),,-DHOOKRING_MIMALLOC) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS)
 
 # --- sources -------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ int cmd_blast(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 /* cmd_serve_huge_pages runs `hookring serve` (main's whole argv) again with glibc's heap in
- * transparent huge pages, unless GLIBC_TUNABLES is set; it returns only if it did not. */
+ * transparent huge pages, unless GLIBC_TUNABLES is set or the binary uses mimalloc; it returns
+ * only if it did not. */
 void cmd_serve_huge_pages(char **argv);
 
 /* cmd_usage_error prints "hookring CMD: message (see hookring CMD --help)" and returns 2. */

@@ -147,9 +147,14 @@ static void on_wake(struct ring *r, void *arg)
  * than ingesting the event (perf: two fifths of serve's CPU in page faults under load). Tunables
  * are read at start only, so serve runs itself again with it set, once, and only when the user
  * set no GLIBC_TUNABLES of their own. Best effort: if the exec fails, serve goes on as it is; on
- * a kernel without THP (or set to "never") the tunable changes nothing. */
+ * a kernel without THP (or set to "never") the tunable changes nothing. Not when the binary is
+ * linked with mimalloc (the Makefile's plain build, HOOKRING_MIMALLOC): glibc's heap, and so its
+ * tunables, are then unused. */
 void cmd_serve_huge_pages(char **argv)
 {
+#ifdef HOOKRING_MIMALLOC
+    (void)argv;
+#else
     if (getenv("GLIBC_TUNABLES") || getenv("HOOKRING_SERVE_REEXEC")) {
         return;
     }
@@ -165,6 +170,7 @@ void cmd_serve_huge_pages(char **argv)
         execv(self, argv);
     }
     unsetenv("GLIBC_TUNABLES"); /* the exec failed: go on without */
+#endif
 }
 
 /* raise_nofile raises the soft open-file limit to what api API connections, the delivery
