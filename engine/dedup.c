@@ -67,6 +67,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -76,9 +77,10 @@
 #include "dedup.h"
 
 #define CACHELINE 64
-#define STRIPES 64   /* pin counters: threads map onto these round-robin */
-#define SPINS 128    /* pause instructions before a wait falls back to sched_yield() */
-#define MIN_SLOTS 16 /* so that hard_limit < slots for the smallest table */
+#define HUGE_PAGE (2u << 20) /* x86-64's transparent huge page */
+#define STRIPES 64           /* pin counters: threads map onto these round-robin */
+#define SPINS 128            /* pause instructions before a wait falls back to sched_yield() */
+#define MIN_SLOTS 16         /* so that hard_limit < slots for the smallest table */
 #define MAX_CAPACITY (1ULL << 40)
 
 /* What a zero key half becomes (the golden ratio's and pi's first 64 bits). */
@@ -403,12 +405,20 @@ struct dedup *dedup_new(size_t capacity, uint64_t window_ms)
     }
     memset(d, 0, sizeof(*d));
     size_t bytes = 3 * slots * sizeof(struct dedup_slot);
-    /* Touched now, not on the first inserts: the memory is committed at creation. */
-    d->mem = aligned_alloc(CACHELINE, bytes);
+    /* In transparent huge pages where the kernel has them (a table of 2 MiB or more): every
+     * probe lands on a random slot, and on 4 KiB pages each one costs a TLB miss as well as a
+     * cache miss (table_find was 13% of serve's CPU under batched ingest into a 1M-key table).
+     * Touched now, not on the first inserts: the memory is committed at creation. */
+    size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : CACHELINE;
+    bytes = (bytes + align - 1) / align * align;
+    d->mem = aligned_alloc(align, bytes);
     if (d->mem == NULL) {
         free(d);
         errno = ENOMEM;
         return NULL;
+    }
+    if (align == HUGE_PAGE) {
+        madvise(d->mem, bytes, MADV_HUGEPAGE); /* best effort: 4 KiB pages otherwise */
     }
     memset(d->mem, 0, bytes);
 
