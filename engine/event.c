@@ -420,11 +420,17 @@ out:
     return rc;
 }
 
-void event_clear(struct event *ev)
+void event_release(struct event *ev)
 {
     if (ev->callback) {
         explicit_bzero(ev->callback->secret, sizeof(ev->callback->secret));
         free(ev->callback);
+        ev->callback = NULL;
     }
+}
+
+void event_clear(struct event *ev)
+{
+    event_release(ev);
     memset(ev, 0, sizeof(*ev));
 }

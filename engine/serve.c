@@ -866,7 +866,7 @@ const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, s
 static void sevent_ev_drop(struct sevent *e)
 {
     if (e->ev) {
-        event_clear(e->ev);
+        event_release(e->ev);
         free(e->ev);
         e->ev = NULL;
     }
