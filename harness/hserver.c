@@ -218,10 +218,13 @@ static uint64_t rng_next(uint64_t *s)
     return x * 0x2545f4914f6cdd1dULL;
 }
 
+/* wall_ms is the time of day in ms, to the ms: an arrival's first_seen_ms is compared with the
+ * sender's own clock (the demo's ingest-to-receiver latency), and the coarse clock, a tick
+ * (4 ms at HZ=250) behind, made those latencies negative. */
 static int64_t wall_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

@@ -264,6 +264,40 @@ Test(harness, stats_reset_and_id_lookup)
     stopped();
 }
 
+static int64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An id's first_seen_ms is the time of day of its arrival, to the ms: senders subtract their own
+ * clock from it (the demo's ingest-to-receiver latency). A coarse clock, a tick behind, put it
+ * before the request was even sent. */
+Test(harness, first_seen_is_the_arrival_time_to_the_ms)
+{
+    START("--quiet");
+    for (int i = 0; i < 20; i++) {
+        char hdr[64], path[64];
+        snprintf(hdr, sizeof(hdr), "X-Harness-Id: seen-%d\r\n", i);
+        int64_t before = realtime_ms();
+        cr_assert_eq(one("POST", "/ok/x", hdr, "{}"), 200);
+        int64_t after = realtime_ms();
+        struct tn_resp r;
+        snprintf(path, sizeof(path), "/_harness/ids/seen-%d", i);
+        cr_assert_eq(tn_get(addr(), path, &r), 200);
+        uint64_t seen = 0;
+        cr_assert(tn_json_u64(r.body, "first_seen_ms", &seen), "%s", r.body);
+        tn_resp_free(&r);
+        cr_assert_geq((int64_t)seen, before, "seen at %llu, sent at %lld", (unsigned long long)seen,
+                      (long long)before);
+        cr_assert_leq((int64_t)seen, after, "seen at %llu, answered by %lld",
+                      (unsigned long long)seen, (long long)after);
+        usleep(1500); /* spread the sends over a few clock ticks */
+    }
+    stopped();
+}
+
 Test(harness, ids_file_is_written_at_exit)
 {
     char path[] = "/tmp/hookring-ids-XXXXXX";
