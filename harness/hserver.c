@@ -223,9 +223,7 @@ static uint64_t rng_next(uint64_t *s)
  * (4 ms at HZ=250) behind, made those latencies negative. */
 static int64_t wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return hstats_wall_us() / 1000;
 }
 
 /* put_u64 writes v in decimal at p and returns the end. */
@@ -463,7 +461,8 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
     /* verification first: a request that fails it is never treated as delivered */
     struct slice id = {0};
     if (rt->profile) {
-        struct verify_opts o = {.now_ms = wall_ms(), .tolerance_s = cfg->tolerance_s};
+        int64_t now_us = hstats_wall_us();
+        struct verify_opts o = {.now_ms = now_us / 1000, .tolerance_s = cfg->tolerance_s};
         if (verify_request(&rt->signer, req->headers, req->nheaders, req->body, &o, &w->vr) !=
             VERIFY_OK) {
             hstats_inc(&st->c[HS_BAD_SIGNATURE]);
@@ -481,6 +480,7 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
             goto out;
         }
         hstats_inc(&st->c[HS_VERIFIED]);
+        __atomic_store_n(&st->last_verified_us, now_us, __ATOMIC_RELAXED);
         id = slice_of(w->vr.id, w->vr.id_len);
     } else {
         hstats_inc(&st->c[HS_UNVERIFIED]);

@@ -2,7 +2,9 @@
 #include "hstats.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "ring.h"
 
@@ -71,9 +73,18 @@ void hstats_set_init(struct hstats_set *set, struct hstats **blocks, size_t n,
     pthread_mutex_init(&set->lock, NULL);
     set->started_ns = ring_clock_ns();
     set->reset_ns = set->started_ns;
+    set->reset_wall_us = 0;
 }
 
-#define NWORDS (sizeof(struct hstats) / sizeof(uint64_t))
+/* the counts: every word before last_verified_us */
+#define NWORDS (offsetof(struct hstats, last_verified_us) / sizeof(uint64_t))
+
+int64_t hstats_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void sum_blocks(struct hstats_set *set, struct hstats *out)
 {
@@ -90,12 +101,18 @@ static void sum_blocks(struct hstats_set *set, struct hstats *out)
 void hstats_snapshot(struct hstats_set *set, struct hstats *out)
 {
     sum_blocks(set, out);
+    int64_t last = 0;
+    for (size_t b = 0; b < set->nblocks; b++) {
+        int64_t t = __atomic_load_n(&set->blocks[b]->last_verified_us, __ATOMIC_RELAXED);
+        last = t > last ? t : last;
+    }
     uint64_t *o = (uint64_t *)out;
     pthread_mutex_lock(&set->lock);
     const uint64_t *base = (const uint64_t *)&set->base;
     for (size_t i = 0; i < NWORDS; i++) {
         o[i] -= base[i];
     }
+    out->last_verified_us = last > set->reset_wall_us ? last : 0;
     pthread_mutex_unlock(&set->lock);
 }
 
@@ -106,6 +123,7 @@ void hstats_reset(struct hstats_set *set)
     sum_blocks(set, &now);
     set->base = now;
     set->reset_ns = ring_clock_ns();
+    set->reset_wall_us = hstats_wall_us();
     pthread_mutex_unlock(&set->lock);
     hids_reset(set->ids);
 }
@@ -169,10 +187,10 @@ size_t hstats_json(struct hstats_set *set, char *out, size_t cap)
     jw_printf(&w,
               "\"connections\":{\"accepted\":%llu,\"rejected\":%llu,\"closed\":%llu},"
               "\"control_requests\":%llu,\"threads\":%zu,\"uptime_ms\":%lld,"
-              "\"since_reset_ms\":%lld,",
+              "\"since_reset_ms\":%lld,\"last_verified_us\":%lld,",
               U(s.c[HS_CONN_ACCEPTED]), U(s.c[HS_CONN_REJECTED]), U(s.c[HS_CONN_CLOSED]),
               U(s.c[HS_CONTROL]), set->nblocks, (long long)((now - set->started_ns) / 1000000),
-              (long long)((now - set->reset_ns) / 1000000));
+              (long long)((now - set->reset_ns) / 1000000), (long long)s.last_verified_us);
     jw_printf(&w, "\"tls\":{\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu},",
               U(s.c[HS_TLS_HANDSHAKES]), U(s.c[HS_TLS_RESUMED]), U(s.c[HS_TLS_FAILED]));
 

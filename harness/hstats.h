@@ -56,6 +56,11 @@ struct hstats {
     uint64_t route[HCONFIG_MAX_ROUTES][HSR_COUNT];
     uint64_t lat[HSTATS_LAT_BUCKETS]; /* microseconds, log-linear */
     uint64_t lat_sum_us;
+    /* Not a count (the sums stop before it): the time of day, in unix microseconds, at which
+     * this thread began verifying the last request whose signature held; 0: none yet. A
+     * snapshot takes the latest over every thread, and 0 when it is not after the last reset
+     * (bench/ingest.sh ends its end-to-end clock on it, to the microsecond, without polling). */
+    int64_t last_verified_us;
 };
 
 /* hstats_add adds n to a counter of the calling thread's own block. */
@@ -82,13 +87,19 @@ struct hstats_set {
     struct hstats base;
     int64_t started_ns;
     int64_t reset_ns;
+    int64_t reset_wall_us; /* time of day of the last reset, unix microseconds */
 };
 
 /* hstats_set_init prepares set over blocks[0..n). */
 void hstats_set_init(struct hstats_set *set, struct hstats **blocks, size_t n,
                      const struct hconfig *cfg, struct hids *ids);
 
-/* hstats_snapshot sums every block minus the baseline into out. */
+/* hstats_wall_us is the time of day in unix microseconds (CLOCK_REALTIME, not the coarse clock:
+ * senders compare these times with their own clocks). */
+int64_t hstats_wall_us(void);
+
+/* hstats_snapshot sums every block minus the baseline into out, with the latest
+ * last_verified_us since the reset (0: none). */
 void hstats_snapshot(struct hstats_set *set, struct hstats *out);
 
 /* hstats_reset makes the current sums the new zero and forgets every id. */

@@ -298,6 +298,50 @@ Test(harness, first_seen_is_the_arrival_time_to_the_ms)
     stopped();
 }
 
+static int64_t realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* last_verified_us is when the latest request whose signature held was verified, to the
+ * microsecond (bench/ingest.sh ends its end-to-end clock on it): a refused signature and an
+ * unverified route leave it as it is, and a reset clears it. */
+Test(harness, last_verified_is_the_time_of_the_latest_verified_request)
+{
+    START("--quiet", "--route", "/std/=standard:" STD_SECRET);
+    cr_assert_eq(stat_of("last_verified_us"), 0, "nothing verified yet");
+    char ev[256];
+    struct signed_req gh;
+    sign_event(&gh, "github", GH_SECRET, NULL, NULL, gh_event(ev, sizeof(ev), "evt_lv0"), "gh-1");
+    for (int i = 0; i < 6; i++) {
+        struct signed_req st;
+        char id[32];
+        snprintf(id, sizeof(id), "evt_lv%d", i + 1);
+        sign_event(&st, "standard", STD_SECRET, NULL, NULL, gh_event(ev, sizeof(ev), id), "");
+        int64_t before = realtime_us();
+        cr_assert_eq(post_signed("/std/ok/x", &st), 200);
+        int64_t after = realtime_us();
+        uint64_t t = stat_of("last_verified_us");
+        cr_assert(t >= (uint64_t)before && t <= (uint64_t)after,
+                  "verified at %llu, sent at %lld, answered by %lld", (unsigned long long)t,
+                  (long long)before, (long long)after);
+        usleep(2000);
+        /* neither a bad signature nor an unverified request moves it */
+        cr_assert_eq(post_signed("/std/ok/x", &gh), 401);
+        cr_assert_eq(one("POST", "/ok/x", "X-Harness-Id: lv\r\n", "{}"), 200);
+        cr_assert_eq(stat_of("last_verified_us"), t);
+        if (i == 2) {
+            cr_assert_eq(one("POST", "/_harness/reset", NULL, NULL), 200);
+            cr_assert_eq(stat_of("last_verified_us"), 0, "a reset clears it");
+        }
+        signed_free(&st);
+    }
+    signed_free(&gh);
+    stopped();
+}
+
 Test(harness, ids_file_is_written_at_exit)
 {
     char path[] = "/tmp/hookring-ids-XXXXXX";
