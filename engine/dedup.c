@@ -519,6 +519,20 @@ enum dedup_result dedup_insert(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN]
     }
 }
 
+void dedup_prefetch(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN])
+{
+    struct dkey k;
+    key_load(d, &k, key);
+    _Atomic uint32_t *pin;
+    uint64_t g = pin_enter(d, &pin); /* the tables stay while pinned */
+    struct dedup_table *prev = table_prev(d, g);
+    __builtin_prefetch(&table_of(d, g)->slots[k.home]);
+    if (prev) {
+        __builtin_prefetch(&prev->slots[k.home]);
+    }
+    pin_leave(pin);
+}
+
 bool dedup_contains(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN], uint64_t now_ms)
 {
     struct dkey k;
