@@ -187,6 +187,11 @@ struct dlv_flight {
     struct delivery *d;
     struct wheel_timer timer;       /* its next attempt (dlv_schedule) */
     struct delivery *rprev, *rnext; /* in its webhook's ready queue (d->queued) */
+    /* where its parsed event and that event's data were when it was queued: wh_drain
+     * prefetches them one delivery ahead (hints only: a prefetch of a stale address is
+     * harmless) */
+    const struct event *pf_ev;
+    struct slice pf_data;
     struct buf body;
     char msg_id[SIGN_ID_MAX + 1];
     size_t msg_id_len;

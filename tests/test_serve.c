@@ -775,6 +775,53 @@ Test(serve, batch_ingest_answers_one_line_per_event_once_durable, .timeout = 40)
     cr_assert_eq(api(&S, "GET", "/metrics", NULL, &r), 200);
     cr_assert_not_null(strstr(r.body, "hookring_events_ingested_total 103"), "%s", r.body);
     tn_resp_free(&r);
+
+    /* lines are parsed one ahead of their ingest (batch_ahead): a duplicate right after its
+     * first copy, and a bad line after a parsed one, are still answered in order */
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch",
+                     "{\"id\":\"evt_adj\",\"type\":\"batch.a\",\"data\":1}\n"
+                     "{\"id\":\"evt_adj\",\"type\":\"batch.a\",\"data\":1}\n"
+                     "{\"id\":\"evt_adj2\",\"type\":\"batch.a\",\"data\":1}\n"
+                     "[]\n"
+                     "{\"id\":\"evt_adj2\",\"type\":\"batch.a\",\"data\":1}",
+                     &r),
+                 200, "%s", r.body);
+    const char *adj[] = {"{\"id\":\"evt_adj\",\"deliveries\":1}",
+                         "{\"id\":\"evt_adj\",\"duplicate\":true}",
+                         "{\"id\":\"evt_adj2\",\"deliveries\":1}",
+                         "{\"line\":4,\"error\":", "{\"id\":\"evt_adj2\",\"duplicate\":true}"};
+    for (int i = 0; i < 5; i++) {
+        char line[256];
+        cr_assert(nth_line(r.body, i, line, sizeof(line)), "line %d missing: %s", i, r.body);
+        cr_assert_eq(strncmp(line, adj[i], strlen(adj[i])), 0, "line %d: %s (want %s...)", i, line,
+                     adj[i]);
+    }
+    tn_resp_free(&r);
+
+    /* past SERVE_BATCH_MAX (10 000) events, each further line is refused, after the others */
+    const char *small = "{\"type\":\"t.x\",\"data\":1}\n";
+    size_t sl = strlen(small);
+    char *many = malloc(10002 * sl + 1);
+    cr_assert_not_null(many);
+    for (int i = 0; i < 10002; i++) {
+        memcpy(many + (size_t)i * sl, small, sl);
+    }
+    many[10002 * sl] = 0;
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", many, &r), 200, "%.300s", r.body);
+    free(many);
+    char line[256];
+    cr_assert(nth_line(r.body, 9999, line, sizeof(line)));
+    cr_assert(strstr(line, "\"deliveries\":0}") && strncmp(line, "{\"id\":\"evt_", 8) == 0, "%s",
+              line);
+    for (int i = 10000; i < 10002; i++) {
+        char exp[96];
+        snprintf(exp, sizeof(exp), "{\"line\":%d,\"error\":\"a batch holds at most 10000 events\"}",
+                 i + 1);
+        cr_assert(nth_line(r.body, i, line, sizeof(line)), "line %d missing", i);
+        cr_assert_str_eq(line, exp);
+    }
+    cr_assert_not(nth_line(r.body, 10002, line, sizeof(line)));
+    tn_resp_free(&r);
     stop_clean(&S);
     stop_clean(&H);
     remove_data_dir();
