@@ -1358,9 +1358,10 @@ static void wh_drain(struct serve *s, struct webhook *wh)
     wh->draining = true;
     while (wh->ready_head && wh_room(wh)) {
         struct delivery *d = wh->ready_head;
+        struct delivery *next = d->fl->rnext;
         ready_unlink(d);
-        if (wh->ready_head) {
-            dlv_prefetch(wh->ready_head); /* sent when the next attempt of wh finishes */
+        if (next) {
+            dlv_prefetch(next); /* sent when the next attempt of wh finishes */
         }
         dlv_send(s, d);
     }
