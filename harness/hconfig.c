@@ -45,7 +45,7 @@ void hconfig_usage(FILE *f)
           "  --linger MS             drain input this long after a closing answer (default 2000)\n"
           "  --trickle-ms MS         /trickle/ delay between bytes (default 10)\n"
           "  --ids-file F            write 'id attempts verified bad_signature duplicates\n"
-          "                          first_seen_ms' lines (tab-separated) at exit\n"
+          "                          first_seen_ms first_seen_us' lines (tab-separated) at exit\n"
           "  --quiet                 no summary at exit\n"
           "Sizes take a k, m or g suffix (KiB, MiB, GiB).\n",
           f);

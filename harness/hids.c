@@ -83,7 +83,7 @@ static uint32_t find(const struct hids_shard *s, struct slice id, uint32_t tag, 
 }
 
 void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t take_after,
-                 int64_t now_ms, struct hids_arrival *out)
+                 int64_t now_us, struct hids_arrival *out)
 {
     memset(out, 0, sizeof(*out));
     if (id.len > HIDS_ID_MAX) {
@@ -111,7 +111,7 @@ void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t 
         e->len = (uint16_t)id.len;
         memcpy(s->arena + e->off, id.p, id.len);
         s->arena_used += (uint32_t)id.len;
-        e->first_seen_ms = now_ms;
+        e->first_seen_us = now_us;
         s->count++;
     }
     e->attempts++;
@@ -212,9 +212,10 @@ int hids_write(struct hids *t, FILE *f)
             if (e->gen != s->gen) {
                 continue;
             }
-            fprintf(f, "%.*s\t%u\t%u\t%u\t%u\t%lld\n", (int)e->len,
+            fprintf(f, "%.*s\t%u\t%u\t%u\t%u\t%lld\t%lld\n", (int)e->len,
                     (const char *)(s->arena + e->off), e->attempts, e->accepted, e->bad_sig,
-                    e->duplicates, (long long)e->first_seen_ms);
+                    e->duplicates, (long long)(e->first_seen_us / 1000),
+                    (long long)e->first_seen_us);
         }
         pthread_mutex_unlock(&s->lock);
     }

@@ -45,11 +45,11 @@ struct hids_entry {
     uint32_t off; /* id bytes in the shard arena */
     uint16_t len;
     bool processed;
-    uint32_t attempts;   /* every request carrying the id */
-    uint32_t accepted;   /* verified (or accepted on an unverified route) */
-    uint32_t bad_sig;    /* refused for their signature */
-    uint32_t duplicates; /* accepted after the id was processed */
-    int64_t first_seen_ms;
+    uint32_t attempts;     /* every request carrying the id */
+    uint32_t accepted;     /* verified (or accepted on an unverified route) */
+    uint32_t bad_sig;      /* refused for their signature */
+    uint32_t duplicates;   /* accepted after the id was processed */
+    int64_t first_seen_us; /* time of day of the first arrival, unix microseconds */
 };
 
 struct hids_shard {
@@ -92,7 +92,7 @@ void hids_free(struct hids *t);
  * caller may call hids_processed later). When the table is full the arrival is counted as
  * dropped, out->ref.gen is 0, and out->taken follows take_after as if the id were new. */
 void hids_arrive(struct hids *t, struct slice id, enum hids_kind kind, uint32_t take_after,
-                 int64_t now_ms, struct hids_arrival *out);
+                 int64_t now_us, struct hids_arrival *out);
 
 /* hids_processed marks the id behind ref processed (a no-op for an empty or stale ref). */
 void hids_processed(struct hids *t, const struct hids_ref *ref);
@@ -107,7 +107,7 @@ void hids_totals(struct hids *t, struct hids_totals *out);
 void hids_reset(struct hids *t);
 
 /* hids_write writes one line per id: id, attempts, accepted, bad_sig, duplicates,
- * first_seen_ms, tab-separated. Returns 0 or -errno. */
+ * first_seen_ms, first_seen_us, tab-separated. Returns 0 or -errno. */
 int hids_write(struct hids *t, FILE *f);
 
 #endif

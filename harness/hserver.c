@@ -218,14 +218,6 @@ static uint64_t rng_next(uint64_t *s)
     return x * 0x2545f4914f6cdd1dULL;
 }
 
-/* wall_ms is the time of day in ms, to the ms: an arrival's first_seen_ms is compared with the
- * sender's own clock (the demo's ingest-to-receiver latency), and the coarse clock, a tick
- * (4 ms at HZ=250) behind, made those latencies negative. */
-static int64_t wall_ms(void)
-{
-    return hstats_wall_us() / 1000;
-}
-
 /* put_u64 writes v in decimal at p and returns the end. */
 static char *put_u64(char *p, uint64_t v)
 {
@@ -394,10 +386,10 @@ static bool handle_control(struct hconn *c, const struct httpreq *req, struct re
             n = (size_t)snprintf(w->scratch, w->scratch_cap,
                                  "{\"id\":\"%.*s\",\"attempts\":%u,\"verified\":%u,"
                                  "\"bad_signature\":%u,\"duplicates\":%u,\"processed\":%s,"
-                                 "\"first_seen_ms\":%lld}\n",
+                                 "\"first_seen_ms\":%lld,\"first_seen_us\":%lld}\n",
                                  (int)id.len, (const char *)id.p, e.attempts, e.accepted, e.bad_sig,
                                  e.duplicates, e.processed ? "true" : "false",
-                                 (long long)e.first_seen_ms);
+                                 (long long)(e.first_seen_us / 1000), (long long)e.first_seen_us);
             rp->code = 200;
             rp->extra = SLICE_LIT("Content-Type: application/json\r\n");
         } else {
@@ -471,7 +463,7 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
             if (w->vr.id_len) {
                 struct hids_arrival arr;
                 hids_arrive(&w->srv->ids, slice_of(w->vr.id, w->vr.id_len), HIDS_BAD_SIG,
-                            HIDS_NEVER, o.now_ms, &arr);
+                            HIDS_NEVER, now_us, &arr);
             }
             char body[VERIFY_REASON_MAX + 64];
             snprintf(body, sizeof(body), "bad signature: %s: %s\n",
@@ -519,7 +511,7 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
     }
     struct hids_arrival arr = {0};
     if (id.len) {
-        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, take_after, wall_ms(), &arr);
+        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, take_after, hstats_wall_us(), &arr);
     } else {
         hstats_inc(&st->c[HS_NO_ID]);
         arr.taken = take_after == 0 || a.b == HB_FLAKY; /* without an id, /flaky/ cannot count */

@@ -264,31 +264,37 @@ Test(harness, stats_reset_and_id_lookup)
     stopped();
 }
 
-static int64_t realtime_ms(void)
+static int64_t realtime_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* An id's first_seen_ms is the time of day of its arrival, to the ms: senders subtract their own
- * clock from it (the demo's ingest-to-receiver latency). A coarse clock, a tick behind, put it
- * before the request was even sent. */
+/* An id's first_seen_ms and first_seen_us are the time of day of its arrival: senders subtract
+ * their own clock from it (the demo's ingest-to-receiver latency). A coarse clock, a tick
+ * behind, put it before the request was even sent; whole ms alone put it half a ms early on
+ * average. */
 Test(harness, first_seen_is_the_arrival_time_to_the_ms)
 {
     START("--quiet");
     for (int i = 0; i < 20; i++) {
         char hdr[64], path[64];
         snprintf(hdr, sizeof(hdr), "X-Harness-Id: seen-%d\r\n", i);
-        int64_t before = realtime_ms();
+        int64_t before_us = realtime_us(), before = before_us / 1000;
         cr_assert_eq(one("POST", "/ok/x", hdr, "{}"), 200);
-        int64_t after = realtime_ms();
+        int64_t after_us = realtime_us(), after = after_us / 1000;
         struct tn_resp r;
         snprintf(path, sizeof(path), "/_harness/ids/seen-%d", i);
         cr_assert_eq(tn_get(addr(), path, &r), 200);
-        uint64_t seen = 0;
+        uint64_t seen = 0, seen_us = 0;
         cr_assert(tn_json_u64(r.body, "first_seen_ms", &seen), "%s", r.body);
+        cr_assert(tn_json_u64(r.body, "first_seen_us", &seen_us), "%s", r.body);
         tn_resp_free(&r);
+        cr_assert_eq(seen, seen_us / 1000, "%s", r.body);
+        cr_assert(seen_us >= (uint64_t)before_us && seen_us <= (uint64_t)after_us,
+                  "seen at %llu us, sent at %lld, answered by %lld", (unsigned long long)seen_us,
+                  (long long)before_us, (long long)after_us);
         cr_assert_geq((int64_t)seen, before, "seen at %llu, sent at %lld", (unsigned long long)seen,
                       (long long)before);
         cr_assert_leq((int64_t)seen, after, "seen at %llu, answered by %lld",
@@ -296,13 +302,6 @@ Test(harness, first_seen_is_the_arrival_time_to_the_ms)
         usleep(1500); /* spread the sends over a few clock ticks */
     }
     stopped();
-}
-
-static int64_t realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* last_verified_us is when the latest request whose signature held was verified, to the
@@ -360,9 +359,12 @@ Test(harness, ids_file_is_written_at_exit)
     while (fgets(line, sizeof(line), f)) {
         char id[64];
         unsigned attempts, verified, bad, dups;
-        cr_assert_eq(
-            sscanf(line, "%63[^\t]\t%u\t%u\t%u\t%u", id, &attempts, &verified, &bad, &dups), 5,
-            "%s", line);
+        long long ms, us;
+        char end;
+        cr_assert_eq(sscanf(line, "%63[^\t]\t%u\t%u\t%u\t%u\t%lld\t%lld%c", id, &attempts,
+                            &verified, &bad, &dups, &ms, &us, &end),
+                     8, "%s", line);
+        cr_assert(end == '\n' && us > 0 && ms == us / 1000, "%s", line);
         if (strcmp(id, "alpha") == 0) {
             cr_assert_eq(attempts, 2);
             cr_assert_eq(verified, 2);

@@ -1134,8 +1134,8 @@ class Demo:
         with open(os.path.join(self.a.work, "ids.tsv")) as f:
             for line in f:
                 p = line.rstrip("\n").split("\t")
-                if len(p) == 6:
-                    self.ids[p[0]] = tuple(int(x) for x in p[1:])
+                if len(p) == 7:  # id, attempts, verified, bad, dups, first_seen_ms, first_seen_us
+                    self.ids[p[0]] = tuple(int(x) for x in p[1:5]) + (int(p[6]),)
         self.ops = {"endpoint.failing": 0, "endpoint.disabled": 0,
                     "message.attempt.exhausted": 0}
         with open(self.serve.out_path, errors="replace") as f:
@@ -1183,7 +1183,7 @@ class Demo:
                     if got["missing"] <= 3:
                         P(f"{name}: {ev.id} (receiver id {hid}) never reached the receiver")
                     continue
-                attempts, verified, bad, dups, first_ms = rec
+                attempts, verified, bad, dups, first_us = rec
                 got["att"] += attempts
                 got["seen"] += 1
                 got["dups"] += dups
@@ -1198,8 +1198,8 @@ class Demo:
                     else:
                         got["retried"] += 1
                     if ev.t_sent:
-                        got["e2e"].append(first_ms / 1000.0 - ev.t_sent)
-                    last_seen = max(last_seen, first_ms / 1000.0)
+                        got["e2e"].append(first_us / 1e6 - ev.t_sent)
+                    last_seen = max(last_seen, first_us / 1e6)
                     if dups and not kill:
                         P(f"{name}: {hid} delivered {dups + 1} times without a restart")
                 else:  # always 500: every attempt of the schedule, then failed
