@@ -2,6 +2,10 @@
 #include "json.h"
 
 #include <errno.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct jp {
     struct json_tok *toks;
@@ -84,13 +88,30 @@ static size_t utf8_len(const uint8_t *s, size_t n)
     return need + 1;
 }
 
-/* plain_words is how many bytes at the start of s (whole 8-byte words, at most n bytes) are
- * plain string characters: ASCII from 0x20, neither '"' nor '\\'. A string's bulk is usually
- * plain, and this skips it a word at a time (each test below is exact for "some byte is"). */
-static size_t plain_words(const uint8_t *s, size_t n)
+/* plain_run is how many bytes at the start of s (at most n) are plain string characters: ASCII
+ * from 0x20, neither '"' nor '\\'. A string's bulk is usually plain (an event's data is mostly
+ * one long string), and this skips it 16 bytes at a time with SSE2 (every x86-64 has it), then
+ * 8 at a time (each test below is exact for "some byte is"); the caller takes the byte it
+ * stops at, or the last few, one at a time. */
+static size_t plain_run(const uint8_t *s, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     size_t i = 0;
+#ifdef __SSE2__
+    /* as signed bytes, 0x80-0xff are negative: one "less than 0x20" catches them too */
+    const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+                  bslash = _mm_set1_epi8('\\');
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i special =
+            _mm_or_si128(_mm_cmplt_epi8(v, space),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+        unsigned m = (unsigned)_mm_movemask_epi8(special);
+        if (m) {
+            return i + (size_t)__builtin_ctz(m);
+        }
+    }
+#endif
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
@@ -111,7 +132,7 @@ static enum json_status parse_string(struct jp *p)
         return JSON_TOO_MANY;
     }
     while (p->pos < p->len) {
-        p->pos += plain_words(p->in + p->pos, p->len - p->pos);
+        p->pos += plain_run(p->in + p->pos, p->len - p->pos);
         if (p->pos >= p->len) {
             break;
         }

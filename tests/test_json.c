@@ -143,8 +143,8 @@ Test(codec, hex_and_base64)
     cr_expect(!ct_equal("abc", "abd", 3));
 }
 
-/* Strings are scanned a word at a time over plain bytes: one special byte at every position of
- * a long string, with every alignment, must be judged as the byte-at-a-time rules judge it, and
+/* Strings are scanned 16 and 8 bytes at a time over plain bytes: one special byte at every position
+ * of a long string, with every alignment, must be judged as the byte-at-a-time rules judge it, and
  * the string's span must end at its closing quote. */
 Test(json, string_special_byte_at_every_offset)
 {
