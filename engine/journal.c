@@ -79,6 +79,81 @@ static uint32_t crc_tab[8][256];
 static bool crc_hw;
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+#ifdef JOURNAL_HAVE_SSE42
+/* The hardware CRC runs three streams at once (the crc32 instruction's latency is three times
+ * its throughput), on three adjacent blocks, then shifts each stream's CRC over the blocks that
+ * follow it and adds them: appending n zero bytes to a CRC is a linear map, applied here with
+ * four byte-indexed tables per block size (M. Adler's method, crc32c.c). Sizes are powers of
+ * two (crc_zeros_op needs it). A record of 1.2 KiB (an event) takes three long rounds and a
+ * tail: 115 -> 60 ns here (128-byte blocks beat 256 and 512 for that size). */
+#define CRC_LONG 128
+#define CRC_SHORT 32
+static uint32_t crc_long[4][256], crc_short[4][256];
+
+/* gf2_times multiplies the 32x32 bit matrix mat (one column per word) by vec. */
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+    uint32_t sum = 0;
+    for (; vec; vec >>= 1, mat++) {
+        if (vec & 1) {
+            sum ^= *mat;
+        }
+    }
+    return sum;
+}
+
+static void gf2_square(uint32_t *square, const uint32_t *mat)
+{
+    for (int n = 0; n < 32; n++) {
+        square[n] = gf2_times(mat, mat[n]);
+    }
+}
+
+/* crc_zeros_op puts in even the operator that appends len zero bytes to a (raw) CRC; len is a
+ * power of two. */
+static void crc_zeros_op(uint32_t *even, size_t len)
+{
+    uint32_t odd[32];
+    odd[0] = CRC32C_POLY; /* one zero bit */
+    for (int n = 1; n < 32; n++) {
+        odd[n] = 1u << (n - 1);
+    }
+    gf2_square(even, odd); /* two zero bits */
+    gf2_square(odd, even); /* four */
+    /* each square doubles: the first one below gives a byte, and len halves each time */
+    for (;;) {
+        gf2_square(even, odd);
+        len >>= 1;
+        if (len == 0) {
+            return;
+        }
+        gf2_square(odd, even);
+        len >>= 1;
+        if (len == 0) {
+            memcpy(even, odd, sizeof(odd));
+            return;
+        }
+    }
+}
+
+static void crc_zeros(uint32_t zeros[4][256], size_t len)
+{
+    uint32_t op[32];
+    crc_zeros_op(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+        for (int k = 0; k < 4; k++) {
+            zeros[k][n] = gf2_times(op, n << (8 * k));
+        }
+    }
+}
+
+static uint32_t crc_shift(const uint32_t zeros[4][256], uint32_t crc)
+{
+    return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^
+           zeros[3][crc >> 24];
+}
+#endif
+
 static void crc_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
@@ -97,6 +172,8 @@ static void crc_init(void)
 #ifdef JOURNAL_HAVE_SSE42
     __builtin_cpu_init();
     crc_hw = __builtin_cpu_supports("sse4.2");
+    crc_zeros(crc_long, CRC_LONG);
+    crc_zeros(crc_short, CRC_SHORT);
 #endif
 }
 
@@ -137,7 +214,27 @@ __attribute__((target("sse4.2"))) uint32_t journal_crc32c_hw(uint32_t crc, const
         c32 = _mm_crc32_u8(c32, *p++);
         len--;
     }
+    pthread_once(&crc_once, crc_init);
     uint64_t c = c32;
+    for (size_t block = CRC_LONG; block >= CRC_SHORT; block = block == CRC_LONG ? CRC_SHORT : 0) {
+        const uint32_t(*zeros)[256] = block == CRC_LONG ? crc_long : crc_short;
+        while (len >= 3 * block) {
+            uint64_t c1 = 0, c2 = 0;
+            for (const uint8_t *end = p + block; p < end; p += 8) {
+                uint64_t v0, v1, v2;
+                memcpy(&v0, p, 8);
+                memcpy(&v1, p + block, 8);
+                memcpy(&v2, p + 2 * block, 8);
+                c = _mm_crc32_u64(c, v0);
+                c1 = _mm_crc32_u64(c1, v1);
+                c2 = _mm_crc32_u64(c2, v2);
+            }
+            c = crc_shift(zeros, (uint32_t)c) ^ (uint32_t)c1;
+            c = crc_shift(zeros, (uint32_t)c) ^ (uint32_t)c2;
+            p += 2 * block;
+            len -= 3 * block;
+        }
+    }
     while (len >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
