@@ -837,6 +837,7 @@ struct event *serve_sevent_ev(struct serve *s, struct sevent *e)
             return NULL;
         }
         e->ev = ev;
+        e->ev_cb = ev->callback != NULL;
     }
     return e->ev;
 }
@@ -866,9 +867,12 @@ const struct event *serve_sevent_view(struct serve *s, const struct sevent *e, s
 static void sevent_ev_drop(struct sevent *e)
 {
     if (e->ev) {
-        event_release(e->ev);
+        if (e->ev_cb) {
+            event_release(e->ev);
+        }
         free(e->ev);
         e->ev = NULL;
+        e->ev_cb = false;
     }
 }
 
@@ -1322,9 +1326,9 @@ static void dlv_schedule(struct serve *s, struct delivery *d, int64_t delay_ms)
     wheel_add(&s->wheel, &fl->timer, ring_now_ms(s->r) + (uint64_t)delay_ms);
 }
 
-/* dlv_prefetch asks for what dlv_send (and, once answered, dlv_final) reads of d: a queued
- * delivery waits behind hundreds of others, and by its turn its event (the members the body is
- * built from, and the data, 16 lines for 1 KiB) has left the caches. Fetched one send ahead, it
+/* dlv_prefetch asks for what dlv_send reads of d: a queued delivery waits behind hundreds of
+ * others, and by its turn its event (the members the body is built from, and the data, 16
+ * lines for 1 KiB) has left the caches. Fetched one send ahead, it
  * arrives while the attempts in flight finish. */
 static void dlv_prefetch(const struct delivery *d)
 {
@@ -1337,7 +1341,6 @@ static void dlv_prefetch(const struct delivery *d)
         __builtin_prefetch(ev->created_at);
         __builtin_prefetch(&ev->created_at_len);
         __builtin_prefetch(&ev->data);
-        __builtin_prefetch(&ev->callback); /* read when the event is let go, after the answer */
     }
     size_t n = fl->pf_data.len < 4096 ? fl->pf_data.len : 4096;
     for (size_t off = 0; off < n; off += 64) {
@@ -1842,6 +1845,7 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
         ev_free(e);
         return NULL;
     }
+    e->ev_cb = e->ev->callback != NULL;
     return e;
 }
 
@@ -1874,6 +1878,7 @@ static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
     ev->callback = cb;
     ev->data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
     e->ev = ev;
+    e->ev_cb = cb != NULL;
     return e;
 }
 

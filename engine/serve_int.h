@@ -173,6 +173,10 @@ struct sevent {
     uint32_t slot;     /* in serve.evs (the 32-bit fields together: 8 bytes less per event) */
     uint32_t text_len; /* its text's length, held or not */
     uint64_t jseq;     /* the journal record that holds it and its deliveries whole */
+    /* ev has a callback to free: known without reading ev, which is cold when it is let go
+     * (reading it there was 1% of serve's CPU end to end); in the padding of the 96-byte
+     * allocation */
+    bool ev_cb;
 };
 
 struct serve;
