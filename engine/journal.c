@@ -272,7 +272,7 @@ void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payloa
     put_le32(out + 16, (uint32_t)len);
     put_le32(out + 20, journal_crc32c(0, payload, len));
     put_le32(out, journal_crc32c(0, out + 4, JOURNAL_REC_HDR_SIZE - 4));
-    if (len) {
+    if (len && payload != out + JOURNAL_REC_HDR_SIZE) {
         memcpy(out + JOURNAL_REC_HDR_SIZE, payload, len);
     }
 }
@@ -1377,8 +1377,22 @@ static void journal_trigger(struct journal *j, bool waited)
 int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
                    struct journal_waiter *w)
 {
+    struct iovec iov = {(void *)payload, len};
+    return journal_appendv(j, type, &iov, 1, w);
+}
+
+int journal_appendv(struct journal *j, uint8_t type, const struct iovec *iov, size_t niov,
+                    struct journal_waiter *w)
+{
     if (j->failed) {
         return -EIO;
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < niov; i++) {
+        if (iov[i].iov_len > JOURNAL_RECORD_MAX) {
+            return -EMSGSIZE;
+        }
+        len += iov[i].iov_len;
     }
     size_t sz = journal_record_size(len);
     if (len > JOURNAL_RECORD_MAX || sz > j->o.max_pending ||
@@ -1394,7 +1408,16 @@ int journal_append(struct journal *j, uint8_t type, const void *payload, size_t 
         return rc;
     }
     uint64_t seq = j->next_seq++;
-    journal_encode(j->cur.p + j->cur.len, type, seq, payload, len);
+    uint8_t *rec = j->cur.p + j->cur.len;
+    size_t off = JOURNAL_REC_HDR_SIZE;
+    for (size_t i = 0; i < niov; i++) {
+        if (iov[i].iov_len) {
+            memcpy(rec + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+    }
+    /* the payload is in place (and in cache): journal_encode's copy onto itself is skipped */
+    journal_encode(rec, type, seq, rec + JOURNAL_REC_HDR_SIZE, len);
     j->cur.len += sz;
     j->cur_nrec++;
     j->cur_last_seq = seq;

@@ -104,7 +104,8 @@ static inline size_t journal_record_size(size_t len)
 }
 
 /* journal_encode frames a record into out, which must have journal_record_size(len) bytes;
- * len <= JOURNAL_RECORD_MAX and seq != 0 (journal_decode refuses anything else). */
+ * len <= JOURNAL_RECORD_MAX and seq != 0 (journal_decode refuses anything else). payload may
+ * already be in place (out + JOURNAL_REC_HDR_SIZE): it is then not copied. */
 void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len);
 
 /* journal_seg_header_encode writes a segment header for base_seq into out[32]. */
@@ -277,6 +278,12 @@ uint64_t journal_durable_seq(const struct journal *j);
  * journal has failed. On error nothing was queued and w is not called. */
 int journal_append(struct journal *j, uint8_t type, const void *payload, size_t len,
                    struct journal_waiter *w);
+
+/* journal_appendv is journal_append of the payload iov[0..niov) joined, copied straight into
+ * the batch: a caller whose record is a few small fields around a large text saves copying the
+ * text into a buffer of its own first. */
+int journal_appendv(struct journal *j, uint8_t type, const struct iovec *iov, size_t niov,
+                    struct journal_waiter *w);
 
 /* journal_wait has w called once every record appended so far is durable (with the waiters of
  * the last of them, in order), appending nothing. Returns 0 (w will be called, never from

@@ -1282,3 +1282,35 @@ Test(journal, durable_records_read_back_by_sequence_number)
     cr_assert_eq(journal_close(&j), 0);
     buf_free(&b);
 }
+
+/* journal_appendv joins its pieces (empty ones too) into one record framed as journal_append
+ * frames it; a payload past JOURNAL_RECORD_MAX is refused, whatever its pieces. */
+Test(journal, appendv_joins_its_pieces)
+{
+    struct journal j;
+    jopen(&j, &(struct journal_opts){.segment_size = 1 << 16});
+    static struct tw t[40];
+    tw_reset(t, 40);
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        uint8_t p[128];
+        size_t len = payload_of(seq, 5, p, sizeof(p));
+        size_t a = seq % (len + 1), b = a + (len - a) / 2;
+        struct iovec iov[4] = {{p, a}, {NULL, 0}, {p + a, b - a}, {p + b, len - b}};
+        cr_assert_eq(journal_appendv(&j, (uint8_t)seq, iov, 4, &t[seq - 1].w), 0);
+        cr_assert_eq(t[seq - 1].w.seq, seq);
+    }
+    RUN_UNTIL(acked == 40);
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        read_ok(&j, seq, 5, &b);
+    }
+    static uint8_t big[1 << 20];
+    struct iovec huge[17];
+    for (int i = 0; i < 17; i++) {
+        huge[i] = (struct iovec){big, sizeof(big)};
+    }
+    cr_assert_eq(journal_appendv(&j, 1, huge, 17, NULL), -EMSGSIZE);
+    buf_free(&b);
+    cr_assert_eq(journal_close(&j), 0);
+}
