@@ -1193,7 +1193,8 @@ static void dlv_final(struct serve *s, struct delivery *d, enum dlv_status st, c
     serve_dlv_set_status(d, st);
     serve_dlv_set_why(d, why); /* out of memory: the reason is lost, not the outcome */
     d->next_at_ms = 0;
-    d->final_ms = serve_now_ms();
+    /* after an attempt, when its answer came (sent + latency: no clock read per delivery) */
+    d->final_ms = h ? h->at_ms + h->latency_us / 1000 : serve_now_ms();
     dlv_flight_free(d);
     if (d->op) {
         return;
