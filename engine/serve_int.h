@@ -94,9 +94,10 @@ struct webhook {
     bool apply_due;
     bool apply_listed; /* in serve.apply */
     struct webhook *next_apply;
-    /* deliveries due while max_in_flight attempts are out, oldest first: each is sent (its
-     * body built) only once an attempt of this webhook finishes */
-    struct delivery *ready_head, *ready_tail;
+    /* deliveries due while max_in_flight attempts are out, oldest first (linked by their
+     * flight states): each is sent (its body built) only once an attempt of this webhook
+     * finishes */
+    struct dlv_flight *ready_head, *ready_tail;
     size_t nready;
     bool draining; /* serve.c's wh_drain is sending from the queue */
 };
@@ -189,11 +190,14 @@ struct delivery;
 struct dlv_flight {
     struct attempt a;
     struct delivery *d;
-    struct wheel_timer timer;       /* its next attempt (dlv_schedule) */
-    struct delivery *rprev, *rnext; /* in its webhook's ready queue (d->queued) */
-    /* where its parsed event and that event's data were when it was queued: wh_drain
+    struct wheel_timer timer; /* its next attempt (dlv_schedule) */
+    /* in its webhook's ready queue (d->queued): flights, not deliveries, so that taking one
+     * out touches only its neighbours' flights, and the queue can be prefetched along */
+    struct dlv_flight *rprev, *rnext;
+    /* where its event, parsed event and that event's data were when it was queued: wh_drain
      * prefetches them one delivery ahead (hints only: a prefetch of a stale address is
      * harmless) */
+    const struct sevent *pf_sev;
     const struct event *pf_ev;
     struct slice pf_data;
     struct buf body;
