@@ -263,16 +263,47 @@ uint32_t journal_crc32c(uint32_t crc, const void *p, size_t len)
 
 /* ======== records and segment headers (pure) ================================================ */
 
-void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len)
+#ifdef JOURNAL_HAVE_SSE42
+/* head_crc_hw is the CRC32C of a header's bytes 4-23 computed from the fields themselves: read
+ * back from the header just written (byte stores behind a 1 KiB copy), they stalled until the
+ * stores were done. The crc32 instructions take their operands' bytes in little-endian order,
+ * the header's. */
+__attribute__((target("sse4.2"))) static uint32_t head_crc_hw(uint8_t type, uint64_t seq,
+                                                              uint32_t len, uint32_t crc)
+{
+    uint32_t c = ~0u;
+    c = _mm_crc32_u8(c, JOURNAL_REC_MAGIC);
+    c = _mm_crc32_u8(c, type);
+    c = _mm_crc32_u16(c, 0);
+    c = (uint32_t)_mm_crc32_u64(c, seq);
+    c = _mm_crc32_u32(c, len);
+    c = _mm_crc32_u32(c, crc);
+    return ~c;
+}
+#endif
+
+/* encode_head writes a record's header, given its payload's length and CRC. */
+static void encode_head(uint8_t *out, uint8_t type, uint64_t seq, size_t len, uint32_t crc)
 {
     out[4] = JOURNAL_REC_MAGIC;
     out[5] = type;
     put_le16(out + 6, 0);
     put_le64(out + 8, seq);
     put_le32(out + 16, (uint32_t)len);
-    put_le32(out + 20, journal_crc32c(0, payload, len));
+    put_le32(out + 20, crc);
+#ifdef JOURNAL_HAVE_SSE42
+    if (crc_hw) {
+        put_le32(out, head_crc_hw(type, seq, (uint32_t)len, crc));
+        return;
+    }
+#endif
     put_le32(out, journal_crc32c(0, out + 4, JOURNAL_REC_HDR_SIZE - 4));
-    if (len && payload != out + JOURNAL_REC_HDR_SIZE) {
+}
+
+void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len)
+{
+    encode_head(out, type, seq, len, journal_crc32c(0, payload, len));
+    if (len) {
         memcpy(out + JOURNAL_REC_HDR_SIZE, payload, len);
     }
 }
@@ -1410,14 +1441,17 @@ int journal_appendv(struct journal *j, uint8_t type, const struct iovec *iov, si
     uint64_t seq = j->next_seq++;
     uint8_t *rec = j->cur.p + j->cur.len;
     size_t off = JOURNAL_REC_HDR_SIZE;
+    uint32_t crc = 0;
     for (size_t i = 0; i < niov; i++) {
         if (iov[i].iov_len) {
+            /* the CRC from the pieces, not from the copy: loads from bytes just stored stall
+             * until the stores are done */
+            crc = journal_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
             memcpy(rec + off, iov[i].iov_base, iov[i].iov_len);
             off += iov[i].iov_len;
         }
     }
-    /* the payload is in place (and in cache): journal_encode's copy onto itself is skipped */
-    journal_encode(rec, type, seq, rec + JOURNAL_REC_HDR_SIZE, len);
+    encode_head(rec, type, seq, len, crc);
     j->cur.len += sz;
     j->cur_nrec++;
     j->cur_last_seq = seq;

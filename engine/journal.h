@@ -104,8 +104,7 @@ static inline size_t journal_record_size(size_t len)
 }
 
 /* journal_encode frames a record into out, which must have journal_record_size(len) bytes;
- * len <= JOURNAL_RECORD_MAX and seq != 0 (journal_decode refuses anything else). payload may
- * already be in place (out + JOURNAL_REC_HDR_SIZE): it is then not copied. */
+ * len <= JOURNAL_RECORD_MAX and seq != 0 (journal_decode refuses anything else). */
 void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len);
 
 /* journal_seg_header_encode writes a segment header for base_seq into out[32]. */
