@@ -114,6 +114,7 @@ struct dedup {
     uint64_t seed0, seed1; /* per-table secret for slot placement */
     struct dedup_slot *mem;
     struct dedup_table tab[3];
+    bool solo; /* dedup_set_single_writer: one thread only; no pins, no locked instructions */
 
     /* Read by every call, written once per rotation. */
     _Alignas(CACHELINE) _Atomic uint64_t gen; /* current generation */
@@ -196,6 +197,10 @@ static struct dedup_pin *my_pin(struct dedup *d)
  * then no rotation gets past step 2 for it, so tables g % 3 and (g + 2) % 3 stay as they are. */
 static uint64_t pin_enter(struct dedup *d, _Atomic uint32_t **count)
 {
+    if (d->solo) { /* nobody else rotates */
+        *count = NULL;
+        return atomic_load_explicit(&d->gen, memory_order_relaxed);
+    }
     struct dedup_pin *p = my_pin(d);
     for (;;) {
         uint64_t g = atomic_load_explicit(&d->gen, memory_order_relaxed);
@@ -215,6 +220,9 @@ static uint64_t pin_enter(struct dedup *d, _Atomic uint32_t **count)
 
 static void pin_leave(_Atomic uint32_t *count)
 {
+    if (!count) {
+        return; /* solo */
+    }
     /* seq_cst (hence release): the drain that reads this sees every slot this call wrote. */
     atomic_fetch_sub_explicit(count, 1, memory_order_seq_cst);
 }
@@ -286,9 +294,12 @@ static enum dedup_result table_claim(const struct dedup *d, struct dedup_table *
     for (size_t n = 0; n <= d->mask; n++, i = (i + 1) & d->mask) {
         struct dedup_slot *s = &t->slots[i];
         uint64_t w0 = atomic_load_explicit(&s->w0, memory_order_relaxed);
-        /* relaxed: who owns the slot is decided by this word's modification order alone */
-        if (w0 == 0 && atomic_compare_exchange_strong_explicit(
-                           &s->w0, &w0, k->k0, memory_order_relaxed, memory_order_relaxed)) {
+        /* relaxed: who owns the slot is decided by this word's modification order alone (solo:
+         * no other writer, a plain store) */
+        if (w0 == 0 &&
+            (d->solo ? (atomic_store_explicit(&s->w0, k->k0, memory_order_relaxed), true)
+                     : atomic_compare_exchange_strong_explicit(
+                           &s->w0, &w0, k->k0, memory_order_relaxed, memory_order_relaxed))) {
             atomic_store_explicit(&s->w1, k->k1, memory_order_relaxed);
             return DEDUP_NEW;
         }
@@ -300,10 +311,17 @@ static enum dedup_result table_claim(const struct dedup *d, struct dedup_table *
 }
 
 /* table_reserve takes one slot of t's budget if fewer than limit are taken. */
-static bool table_reserve(struct dedup_table *t, size_t limit)
+static bool table_reserve(const struct dedup *d, struct dedup_table *t, size_t limit)
 {
     /* relaxed: a counter; the CAS alone makes the limit exact */
     size_t used = atomic_load_explicit(&t->used, memory_order_relaxed);
+    if (d->solo) {
+        if (used >= limit) {
+            return false;
+        }
+        atomic_store_explicit(&t->used, used + 1, memory_order_relaxed);
+        return true;
+    }
     do {
         if (used >= limit) {
             return false;
@@ -473,14 +491,14 @@ static enum dedup_result insert_pinned(struct dedup *d, uint64_t g, const struct
     if (prev != NULL && table_find(d, prev, k, &iprev)) {
         return DEDUP_DUPLICATE;
     }
-    if (!table_reserve(cur, d->capacity)) {
+    if (!table_reserve(d, cur, d->capacity)) {
         /* A call that took the last reservation for this very key may have claimed it since:
          * better a duplicate than a 503 for it. */
         return table_find(d, cur, k, &icur) ? DEDUP_DUPLICATE : DEDUP_FULL;
     }
     if (transition) {
         /* Claim where the calls of g - 1 claim, then here; NEW only if both are ours. */
-        if (!table_reserve(prev, d->hard_limit)) {
+        if (!table_reserve(d, prev, d->hard_limit)) {
             table_unreserve(cur);
             return DEDUP_FULL;
         }
@@ -518,6 +536,11 @@ enum dedup_result dedup_insert(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN]
         }
         return r;
     }
+}
+
+void dedup_set_single_writer(struct dedup *d)
+{
+    d->solo = true;
 }
 
 void dedup_prefetch(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN])

@@ -66,6 +66,13 @@ struct dedup_stats {
  * The clock starts at window 0. */
 struct dedup *dedup_new(size_t capacity, uint64_t window_ms);
 
+/* dedup_set_single_writer promises that from now on one thread only calls dedup_insert,
+ * dedup_contains and dedup_prefetch on d (others may still read dedup_stats). Its calls then take
+ * no pin and use no locked instruction: each of those waits for the thread's pending stores,
+ * and an ingest has just written an event's text (hookring serve: one thread ingests). Call it
+ * before the first insert. */
+void dedup_set_single_writer(struct dedup *d);
+
 /* dedup_free releases the table. No other thread may be using it. dedup_free(NULL) is a
  * no-op. */
 void dedup_free(struct dedup *d);

@@ -2653,6 +2653,8 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
         snprintf(err, errlen, "the dedup table: %s", strerror(errno));
         goto fail;
     }
+    /* ingest, replay and compaction all run on this thread (workers only make attempts) */
+    dedup_set_single_writer(s->dd);
     ring_attach_wheel(r, &s->wheel);
     struct client_opts co = {.max_conns = SERVE_CLIENT_CONNS,
                              .max_inflight = 4096,

@@ -100,6 +100,51 @@ Test(dedup, prefetch_changes_nothing)
     dedup_free(d);
 }
 
+/* A single-writer table (no pins, no locked instructions) answers exactly as the shared one:
+ * the same calls on both, through fills to DEDUP_FULL, duplicates, rotations, transitions
+ * (both generations live), late times and idle gaps, give the same answers and counts. */
+Test(dedup, a_single_writer_table_answers_as_the_shared_one)
+{
+    struct dedup *a = dedup_new(60, W), *b = dedup_new(60, W);
+    cr_assert(a && b);
+    dedup_set_single_writer(b);
+    uint64_t x = 0x243f6a8885a308d3ull;
+    uint64_t now = 0;
+    for (int step = 0; step < 20000; step++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (x % 97 == 0) {
+            now += W / 3; /* the windows move on, a rotation every third move or so */
+        } else if (x % 211 == 0) {
+            now += 5 * W; /* an idle gap: everything expires */
+        }
+        uint64_t t = x % 13 == 0 && now > W ? now - W / 2 : now; /* a late call now and then */
+        uint64_t key = (x >> 20) % 150;                          /* repeats: duplicates */
+        uint8_t k[DEDUP_KEY_LEN];
+        key_n(k, 9, key);
+        if (x % 5 == 0) {
+            cr_assert_eq(dedup_contains(a, k, t), dedup_contains(b, k, t), "step %d", step);
+        } else {
+            dedup_prefetch(b, k);
+            enum dedup_result ra = dedup_insert(a, k, t), rb = dedup_insert(b, k, t);
+            cr_assert_eq(ra, rb, "step %d: key %lu at %lu: %d vs %d", step, (unsigned long)key,
+                         (unsigned long)t, ra, rb);
+        }
+        struct dedup_stats sa, sb;
+        dedup_stats(a, &sa);
+        dedup_stats(b, &sb);
+        cr_assert_eq(memcmp(&sa, &sb, sizeof(sa)), 0, "step %d: used %zu/%zu vs %zu/%zu", step,
+                     sa.used_current, sa.used_previous, sb.used_current, sb.used_previous);
+    }
+    struct dedup_stats st;
+    dedup_stats(b, &st);
+    cr_assert_gt(st.rotations, 10);
+    cr_assert_gt(st.full_results, 0);
+    dedup_free(a);
+    dedup_free(b);
+}
+
 Test(dedup, bad_arguments)
 {
     errno = 0;
