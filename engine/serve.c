@@ -1968,6 +1968,34 @@ void serve_reply_when_durable(struct sreply *r)
     }
 }
 
+/* orphan_add notes that key is in the dedup table for an event that was not stored. */
+static void orphan_add(struct serve *s, const uint8_t key[DEDUP_KEY_LEN])
+{
+    if (s->norphans == SERVE_ORPHANS_MAX) {
+        if (!s->orphans_lost) {
+            fprintf(stderr,
+                    "hookring serve: %d events failed after their dedup entry was made; "
+                    "duplicates are refused (503) until a restart\n",
+                    SERVE_ORPHANS_MAX + 1);
+        }
+        s->orphans_lost = true;
+        return;
+    }
+    memcpy(s->orphans[s->norphans++], key, DEDUP_KEY_LEN);
+}
+
+/* orphan_take tells whether key is an orphan, and forgets it: its event is being stored now. */
+static bool orphan_take(struct serve *s, const uint8_t key[DEDUP_KEY_LEN])
+{
+    for (size_t i = 0; i < s->norphans; i++) {
+        if (memcmp(s->orphans[i], key, DEDUP_KEY_LEN) == 0) {
+            memcpy(s->orphans[i], s->orphans[--s->norphans], DEDUP_KEY_LEN);
+            return true;
+        }
+    }
+    return false;
+}
+
 enum ingest_result {
     ING_NEW = 0,
     ING_DUPLICATE,
@@ -1977,6 +2005,7 @@ enum ingest_result {
     ING_HELD,   /* --max-held deliveries are held and none of them is final: retry */
     ING_FAILED, /* the journal failed */
     ING_NOMEM,
+    ING_UNSURE, /* a duplicate, maybe of an event never stored (orphans_lost): retry */
 };
 
 /* ingest_one takes one parsed event (copied) into r: dedup (by key_of_in, its dedup_key_of
@@ -2044,17 +2073,30 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         dedup_key_of(key, in);
     }
     enum dedup_result dr = dedup_insert(s->dd, key, (uint64_t)now_ms);
+    if (dr == DEDUP_DUPLICATE && s->norphans && orphan_take(s, key)) {
+        dr = DEDUP_NEW; /* its first copy failed before it was stored: this one is new */
+    }
     if (dr != DEDUP_NEW) {
         buf_free(&canon);
         if (dr == DEDUP_DUPLICATE) {
+            if (s->orphans_lost) {
+                return ING_UNSURE; /* it may be an orphan no longer known */
+            }
             s->m.duplicates++;
             return ING_DUPLICATE;
         }
         return ING_FULL;
     }
+    /* From here on, a failure leaves the key behind: it becomes an orphan (orphan_add). */
+    if (s->test_fail_ingest && --s->test_fail_ingest == 0) {
+        buf_free(&canon);
+        orphan_add(s, key);
+        return ING_NOMEM;
+    }
     struct sevent *e = sevent_canonical(&canon, in, now_ms);
     if (!e || ev_keep(s, e)) {
         ev_free(e);
+        orphan_add(s, key);
         return ING_NOMEM;
     }
     size_t base = r->ndl;
@@ -2119,6 +2161,7 @@ static enum ingest_result ingest_one(struct serve *s, struct sreply *r, const st
         if (cbd) {
             *adhoc = NULL; /* freed with its delivery */
         }
+        orphan_add(s, key);
         return res;
     }
     if (cbd) {
@@ -2155,6 +2198,9 @@ static void ingest_refuse(struct apiconn *c, enum ingest_result ir)
         break;
     case ING_FAILED:
         serve_api_error(c, 503, "the journal failed: nothing is acknowledged any more");
+        break;
+    case ING_UNSURE:
+        SERVE_REPLY_LIT(c, 503, "Retry-After: 5\r\n", "{\"error\":\"" SERVE_UNSURE_MSG "\"}\n");
         break;
     default:
         serve_api_error(c, 500, "out of memory");
@@ -2302,6 +2348,7 @@ static void batch_take(struct serve *s, struct sreply *r, struct batch_ev *b, in
                          : ir == ING_FULL   ? "the dedup window is full; retry"
                          : ir == ING_HELD   ? "--max-held deliveries are pending; retry"
                          : ir == ING_FAILED ? "the journal failed"
+                         : ir == ING_UNSURE ? SERVE_UNSURE_MSG
                                             : "out of memory");
     }
     event_release(&b->ev); /* the next event_parse overwrites the rest */
@@ -2642,6 +2689,13 @@ struct serve *serve_new(struct ring *r, const struct serve_opts *o, char *err, s
     const char *scan = getenv("HOOKRING_TEST_LIST_SCAN");
     s->list_scan_max = scan && atoi(scan) > 0 ? (size_t)atoi(scan) : SERVE_LIST_SCAN_MAX;
     s->test_count_check = getenv("HOOKRING_TEST_COUNT_CHECK") != NULL;
+    const char *fail_ingest = getenv("HOOKRING_TEST_FAIL_INGEST");
+    s->test_fail_ingest = fail_ingest && atoi(fail_ingest) > 0 ? (unsigned)atoi(fail_ingest) : 0;
+    s->orphans = calloc(SERVE_ORPHANS_MAX, sizeof(*s->orphans));
+    if (!s->orphans) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     buf_init(&s->scratch, 64u << 20);
     buf_init(&s->textbuf, JOURNAL_RECORD_MAX + JOURNAL_REC_HDR_SIZE);
     buf_init(&s->viewbuf, JOURNAL_RECORD_MAX);
@@ -3030,6 +3084,7 @@ int serve_free(struct serve *s)
     free(s->whmap);
     free(s->xtab); /* empty: the last attempt went with the last delivery */
     free(s->matched);
+    free(s->orphans);
     serve_match_free(s);
     free(s->free_slots);
     free(s->paced);

@@ -360,6 +360,18 @@ struct serve {
     /* TEST ONLY: HOOKRING_TEST_COUNT_CHECK is set: /v1/health and /metrics check npending and
      * ntexts against a scan (serve_api.c) */
     bool test_count_check;
+    /* Keys inserted into the dedup table for events that then failed (out of memory) before
+     * their record: an insert cannot be undone, and without these a retry of such an event
+     * would be answered "duplicate" for an event never stored. A retry that finds its key
+     * here is taken as new. Fixed room, made at start (no allocation when memory is short);
+     * once it is full, orphans_lost: every duplicate is refused with 503 (retry) rather than
+     * acknowledged, until a restart rebuilds the table from the journal. */
+    uint8_t (*orphans)[DEDUP_KEY_LEN];
+    size_t norphans;
+    bool orphans_lost;
+    /* TEST ONLY: HOOKRING_TEST_FAIL_INGEST=N: the Nth new event fails as out of memory right
+     * after its dedup insert (0: never) */
+    unsigned test_fail_ingest;
 };
 
 /* ---- serve.c, for serve_api.c ---- */
@@ -466,6 +478,14 @@ void serve_ingest(struct serve *s, struct apiconn *c, struct event *ev, int64_t 
  * each ingested as serve_ingest would, one result line each, answered 200 once every record of
  * the batch is durable (one group commit). */
 #define SERVE_BATCH_MAX 10000
+
+/* events that may fail after their dedup entry is made (serve.orphans) before duplicates can
+ * no longer be told apart from them */
+#define SERVE_ORPHANS_MAX 1024
+#define SERVE_UNSURE_MSG                                                                           \
+    "events failed after their dedup entry was made: a duplicate cannot be confirmed until "       \
+    "serve restarts; retry"
+
 void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
                         int64_t now_ms);
 

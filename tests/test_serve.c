@@ -1698,3 +1698,63 @@ Test(serve, sigkill_at_random_moments_loses_no_acknowledged_event, .timeout = 60
     tn_kill_free(&KR);
     remove_data_dir();
 }
+
+/* An event that fails after its dedup entry is made (here: HOOKRING_TEST_FAIL_INGEST makes the
+ * second new event fail as if out of memory) was never stored: its retry is taken as new and
+ * delivered, not answered "duplicate". Single posts and batch lines alike. */
+Test(serve, an_event_refused_after_its_dedup_entry_is_new_on_retry, .timeout = 40)
+{
+    cr_assert_eq(setenv("HOOKRING_TEST_FAIL_INGEST", "2", 1), 0);
+    make_data_dir();
+    start_harness(&H);
+    SERVE(&S, "--time-scale", "0.01");
+    char wh[64];
+    std_webhook("/std/ok/", "orph.*", "", wh, sizeof(wh));
+    struct tn_resp r;
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_o1\",\"type\":\"orph.x\",\"data\":1}", &r), 202,
+                 "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_o2\",\"type\":\"orph.x\",\"data\":2}", &r), 500,
+                 "%s", r.body);
+    tn_resp_free(&r);
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_o2\",\"type\":\"orph.x\",\"data\":2}", &r), 202,
+                 "the retry of a refused event is new: %s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"deliveries\":1"), "%s", r.body);
+    tn_resp_free(&r);
+    /* now it is stored: a third copy is a duplicate */
+    cr_assert_eq(post_event(&S, "{\"id\":\"evt_o2\",\"type\":\"orph.x\",\"data\":2}", &r), 200,
+                 "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "\"duplicate\":true"), "%s", r.body);
+    tn_resp_free(&r);
+    int64_t end = tn_now_ms() + 15000;
+    while (harness_id(&H, "evt_o2", "verified") < 1 && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    cr_assert_eq(harness_id(&H, "evt_o2", "verified"), 1);
+
+    /* a batch: its first line is the failing one after a restart (the count starts again) */
+    tn_stop(&S, SIGKILL);
+    cr_assert_eq(setenv("HOOKRING_TEST_FAIL_INGEST", "1", 1), 0);
+    SERVE(&S, "--time-scale", "0.01");
+    const char *batch = "{\"id\":\"evt_o3\",\"type\":\"orph.x\",\"data\":3}\n"
+                        "{\"id\":\"evt_o2\",\"type\":\"orph.x\",\"data\":2}\n"
+                        "{\"id\":\"evt_o3\",\"type\":\"orph.x\",\"data\":3}\n";
+    cr_assert_eq(api(&S, "POST", "/v1/events/batch", batch, &r), 200, "%s", r.body);
+    char line[256];
+    cr_assert(nth_line(r.body, 0, line, sizeof(line)));
+    cr_assert_str_eq(line, "{\"line\":1,\"error\":\"out of memory\"}");
+    cr_assert(nth_line(r.body, 1, line, sizeof(line)));
+    cr_assert_str_eq(line, "{\"id\":\"evt_o2\",\"duplicate\":true}", "stored before the kill");
+    cr_assert(nth_line(r.body, 2, line, sizeof(line)));
+    cr_assert_str_eq(line, "{\"id\":\"evt_o3\",\"deliveries\":1}", "the refused line is new again");
+    tn_resp_free(&r);
+    end = tn_now_ms() + 15000;
+    while (harness_id(&H, "evt_o3", "verified") < 1 && tn_now_ms() < end) {
+        usleep(20000);
+    }
+    cr_assert_eq(harness_id(&H, "evt_o3", "verified"), 1);
+    unsetenv("HOOKRING_TEST_FAIL_INGEST");
+    stop_clean(&S);
+    stop_clean(&H);
+    remove_data_dir();
+}
