@@ -40,7 +40,9 @@
 # and each round's batch e2e over its own blast with their median); exits 1 on any
 # error, failed answer or unmet count. Environment: DURATION (5s; whole seconds), ROUNDS (2),
 # CONNS (64), BATCH (64), BATCH_CONNS (12), DEDUP_CAPACITY (1000000), E2E_WEBHOOK_EXTRA, E2E_WAIT (60), VERBOSE=1 (each measurement's raw fields), JSON=path to also write
-# the figures. Reported, never asserted.
+# the figures, PERF_OUT=path to `perf record` serve (PERF_ARGS, default -g; a build with
+# EXTRA_CFLAGS=-fno-omit-frame-pointer gives call chains) for D-1 seconds of each batch e2e run
+# (the last round's is kept). Reported, never asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -66,6 +68,7 @@ secs=${DURATION%s}
 
 . bench/lib.sh
 bench_need wrk redis-server redis-benchmark redis-cli curl python3 "$HOOKRING" "$HARNESS"
+if [ -n "${PERF_OUT:-}" ] && ! command -v perf >/dev/null; then die "PERF_OUT needs perf (apt-get install linux-perf)"; fi
 case $secs in '' | *[!0-9]*) die "DURATION must be whole seconds (e.g. 5s), not '$DURATION'" ;; esac
 serve_pin=("${pin_server[@]}")
 
@@ -448,6 +451,12 @@ measure_e2e() {
     c0=$(proc_cpu "$serve_pid")
     h0=$(proc_cpu "$harness_pid")
     date +%s.%N > "$d/t0"
+    if [ -n "${PERF_OUT:-}" ] && [ "$mode" = batch ]; then
+        # a profile of serve while the batches flow (perf's own CPU is on the other core)
+        # shellcheck disable=SC2086
+        "${pin_server[@]}" perf record ${PERF_ARGS:--g} -o "$PERF_OUT" -p "$serve_pid" \
+            -- sleep "$((secs > 1 ? secs - 1 : 1))" > /dev/null 2>&1 &
+    fi
     "${pin_client[@]}" wrk -t1 -c"$conns" -d"$DURATION" -s "$script" "$api/v1/events" \
         -- "e2e$serve_n" > "$tmp/wrk.out" 2>&1 || { cat "$tmp/wrk.out" >&2; die "wrk failed"; }
     local wrk_end
