@@ -1254,9 +1254,7 @@ static void conn_handle_timer(struct ring *r, struct ring_timer *t)
 
 static int64_t unix_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return unix_now_us() / 1000;
 }
 
 static void conn_send(struct conn *k, struct sign_job *job, int64_t now_ns)

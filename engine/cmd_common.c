@@ -109,9 +109,7 @@ bool cmd_parse_uint(const char *s, uint64_t *out)
 
 int64_t cmd_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return unix_now_us() / 1000;
 }
 
 static int cmd_dns_resolve_opt(const char *cmd, struct cmd_dns *d, char *arg)

@@ -101,6 +101,9 @@ int buf_put(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);
 int buf_put_slice(struct buf *b, struct slice s);
+/* unix_now_us is the time of day (CLOCK_REALTIME, the precise clock: a receiver compares its
+ * arrival times with the sender's clock) in unix microseconds. */
+int64_t unix_now_us(void);
 /* fmt_i64 writes v in decimal and a NUL to out (at least 21 bytes) and returns its length:
  * what "%lld" writes, without printf's cost on a hot path. */
 size_t fmt_i64(char *out, int64_t v);

@@ -17,9 +17,7 @@
 
 int64_t serve_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return unix_now_us() / 1000;
 }
 
 const char *serve_dlv_status_name(enum dlv_status st)

@@ -450,10 +450,11 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
         goto out;
     }
 
-    /* verification first: a request that fails it is never treated as delivered */
+    /* verification first: a request that fails it is never treated as delivered. One clock read
+     * per request: the signature's time check, the id's arrival and the last verification. */
+    int64_t now_us = unix_now_us();
     struct slice id = {0};
     if (rt->profile) {
-        int64_t now_us = hstats_wall_us();
         struct verify_opts o = {.now_ms = now_us / 1000, .tolerance_s = cfg->tolerance_s};
         if (verify_request(&rt->signer, req->headers, req->nheaders, req->body, &o, &w->vr) !=
             VERIFY_OK) {
@@ -511,7 +512,7 @@ static bool handle_request(struct hconn *c, struct httpreq *req)
     }
     struct hids_arrival arr = {0};
     if (id.len) {
-        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, take_after, hstats_wall_us(), &arr);
+        hids_arrive(&w->srv->ids, id, HIDS_ACCEPTED, take_after, now_us, &arr);
     } else {
         hstats_inc(&st->c[HS_NO_ID]);
         arr.taken = take_after == 0 || a.b == HB_FLAKY; /* without an id, /flaky/ cannot count */

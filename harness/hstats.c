@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "ring.h"
 
@@ -79,13 +78,6 @@ void hstats_set_init(struct hstats_set *set, struct hstats **blocks, size_t n,
 /* the counts: every word before last_verified_us */
 #define NWORDS (offsetof(struct hstats, last_verified_us) / sizeof(uint64_t))
 
-int64_t hstats_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void sum_blocks(struct hstats_set *set, struct hstats *out)
 {
     uint64_t *o = (uint64_t *)out;
@@ -123,7 +115,7 @@ void hstats_reset(struct hstats_set *set)
     sum_blocks(set, &now);
     set->base = now;
     set->reset_ns = ring_clock_ns();
-    set->reset_wall_us = hstats_wall_us();
+    set->reset_wall_us = unix_now_us();
     pthread_mutex_unlock(&set->lock);
     hids_reset(set->ids);
 }

@@ -94,12 +94,6 @@ struct hstats_set {
 void hstats_set_init(struct hstats_set *set, struct hstats **blocks, size_t n,
                      const struct hconfig *cfg, struct hids *ids);
 
-/* hstats_wall_us is the time of day in unix microseconds (CLOCK_REALTIME): arrival times
- * (first_seen_us, last_verified_us) are compared with the sender's own clock (the demo's
- * ingest-to-receiver latency), and the coarse clock, a tick (4 ms at HZ=250) behind, made
- * those latencies negative. */
-int64_t hstats_wall_us(void);
-
 /* hstats_snapshot sums every block minus the baseline into out, with the latest
  * last_verified_us since the reset (0: none). */
 void hstats_snapshot(struct hstats_set *set, struct hstats *out);

@@ -264,13 +264,6 @@ Test(harness, stats_reset_and_id_lookup)
     stopped();
 }
 
-static int64_t realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* An id's first_seen_ms and first_seen_us are the time of day of its arrival: senders subtract
  * their own clock from it (the demo's ingest-to-receiver latency). A coarse clock, a tick
  * behind, put it before the request was even sent; whole ms alone put it half a ms early on
@@ -281,9 +274,9 @@ Test(harness, first_seen_is_the_arrival_time_to_the_ms)
     for (int i = 0; i < 20; i++) {
         char hdr[64], path[64];
         snprintf(hdr, sizeof(hdr), "X-Harness-Id: seen-%d\r\n", i);
-        int64_t before_us = realtime_us(), before = before_us / 1000;
+        int64_t before_us = unix_now_us(), before = before_us / 1000;
         cr_assert_eq(one("POST", "/ok/x", hdr, "{}"), 200);
-        int64_t after_us = realtime_us(), after = after_us / 1000;
+        int64_t after_us = unix_now_us(), after = after_us / 1000;
         struct tn_resp r;
         snprintf(path, sizeof(path), "/_harness/ids/seen-%d", i);
         cr_assert_eq(tn_get(addr(), path, &r), 200);
@@ -319,9 +312,9 @@ Test(harness, last_verified_is_the_time_of_the_latest_verified_request)
         char id[32];
         snprintf(id, sizeof(id), "evt_lv%d", i + 1);
         sign_event(&st, "standard", STD_SECRET, NULL, NULL, gh_event(ev, sizeof(ev), id), "");
-        int64_t before = realtime_us();
+        int64_t before = unix_now_us();
         cr_assert_eq(post_signed("/std/ok/x", &st), 200);
-        int64_t after = realtime_us();
+        int64_t after = unix_now_us();
         uint64_t t = stat_of("last_verified_us");
         cr_assert(t >= (uint64_t)before && t <= (uint64_t)after,
                   "verified at %llu, sent at %lld, answered by %lld", (unsigned long long)t,
