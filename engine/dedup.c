@@ -235,7 +235,7 @@ static inline struct dedup_table *table_of(struct dedup *d, uint64_t g)
 static inline uint64_t table_window(const struct dedup_table *t)
 {
     /* relaxed: written before the generation was published, read by pinned calls (and by
-     * dedup_prefetch, which only guesses from it) */
+     * dedup_prefetch, unpinned, which only guesses from it) */
     return atomic_load_explicit(&t->window, memory_order_relaxed);
 }
 
@@ -551,9 +551,9 @@ void dedup_prefetch(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN])
      * are neither freed nor moved (a rotation clears one in place), so a slot's address is
      * always there to prefetch. A rotation meanwhile only makes a prefetch useless. */
     uint64_t g = atomic_load_explicit(&d->gen, memory_order_relaxed);
-    struct dedup_table *cur = table_of(d, g), *prev = table_of(d, g + 2);
-    __builtin_prefetch(&cur->slots[k.home]);
-    if (table_window(prev) + 1 == table_window(cur)) {
+    struct dedup_table *prev = table_prev(d, g);
+    __builtin_prefetch(&table_of(d, g)->slots[k.home]);
+    if (prev) {
         __builtin_prefetch(&prev->slots[k.home]);
     }
 }

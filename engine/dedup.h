@@ -100,9 +100,9 @@ enum dedup_result dedup_insert(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN]
 
 /* dedup_prefetch asks the CPU for the slots an insert or lookup of key would look at first,
  * and returns at once (nothing is read but the tables' headers; no pin, no locked
- * instruction). Every probe lands on a
- * random slot, a cache miss in a large table: a caller that knows its next key while it still
- * has other work (the next event of a batch) overlaps the two. */
+ * instruction). Every probe lands on a random slot, a cache miss in a large table: a caller
+ * that knows its next key while it still has other work (the next event of a batch) overlaps
+ * the two. */
 void dedup_prefetch(struct dedup *d, const uint8_t key[DEDUP_KEY_LEN]);
 
 /* dedup_contains reports whether key would be a duplicate for an insert at now_ms, without
