@@ -205,7 +205,8 @@ uint32_t journal_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 }
 
 #ifdef JOURNAL_HAVE_SSE42
-__attribute__((target("sse4.2"))) uint32_t journal_crc32c_hw(uint32_t crc, const void *buf,
+/* crc_hw_run is journal_crc32c_hw once crc_init has run (its callers made sure). */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw_run(uint32_t crc, const void *buf,
                                                              size_t len)
 {
     const uint8_t *p = buf;
@@ -214,7 +215,6 @@ __attribute__((target("sse4.2"))) uint32_t journal_crc32c_hw(uint32_t crc, const
         c32 = _mm_crc32_u8(c32, *p++);
         len--;
     }
-    pthread_once(&crc_once, crc_init);
     uint64_t c = c32;
     for (size_t block = CRC_LONG; block >= CRC_SHORT; block = block == CRC_LONG ? CRC_SHORT : 0) {
         const uint32_t(*zeros)[256] = block == CRC_LONG ? crc_long : crc_short;
@@ -248,6 +248,12 @@ __attribute__((target("sse4.2"))) uint32_t journal_crc32c_hw(uint32_t crc, const
     }
     return ~c32;
 }
+
+uint32_t journal_crc32c_hw(uint32_t crc, const void *buf, size_t len)
+{
+    pthread_once(&crc_once, crc_init); /* the 3-way rounds' tables */
+    return crc_hw_run(crc, buf, len);
+}
 #else
 uint32_t journal_crc32c_hw(uint32_t crc, const void *buf, size_t len)
 {
@@ -258,7 +264,12 @@ uint32_t journal_crc32c_hw(uint32_t crc, const void *buf, size_t len)
 uint32_t journal_crc32c(uint32_t crc, const void *p, size_t len)
 {
     pthread_once(&crc_once, crc_init);
-    return crc_hw ? journal_crc32c_hw(crc, p, len) : journal_crc32c_sw(crc, p, len);
+#ifdef JOURNAL_HAVE_SSE42
+    if (crc_hw) {
+        return crc_hw_run(crc, p, len);
+    }
+#endif
+    return journal_crc32c_sw(crc, p, len);
 }
 
 /* ======== records and segment headers (pure) ================================================ */
@@ -300,12 +311,28 @@ static void encode_head(uint8_t *out, uint8_t type, uint64_t seq, size_t len, ui
     put_le32(out, journal_crc32c(0, out + 4, JOURNAL_REC_HDR_SIZE - 4));
 }
 
+/* encode_iov frames the record of the payload iov[0..niov) joined (len bytes) into out: the
+ * pieces are copied after the header, and the CRC is computed from the pieces, not read back
+ * from the copy (loads from bytes just stored stall until the stores are done). */
+static void encode_iov(uint8_t *out, uint8_t type, uint64_t seq, const struct iovec *iov,
+                       size_t niov, size_t len)
+{
+    size_t off = JOURNAL_REC_HDR_SIZE;
+    uint32_t crc = 0;
+    for (size_t i = 0; i < niov; i++) {
+        if (iov[i].iov_len) {
+            crc = journal_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+            memcpy(out + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+    }
+    encode_head(out, type, seq, len, crc);
+}
+
 void journal_encode(uint8_t *out, uint8_t type, uint64_t seq, const void *payload, size_t len)
 {
-    encode_head(out, type, seq, len, journal_crc32c(0, payload, len));
-    if (len) {
-        memcpy(out + JOURNAL_REC_HDR_SIZE, payload, len);
-    }
+    struct iovec iov = {(void *)payload, len};
+    encode_iov(out, type, seq, &iov, 1, len);
 }
 
 enum journal_decode_status journal_decode(const uint8_t *p, size_t len, struct journal_record *out)
@@ -1439,19 +1466,7 @@ int journal_appendv(struct journal *j, uint8_t type, const struct iovec *iov, si
         return rc;
     }
     uint64_t seq = j->next_seq++;
-    uint8_t *rec = j->cur.p + j->cur.len;
-    size_t off = JOURNAL_REC_HDR_SIZE;
-    uint32_t crc = 0;
-    for (size_t i = 0; i < niov; i++) {
-        if (iov[i].iov_len) {
-            /* the CRC from the pieces, not from the copy: loads from bytes just stored stall
-             * until the stores are done */
-            crc = journal_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
-            memcpy(rec + off, iov[i].iov_base, iov[i].iov_len);
-            off += iov[i].iov_len;
-        }
-    }
-    encode_head(rec, type, seq, len, crc);
+    encode_iov(j->cur.p + j->cur.len, type, seq, iov, niov, len);
     j->cur.len += sz;
     j->cur_nrec++;
     j->cur_last_seq = seq;
