@@ -822,6 +822,13 @@ int serve_sevent_text(struct serve *s, struct sevent *e)
     return 0;
 }
 
+/* sevent_hold_ev makes ev (complete) e's parsed event, noting whether it has a callback. */
+static void sevent_hold_ev(struct sevent *e, struct event *ev)
+{
+    e->ev = ev;
+    e->ev_cb = ev->callback != NULL;
+}
+
 struct event *serve_sevent_ev(struct serve *s, struct sevent *e)
 {
     if (!e->ev) {
@@ -834,8 +841,7 @@ struct event *serve_sevent_ev(struct serve *s, struct sevent *e)
             free(ev);
             return NULL;
         }
-        e->ev = ev;
-        e->ev_cb = ev->callback != NULL;
+        sevent_hold_ev(e, ev);
     }
     return e->ev;
 }
@@ -1840,19 +1846,18 @@ static struct sevent *sevent_adopt(struct buf *json, int64_t ingest_ms, char *er
     buf_init(json, json->max);
     e->ingest_ms = ingest_ms;
     e->text_len = (uint32_t)e->json.len;
-    e->ev = malloc(sizeof(*e->ev));
-    if (!e->ev) {
+    struct event *ev = malloc(sizeof(*ev));
+    if (!ev) {
         snprintf(err, errlen, "out of memory");
         ev_free(e);
         return NULL;
     }
-    if (event_parse(e->ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
-        free(e->ev);
-        e->ev = NULL;
+    if (event_parse(ev, e->json.p, e->json.len, ingest_ms, err, errlen)) {
+        free(ev);
         ev_free(e);
         return NULL;
     }
-    e->ev_cb = e->ev->callback != NULL;
+    sevent_hold_ev(e, ev);
     return e;
 }
 
@@ -1884,8 +1889,7 @@ static struct sevent *sevent_canonical(struct buf *json, const struct event *in,
     *ev = *in;
     ev->callback = cb;
     ev->data = (struct slice){e->json.p + e->json.len - 1 - in->data.len, in->data.len};
-    e->ev = ev;
-    e->ev_cb = cb != NULL;
+    sevent_hold_ev(e, ev);
     return e;
 }
 
@@ -2379,6 +2383,16 @@ static void batch_ahead(struct serve *s, struct sreply *r, struct batch_ev ahead
     }
 }
 
+/* batch_flush ingests the line parsed ahead, if one is waiting. */
+static void batch_flush(struct serve *s, struct sreply *r, struct batch_ev ahead[2], int64_t now_ms)
+{
+    for (int k = 0; k < 2; k++) {
+        if (ahead[k].parsed) {
+            batch_take(s, r, &ahead[k], now_ms);
+        }
+    }
+}
+
 void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body, size_t len,
                         int64_t now_ms)
 {
@@ -2402,11 +2416,7 @@ void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body,
         line++;
         if (!blank_line(body + i, end - i)) {
             if (++nev > SERVE_BATCH_MAX) {
-                for (int k = 0; k < 2; k++) {
-                    if (ahead[k].parsed) {
-                        batch_take(s, r, &ahead[k], now_ms);
-                    }
-                }
+                batch_flush(s, r, ahead, now_ms);
                 char err[64];
                 snprintf(err, sizeof(err), "a batch holds at most %d events", SERVE_BATCH_MAX);
                 batch_line_error(&r->body, line, err);
@@ -2416,11 +2426,7 @@ void serve_ingest_batch(struct serve *s, struct apiconn *c, const uint8_t *body,
         }
         i = end + 1;
     }
-    for (int k = 0; k < 2; k++) {
-        if (ahead[k].parsed) {
-            batch_take(s, r, &ahead[k], now_ms);
-        }
-    }
+    batch_flush(s, r, ahead, now_ms);
     if (nev == 0) {
         reply_drop(r);
         serve_api_error(c, 400, "the body holds no event (NDJSON: one event per line)");
